@@ -1,0 +1,7 @@
+"""vidact: video action recognition and spatio-temporal action detection."""
+
+__version__ = "0.1.0"
+
+from vidact.errors import VidactError  # noqa: E402
+
+__all__ = ["VidactError", "__version__"]

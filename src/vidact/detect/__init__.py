@@ -1,0 +1,1 @@
+"""Person detectors: frames in, person boxes and scores out."""

@@ -1,0 +1,1 @@
+"""Official metrics: AVA frame-mAP, Kinetics multi-view accuracy."""

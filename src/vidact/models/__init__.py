@@ -1,0 +1,1 @@
+"""Network architectures: built from a ModelConfig, a state_dict in, tensors out."""

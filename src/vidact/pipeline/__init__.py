@@ -1,0 +1,1 @@
+"""The end-to-end jobs: classify and detect, with their outputs."""

@@ -1,0 +1,1 @@
+"""Environment doctor, GPU monitor, benchmarks."""

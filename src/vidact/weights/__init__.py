@@ -1,0 +1,1 @@
+"""Checkpoint formats, the model zoo catalogue and the download cache."""

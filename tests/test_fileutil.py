@@ -1,0 +1,23 @@
+import pytest
+
+from vidact.fileutil import atomic_open
+
+
+def test_atomic_open_replaces_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_open(target) as f:
+        f.write("new")
+        assert target.read_text() == "old"  # not visible until the block ends
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_open_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("partial")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list((tmp_path / "sub").iterdir()) == []
