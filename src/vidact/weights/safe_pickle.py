@@ -1,0 +1,77 @@
+"""A restricted unpickler for Caffe2 and Detectron2 ``.pkl`` checkpoints.
+
+Those files are Python-2 pickles of plain containers and numpy arrays. A pickle
+can name any importable callable, so loading one with :mod:`pickle` runs code.
+This unpickler resolves only the few globals that numpy arrays need and refuses
+everything else before anything is called.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import io
+import os
+import pickle
+
+import numpy as np
+
+from vidact.errors import VidactError
+
+def _numpy_multiarray():
+    try:  # numpy >= 2 moved the internals; the old path still resolves with a warning
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    return multiarray
+
+
+# What a weights pickle may reference: numpy's array and scalar reconstruction
+# (under the numpy 1.x and 2.x module paths) and plain containers.
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    multiarray = _numpy_multiarray()
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
+    }
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    for module in ("builtins", "__builtin__"):
+        for name, obj in (("set", set), ("frozenset", frozenset), ("bytearray", bytearray)):
+            allowed[(module, name)] = obj
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+class UnsafePickleError(VidactError):
+    """The pickle references something other than containers, scalars and arrays."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            pass
+        raise UnsafePickleError(f"refuses to load {module}.{name}: only containers, scalars and numpy arrays are allowed")
+
+
+def load_pickle(path: str | os.PathLike):
+    """Load a latin-1 (Python 2 compatible) pickle without executing code from it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return loads_pickle(data, name=os.fspath(path))
+
+
+def loads_pickle(data: bytes, name: str = "<bytes>"):
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{name}: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise VidactError(f"{name}: not a readable pickle checkpoint ({type(err).__name__}: {err}); re-download it") from None
