@@ -1,0 +1,113 @@
+"""What users and the CLI call: the model registry and the main jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidact.config.model import ModelConfig
+from vidact.errors import VidactError
+from vidact.weights.zoo import ZooEntry, get_entry, list_models
+
+__all__ = ["create_model", "list_models", "resolve_model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """A model description before building: its config and where weights come from."""
+
+    config: ModelConfig
+    entry: ZooEntry | None = None  # set when the model is a zoo entry
+
+
+def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedModel:
+    """Turn a zoo name, a typed config or a YAML file (vidact's or PySlowFast's) into a config."""
+    if isinstance(name_or_config, ModelConfig):
+        return ResolvedModel(name_or_config)
+    text = os.fspath(name_or_config)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        from vidact.config.pyslowfast import load_model_config
+
+        return ResolvedModel(load_model_config(text))
+    entry = get_entry(text)
+    return ResolvedModel(entry.config, entry)
+
+
+def create_model(
+    name_or_config: str | os.PathLike | ModelConfig,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    *,
+    progress: bool = True,
+) -> nn.Module:
+    """Build a model, optionally with weights.
+
+    Args:
+        name_or_config: a zoo name (``vidact.list_models()``), a :class:`ModelConfig`,
+            or a YAML file (vidact's own or a PySlowFast config).
+        weights: ``None`` for random initialisation, ``"default"`` for the zoo
+            entry's official checkpoint (downloaded into the cache once), or a
+            path to a checkpoint in any supported format.
+        num_classes: replace the classifier; loaded weights of another head size
+            are then skipped and the head is initialised afresh (reported).
+
+    The model carries ``model.config`` (its :class:`ModelConfig`, including the
+    input spec), ``model.zoo_entry`` (or ``None``) and, when weights were loaded,
+    ``model.load_report``.
+    """
+    from vidact.models import build_model
+
+    resolved = resolve_model(name_or_config)
+    config = resolved.config
+    if num_classes is not None and num_classes != config.num_classes:
+        config = config.replace(num_classes=num_classes)
+
+    checkpoint_path = None
+    if weights is not None:
+        if os.fspath(weights) == "default":
+            if resolved.entry is None:
+                raise VidactError('weights="default" needs a zoo model name; pass a checkpoint path for configs')
+            checkpoint_path = fetch_weights(resolved.entry, progress=progress)
+        else:
+            checkpoint_path = Path(weights)
+
+    model = build_model(config)
+    model.config = config
+    model.zoo_entry = resolved.entry
+    model.load_report = None
+    if checkpoint_path is not None:
+        from vidact.weights.checkpoint import load_into
+
+        report = load_into(model, checkpoint_path)
+        model.load_report = report
+        if report.head_reinitialised:
+            warnings.warn(f"{checkpoint_path}: classifier head has another size; initialised afresh", stacklevel=2)
+    return model
+
+
+def fetch_weights(entry: ZooEntry, *, progress: bool = True) -> Path:
+    """The local path of a zoo entry's checkpoint, downloading it into the cache once."""
+    from vidact.paths import weights_dir
+    from vidact.weights.download import download
+
+    return download(entry.url, weights_dir() / entry.filename, sha256=entry.sha256, progress=progress)
+
+
+def load_labels(model: nn.Module) -> tuple[str, ...] | None:
+    """Class names for a model's outputs, when known (zoo entries)."""
+    from vidact.data.label_sets import LABEL_SETS
+
+    entry = getattr(model, "zoo_entry", None)
+    if entry is None:
+        return None
+    names = LABEL_SETS[entry.labels]
+    return names if len(names) == model.config.num_classes else None
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
