@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except VidactError as err:
         print(f"vidact {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"vidact {args.command}: interrupted", file=sys.stderr)
         return 130

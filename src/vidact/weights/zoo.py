@@ -40,6 +40,8 @@ class ZooEntry:
     metrics: dict = field(default_factory=dict)  # published accuracy, e.g. {"top1": 77.0}
     source: str = "pyslowfast"  # or "pytorchvideo"
     sha256: str | None = None  # none published; users may pin their own
+    params: int | None = None  # parameter count of the built model (checked by tests)
+    gflops: float | None = None  # one view at the test crop, multiply-adds (fvcore convention)
     notes: str = ""
 
     @property

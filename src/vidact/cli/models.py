@@ -1,0 +1,59 @@
+"""``vidact models`` (the zoo as a table) and ``vidact download NAME``."""
+
+from __future__ import annotations
+
+import argparse
+
+from vidact.weights.zoo import ZOO, ZooEntry, get_entry, list_models
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the model zoo")
+    p.add_argument("--task", choices=["kinetics", "ava"], help="only models of this task")
+    p.set_defaults(func=_models)
+
+    p = subparsers.add_parser("download", help="download a zoo model's checkpoint into the cache")
+    p.add_argument("names", nargs="+", metavar="NAME", help="zoo model name(s), see `vidact models`")
+    p.set_defaults(func=_download)
+
+
+def _input(entry: ZooEntry) -> str:
+    spec = entry.input
+    return f"{spec.num_frames}x{spec.sampling_rate} @{spec.test_crop_size}"
+
+
+def _accuracy(entry: ZooEntry) -> str:
+    return " ".join(f"{k} {v:g}" for k, v in entry.metrics.items()) or "-"
+
+
+def _models(args: argparse.Namespace) -> int:
+    from vidact.paths import weights_dir
+
+    cache = weights_dir()
+    rows = [("name", "task", "input", "params", "GFLOPs", "published", "cached")]
+    for name in list_models(args.task):
+        entry = ZOO[name]
+        rows.append(
+            (
+                name,
+                entry.task,
+                _input(entry),
+                f"{entry.params / 1e6:.2f}M" if entry.params else "-",
+                f"{entry.gflops:.1f}" if entry.gflops else "-",
+                _accuracy(entry),
+                "yes" if (cache / entry.filename).is_file() else "no",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from vidact.api import fetch_weights
+
+    entries = [get_entry(name) for name in args.names]  # fail on a bad name before any download
+    for entry in entries:
+        print(f"{entry.name}: {fetch_weights(entry)}")
+    return 0

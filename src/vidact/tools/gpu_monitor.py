@@ -1,0 +1,336 @@
+"""Read GPU utilisation and memory through NVML (``nvidia-ml-py``), like ``nvidia-smi --query-gpu``.
+
+Three users share this module:
+
+* ``vidact gpu-monitor`` prints a live table and appends CSV rows (:func:`monitor`);
+* ``vidact doctor`` lists GPUs, driver and compute capability (:class:`Nvml`);
+* long runs (``detect``, ``train``) record utilisation next to their own metrics
+  (:class:`GpuSampler` / :func:`sample_gpus`), which must cost nothing without a GPU.
+
+The NVML module is looked up as ``pynvml`` at call time, or passed in. Tests pass a
+fake module with the same functions, so the code path is the one a real driver takes.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, TextIO
+
+from vidact.errors import VidactError
+
+MIB = 1024 * 1024
+
+#: CSV header, the ``nvidia-smi --query-gpu=... --format=csv,nounits`` names plus timestamp and index.
+CSV_COLUMNS = (
+    "timestamp",
+    "index",
+    "name",
+    "utilization.gpu [%]",
+    "utilization.memory [%]",
+    "memory.total [MiB]",
+    "memory.free [MiB]",
+    "memory.used [MiB]",
+)
+
+
+class NvmlUnavailable(VidactError):
+    """No NVML: ``nvidia-ml-py`` is not installed, or no NVIDIA driver answers."""
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One GPU at one moment. Utilisation in percent (None where the GPU does not report it), memory in MiB."""
+
+    timestamp: datetime
+    index: int
+    name: str
+    utilization_gpu: int | None
+    utilization_memory: int | None
+    memory_total_mib: int
+    memory_free_mib: int
+    memory_used_mib: int
+
+    def csv_row(self) -> list[str]:
+        """The row under :data:`CSV_COLUMNS`; unreported values are empty."""
+        values = (
+            self.timestamp.isoformat(timespec="milliseconds"),
+            self.index,
+            self.name,
+            self.utilization_gpu,
+            self.utilization_memory,
+            self.memory_total_mib,
+            self.memory_free_mib,
+            self.memory_used_mib,
+        )
+        return ["" if v is None else str(v) for v in values]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What the doctor needs from NVML about one GPU."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int] | None
+    memory_total_mib: int
+
+
+def _text(value: str | bytes) -> str:
+    # nvidia-ml-py < 11.515 returned bytes for names and versions.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Nvml:
+    """An initialised NVML session; use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, module: ModuleType | None = None) -> None:
+        """Initialise NVML from ``module`` (default: import ``pynvml``); raise :class:`NvmlUnavailable` if that fails."""
+        if module is None:
+            try:
+                module = importlib.import_module("pynvml")
+            except ImportError as err:
+                raise NvmlUnavailable(
+                    "nvidia-ml-py is not installed; install it with: pip install 'vidact[gpu]'"
+                ) from err
+        self.nvml = module
+        try:
+            module.nvmlInit()
+        except module.NVMLError as err:
+            raise NvmlUnavailable(f"no NVIDIA driver found (NVML: {err}); install the NVIDIA driver to use GPUs") from err
+        self._open = True
+
+    def __enter__(self) -> Nvml:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut NVML down; safe to call twice."""
+        if self._open:
+            self._open = False
+            self.nvml.nvmlShutdown()
+
+    def device_count(self) -> int:
+        return self.nvml.nvmlDeviceGetCount()
+
+    def driver_version(self) -> str | None:
+        """The NVIDIA driver version, e.g. ``"580.65.06"``."""
+        try:
+            return _text(self.nvml.nvmlSystemGetDriverVersion())
+        except self.nvml.NVMLError:
+            return None
+
+    def driver_cuda_version(self) -> tuple[int, int] | None:
+        """The newest CUDA version the driver supports, e.g. ``(13, 0)``."""
+        try:
+            packed = self.nvml.nvmlSystemGetCudaDriverVersion()
+        except self.nvml.NVMLError:
+            return None
+        return packed // 1000, packed % 1000 // 10
+
+    def info(self, index: int) -> GpuInfo:
+        """Name, compute capability and memory of GPU ``index``."""
+        handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+        try:
+            capability = tuple(self.nvml.nvmlDeviceGetCudaComputeCapability(handle))
+        except self.nvml.NVMLError:
+            capability = None
+        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+        return GpuInfo(index, _text(self.nvml.nvmlDeviceGetName(handle)), capability, memory.total // MIB)
+
+    def sample(self, index: int, timestamp: datetime | None = None) -> GpuSample:
+        """Utilisation and memory of GPU ``index`` now."""
+        handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+        try:
+            rates = self.nvml.nvmlDeviceGetUtilizationRates(handle)
+            util_gpu, util_memory = int(rates.gpu), int(rates.memory)
+        except self.nvml.NVMLError:
+            # Some GPUs (and MIG slices) do not report utilisation; nvidia-smi prints [N/A].
+            util_gpu = util_memory = None
+        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+        return GpuSample(
+            timestamp=timestamp or datetime.now().astimezone(),
+            index=index,
+            name=_text(self.nvml.nvmlDeviceGetName(handle)),
+            utilization_gpu=util_gpu,
+            utilization_memory=util_memory,
+            memory_total_mib=memory.total // MIB,
+            memory_free_mib=memory.free // MIB,
+            memory_used_mib=memory.used // MIB,
+        )
+
+    def sample_all(self) -> list[GpuSample]:
+        """One sample per GPU, all with the same timestamp."""
+        now = datetime.now().astimezone()
+        return [self.sample(i, now) for i in range(self.device_count())]
+
+
+class GpuSampler:
+    """Samples every GPU on demand for long runs; a no-op without NVML.
+
+    Open it once (NVML initialisation is the expensive part) and call :meth:`metrics`
+    at each logging step::
+
+        with GpuSampler() as gpus:
+            for step in ...:
+                log({**train_metrics, **gpus.metrics()})
+    """
+
+    def __init__(self, nvml_module: ModuleType | None = None) -> None:
+        try:
+            self._nvml: Nvml | None = Nvml(nvml_module)
+        except NvmlUnavailable:
+            self._nvml = None
+
+    @property
+    def available(self) -> bool:
+        """Whether NVML answered (a driver is installed); False means every call returns nothing."""
+        return self._nvml is not None
+
+    def __enter__(self) -> GpuSampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            self._nvml.close()
+            self._nvml = None
+
+    def sample(self) -> list[GpuSample]:
+        """One sample per GPU; ``[]`` without a driver."""
+        return self._nvml.sample_all() if self._nvml is not None else []
+
+    def metrics(self) -> dict[str, float]:
+        """Flat scalars for a metrics log, e.g. ``{"gpu0/util_pct": 97, "gpu0/mem_used_mib": 20480}``."""
+        return gpu_metrics(self.sample())
+
+
+def sample_gpus(nvml_module: ModuleType | None = None) -> list[GpuSample]:
+    """One sample per GPU, opening and closing NVML; ``[]`` when there is no driver or no ``nvidia-ml-py``."""
+    with GpuSampler(nvml_module) as sampler:
+        return sampler.sample()
+
+
+def gpu_metrics(samples: list[GpuSample]) -> dict[str, float]:
+    """Samples as flat scalars named ``gpu<index>/<quantity>``, for logs next to loss and throughput."""
+    metrics: dict[str, float] = {}
+    for s in samples:
+        if s.utilization_gpu is not None:
+            metrics[f"gpu{s.index}/util_pct"] = s.utilization_gpu
+            metrics[f"gpu{s.index}/mem_util_pct"] = s.utilization_memory
+        metrics[f"gpu{s.index}/mem_used_mib"] = s.memory_used_mib
+        metrics[f"gpu{s.index}/mem_total_mib"] = s.memory_total_mib
+    return metrics
+
+
+def format_table(samples: list[GpuSample]) -> str:
+    """A fixed-width table of one round of samples, with units in the cells like ``nvidia-smi``."""
+
+    def pct(value: int | None) -> str:
+        return "[N/A]" if value is None else f"{value} %"
+
+    header = ("idx", "name", "util.gpu", "util.mem", "mem.total", "mem.free", "mem.used")
+    rows = [
+        (
+            str(s.index),
+            s.name,
+            pct(s.utilization_gpu),
+            pct(s.utilization_memory),
+            f"{s.memory_total_mib} MiB",
+            f"{s.memory_free_mib} MiB",
+            f"{s.memory_used_mib} MiB",
+        )
+        for s in samples
+    ]
+    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
+    # Name left-aligned, numbers right-aligned.
+    lines = [
+        "  ".join(cell.ljust(w) if c == 1 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
+        for row in (header, *rows)
+    ]
+    stamp = samples[0].timestamp.strftime("%Y-%m-%d %H:%M:%S") if samples else ""
+    return "\n".join([stamp, *lines])
+
+
+class CsvLog:
+    """Appends sample rows to a CSV file; writes the header only when the file is new or empty.
+
+    Each round of samples goes out in one ``write`` on a file opened for appending, so a
+    reader (or a crash) never sees a partial round; rewriting the file atomically each
+    interval would cost time quadratic in the run length.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise VidactError(f"{self.path} is a directory; pass a file name to --csv")
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as f:
+                first = next(csv.reader(f), [])
+            if tuple(first) != CSV_COLUMNS:
+                raise VidactError(
+                    f"{self.path} exists and is not a gpu-monitor CSV (header {first[:3]}...); pick another --csv file"
+                )
+            self._needs_header = False
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._needs_header = True
+
+    def append(self, samples: list[GpuSample]) -> None:
+        """Append one row per sample."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if self._needs_header:
+            writer.writerow(CSV_COLUMNS)
+        writer.writerows(s.csv_row() for s in samples)
+        with open(self.path, "a", newline="") as f:
+            f.write(buffer.getvalue())
+        self._needs_header = False
+
+
+def monitor(
+    nvml: Nvml,
+    interval: float = 5.0,
+    count: int | None = None,
+    csv_path: str | os.PathLike | None = None,
+    out: TextIO = sys.stdout,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Print a table of all GPUs every ``interval`` seconds, ``count`` times (None: until Ctrl-C).
+
+    The table is redrawn in place on a terminal and printed one after another otherwise
+    (logs, pipes). Rows are appended to ``csv_path`` when given. Returns the number of rounds.
+    """
+    if interval <= 0:
+        raise VidactError(f"--interval must be positive, got {interval}")
+    if count is not None and count < 1:
+        raise VidactError(f"--count must be at least 1, got {count}")
+    log = CsvLog(csv_path) if csv_path is not None else None
+    redraw = out.isatty()
+    rounds = 0
+    try:
+        while count is None or rounds < count:
+            if rounds:
+                sleep(interval)
+            samples = nvml.sample_all()
+            if log is not None:
+                log.append(samples)
+            # Home the cursor and clear the screen, so the table stays in place.
+            out.write(("\x1b[H\x1b[2J" if redraw else "") + format_table(samples) + "\n")
+            out.flush()
+            rounds += 1
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live monitor is meant to stop.
+    return rounds
