@@ -8,6 +8,7 @@ each entry a tuple with one value per pathway (slow first, then fast).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +126,7 @@ class ModelConfig:
 
 def to_dict(config: Any) -> dict:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    return dataclasses.asdict(config)
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def model_config_from_dict(data: dict) -> ModelConfig:

@@ -1,0 +1,92 @@
+"""vidact's own YAML format for a :class:`ModelConfig`.
+
+A YAML mapping with one top-level key, ``vidact_model``, holding
+:func:`vidact.config.model.to_dict` of the config (sections ``resnet``, ``slowfast``,
+``nonlocal_``, ``x3d``, ``detection``, ``input``). Keys left out take their defaults;
+unknown keys are refused so that a typo cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from vidact.config.model import ModelConfig, model_config_from_dict, to_dict
+from vidact.errors import VidactError
+from vidact.fileutil import atomic_open
+
+VIDACT_MODEL_KEY = "vidact_model"
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so that safe YAML can write them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def model_config_to_yaml(config: ModelConfig) -> str:
+    """YAML text of ``config`` in vidact's format."""
+    return yaml.safe_dump({VIDACT_MODEL_KEY: _plain(to_dict(config))}, sort_keys=False)
+
+
+def dump_model_config(config: ModelConfig, path: str | os.PathLike) -> None:
+    """Write ``config`` to ``path`` in vidact's YAML format (atomically)."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(model_config_to_yaml(config))
+
+
+def is_vidact_model_yaml(data: Any) -> bool:
+    """Whether parsed YAML is in vidact's model format (told by content, not file name)."""
+    return isinstance(data, Mapping) and VIDACT_MODEL_KEY in data
+
+
+def model_config_from_yaml_data(data: Mapping, source: str) -> ModelConfig:
+    """The :class:`ModelConfig` in parsed vidact YAML; ``source`` names it in errors."""
+    extra = set(data) - {VIDACT_MODEL_KEY}
+    if extra:
+        raise VidactError(f"{source}: unexpected top-level keys {sorted(extra)} beside {VIDACT_MODEL_KEY}; remove them")
+    body = data[VIDACT_MODEL_KEY]
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise VidactError(f"{source}: {VIDACT_MODEL_KEY} must be a mapping of model settings")
+    _check_keys(ModelConfig, body, source, VIDACT_MODEL_KEY)
+    try:
+        return model_config_from_dict(dict(body))
+    except TypeError as e:
+        raise VidactError(f"{source}: invalid model settings ({e})") from None
+
+
+def load_vidact_model_config(path: str | os.PathLike) -> ModelConfig:
+    """Read a model config written by :func:`dump_model_config`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VidactError(f"{path}: model config file not found; check the path") from None
+    except yaml.YAMLError as e:
+        raise VidactError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the syntax") from None
+    if not is_vidact_model_yaml(data):
+        raise VidactError(f"{path}: not a vidact model config (no top-level {VIDACT_MODEL_KEY} key)")
+    return model_config_from_yaml_data(data, str(path))
+
+
+def _check_keys(cls: type, values: Mapping, source: str, where: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            raise VidactError(
+                f"{source}: unknown key {where}.{key}; use one of {', '.join(fields)}"
+            )
+        default = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        if default is not None and dataclasses.is_dataclass(default):
+            if not isinstance(value, Mapping):
+                raise VidactError(f"{source}: {where}.{key} must be a mapping of settings")
+            _check_keys(default, value, source, f"{where}.{key}")

@@ -1,0 +1,413 @@
+"""The PySlowFast config adapter, vidact's own model YAML and the typed run config."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import yaml
+from conftest import shared_path
+
+from vidact.config.io import dump_model_config, load_vidact_model_config
+from vidact.config.model import ModelConfig, ResNetConfig
+from vidact.config.pyslowfast import (
+    ConfigWarning,
+    _Reader,
+    _run_config,
+    load_model_config,
+    load_pyslowfast,
+    load_pyslowfast_text,
+    load_run_config,
+    to_model_config,
+    to_run_config,
+    used_keys,
+)
+from vidact.config.pyslowfast_defaults import DEFAULTS
+from vidact.errors import VidactError
+
+PYSLOWFAST = ("configs", "pyslowfast")
+UPSTREAM_FILES = [
+    "configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml",
+    "configs/AVA/c2/SLOWFAST_32x2_R101_50_50.yaml",
+    "configs/AVA/c2/SLOWFAST_32x2_R101_50_50_v2.1.yaml",
+    "configs/AVA/c2/SLOWFAST_64x2_R101_50_50.yaml",
+    "configs/AVA/c2/SLOW_8x8_R50.yaml",
+    "configs/Kinetics/X3D_L.yaml",
+    "configs/Kinetics/X3D_M.yaml",
+    "configs/Kinetics/X3D_S.yaml",
+    "configs/Kinetics/X3D_XS.yaml",
+    "configs/Kinetics/c2/C2D_NOPOOL_8x8_R50.yaml",
+    "configs/Kinetics/c2/I3D_8x8_R50.yaml",
+    "configs/Kinetics/c2/I3D_NLN_8x8_R50.yaml",
+    "configs/Kinetics/c2/SLOWFAST_4x16_R50.yaml",
+    "configs/Kinetics/c2/SLOWFAST_8x8_R50.yaml",
+    "configs/Kinetics/c2/SLOW_4x16_R50.yaml",
+    "configs/Kinetics/c2/SLOW_8x8_R50.yaml",
+    "demo/AVA/SLOWFAST_32x2_R101_50_50.yaml",
+    "demo/Kinetics/SLOWFAST_8x8_R50.yaml",
+]
+REFERENCE_FILES = [f"fork/{name}" for name in ("c.yaml", "c2.yaml", "c3.yaml", "c3_train.yaml")] + [
+    f"upstream/{name}" for name in UPSTREAM_FILES
+]
+# The warnings vidact gives where the reference refuses a file (shared README).
+EXPECTED_WARNINGS = {
+    "upstream/demo/AVA/SLOWFAST_32x2_R101_50_50.yaml": ["TENSORBOARD.MODEL_VIS.TOPK"],
+    "upstream/demo/Kinetics/SLOWFAST_8x8_R50.yaml": ["SOLVER.WARMUP_EPOCHS"],
+}
+# parity fixture -> (base config, --opts it was made with), from the fixtures' READMEs.
+PARITY = {
+    "tiny_ava_slowfast_r101_nln": ("fork/c3.yaml", "RESNET.WIDTH_PER_GROUP 8 MODEL.NUM_CLASSES 80 NUM_GPUS 0"),
+    "tiny_k400_slowfast": ("fork/c2.yaml", "RESNET.WIDTH_PER_GROUP 8 MODEL.NUM_CLASSES 10 NUM_GPUS 0"),
+    "tiny_slow_i3d_nln": (
+        "upstream/configs/Kinetics/c2/I3D_NLN_8x8_R50.yaml",
+        "RESNET.WIDTH_PER_GROUP 8 MODEL.NUM_CLASSES 10 NUM_GPUS 0",
+    ),
+    "tiny_x3d": ("upstream/configs/Kinetics/X3D_XS.yaml", "X3D.WIDTH_FACTOR 0.5 NUM_GPUS 0"),
+}
+
+
+def reference(name: str):
+    return shared_path(*PYSLOWFAST, *name.split("/"))
+
+
+def load_quietly(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigWarning)
+        return load_pyslowfast(*args, **kwargs)
+
+
+def config_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, ConfigWarning)]
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def same_typed(a, b) -> bool:
+    """Equal values of equal types, recursively (1 != 1.0 != True here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_typed(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_typed(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+# --- the generated defaults table ----------------------------------------------------
+
+
+def test_defaults_table_equals_reference_dump():
+    dump = yaml.safe_load(reference("defaults_dump.yaml").read_text())
+    assert same_typed(DEFAULTS, dump)
+    assert DEFAULTS["CONTRASTIVE"]["DELTA_CLIPS_MAX"] == math.inf  # YAML .inf survives generation
+
+
+# --- every real file loads ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", REFERENCE_FILES)
+def test_reference_file_loads(name):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        cfg = load_pyslowfast(reference(name))
+    messages = config_warnings(record)
+    expected = EXPECTED_WARNINGS.get(name, [])
+    assert len(messages) == len(expected), messages
+    for message, key in zip(messages, expected):
+        assert key in message and name.split("/")[-1] in message
+    if name.endswith("C2D_NOPOOL_8x8_R50.yaml"):
+        # ResNet_nopool is no registered PySlowFast model either; vidact says so clearly.
+        with pytest.raises(VidactError, match="MODEL.MODEL_NAME ResNet_nopool"):
+            to_run_config(cfg)
+        return
+    run = to_run_config(cfg)
+    assert run.model.arch == cfg.get("MODEL.ARCH")
+    assert run.source == str(reference(name))
+
+
+def test_demo_files_lenient_values():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigWarning)
+        ava = load_run_config(reference("upstream/demo/AVA/SLOWFAST_32x2_R101_50_50.yaml"))
+        kinetics = load_run_config(reference("upstream/demo/Kinetics/SLOWFAST_8x8_R50.yaml"))
+    assert ava.demo.top_k == 2  # TOPK read as TOPK_PREDS
+    assert ava.demo.webcam == 0 and ava.demo.label_file is None  # bare "LABEL_FILE_PATH:" is None
+    assert kinetics.solver.warmup_epochs == 34.0 and type(kinetics.solver.warmup_epochs) is float
+
+
+def test_c3_maps_to_ava_slowfast_r101_nonlocal():
+    run = load_run_config(reference("fork/c3.yaml"))
+    m = run.model
+    assert (m.arch, m.num_pathways, m.resnet.depth, m.num_classes, m.head_act) == ("slowfast", 2, 101, 80, "sigmoid")
+    assert m.slowfast.alpha == 4 and m.slowfast.beta_inv == 8 and m.slowfast.fusion_kernel_size == 5
+    assert m.nonlocal_.location == (((), ()), ((), ()), ((6, 13, 20), ()), ((), ()))
+    assert m.nonlocal_.pool[2] == ((2, 2, 2), (2, 2, 2)) and m.nonlocal_.instantiation == "dot_product"
+    assert m.detection.enable and not m.detection.aligned
+    assert m.resnet.spatial_dilations[3] == (2, 2) and m.resnet.spatial_strides[3] == (1, 1)
+    assert m.resnet.num_block_temp_kernel == ((3, 3), (4, 4), (6, 6), (3, 3))
+    assert m.resnet.zero_init_final_bn
+    assert (m.input.num_frames, m.input.sampling_rate, m.input.alpha, m.input.num_pathways) == (32, 2, 4, 2)
+    assert m.input.channel_order == "RGB" and m.input.test_crop_size == 256
+    assert run.demo.buffer_size == 20 and run.demo.detector_threshold == 0.7
+    assert run.demo.label_file == "./ava_classids.json" and run.demo.input_video == "stock.mp4"
+    assert len(run.demo.common_class_names) == 19 and "stand" in run.demo.common_class_names
+    assert run.checkpoint.train_path == "./SLOWFAST_32x2_R101_50_50.pkl"
+    assert run.checkpoint.train_type == "pytorch" and run.checkpoint.test_path is None
+    assert run.ava.detection_score_threshold == 0.8 and run.seed == 0 and run.output_dir == "."
+    assert not run.train.enable and run.train.dataset == "ava" and run.train.loss == "bce"
+
+
+def test_c2_maps_to_kinetics_slowfast_r50():
+    run = load_run_config(reference("fork/c2.yaml"))
+    m = run.model
+    assert (m.arch, m.resnet.depth, m.num_classes, m.head_act) == ("slowfast", 50, 400, "softmax")
+    assert m.slowfast.fusion_kernel_size == 7 and not m.detection.enable
+    assert run.checkpoint.train_type == "caffe2"
+    assert run.solver.weight_decay == pytest.approx(1e-4) and type(run.solver.weight_decay) is float
+    assert run.solver.warmup_epochs == 34.0 and run.train.precise_bn
+
+
+def test_x3d_and_single_pathway_mapping():
+    x3d = load_model_config(reference("upstream/configs/Kinetics/X3D_M.yaml"))
+    assert x3d.arch == "x3d" and x3d.input.num_pathways == 1 and x3d.input.alpha == 1
+    assert (x3d.x3d.width_factor, x3d.x3d.depth_factor, x3d.x3d.bottleneck_factor) == (2.0, 2.2, 2.25)
+    assert x3d.resnet.trans_func == "x3d_transform" and x3d.input_channels == (3,)
+    i3d = load_model_config(reference("upstream/configs/Kinetics/c2/I3D_NLN_8x8_R50.yaml"))
+    assert i3d.arch == "i3d" and i3d.nonlocal_.location == (((),), ((1, 3),), ((1, 3, 5),), ((),))
+    assert i3d.nonlocal_.instantiation == "softmax"
+
+
+@pytest.mark.parametrize("fixture", sorted(PARITY))
+def test_parity_dump_equals_base_file_with_opts(fixture):
+    base, opts = PARITY[fixture]
+    dumped = load_quietly(shared_path("fixtures", "parity", fixture, "config.yaml"))
+    rebuilt = load_quietly(reference(base), opts.split())
+    assert same_typed(dict(dumped.values), dict(rebuilt.values))
+    assert to_model_config(dumped) == to_model_config(rebuilt)
+
+
+@pytest.mark.parametrize("fixture", sorted(PARITY))
+def test_checkpoint_cfg_loads_like_the_file(fixture):
+    folder = shared_path("fixtures", "parity", fixture)
+    text = torch.load(folder / "model.pyth", map_location="cpu", weights_only=True)["cfg"]
+    from_text = load_pyslowfast_text(text, "model.pyth (stored cfg)")
+    from_file = load_pyslowfast(folder / "config.yaml")
+    assert same_typed(dict(from_text.values), dict(from_file.values))
+    assert to_run_config(from_text) == to_run_config(from_file).replace(source="model.pyth (stored cfg)")
+
+
+def test_checkpoint_cfg_with_foreign_keys_loads_when_not_strict():
+    text = load_pyslowfast(reference("fork/c2.yaml")).dump() + "NEWER_SECTION:\n  KEY: 1\n"
+    with pytest.raises(VidactError, match="ckpt: unknown key NEWER_SECTION"):
+        load_pyslowfast_text(text, "ckpt")
+    with pytest.warns(ConfigWarning, match="ckpt: skipped keys .*: NEWER_SECTION$"):
+        cfg = load_pyslowfast_text(text, "ckpt", strict=False)
+    assert to_model_config(cfg) == load_model_config(reference("fork/c2.yaml"))
+
+
+def test_dump_reloads_to_the_same_config():
+    cfg = load_pyslowfast(reference("fork/c3.yaml"))
+    again = load_pyslowfast_text(cfg.dump(), "dump")
+    assert same_typed(dict(again.values), dict(cfg.values))
+
+
+# --- _BASE_, unknown keys, types, --opts -------------------------------------------------
+
+
+def test_base_files_resolve_relative_and_recursively(tmp_path):
+    write(tmp_path, "bases/grand.yaml", "RESNET:\n  DEPTH: 101\nMODEL:\n  NUM_CLASSES: 80\n  DROPOUT_RATE: 0.3\n")
+    write(tmp_path, "bases/base.yaml", "_BASE_: grand.yaml\nMODEL:\n  NUM_CLASSES: 60\n")
+    child = write(tmp_path, "child.yaml", "_BASE_: bases/base.yaml\nMODEL:\n  NUM_CLASSES: 10\n")
+    model = load_model_config(child)
+    assert (model.resnet.depth, model.num_classes, model.dropout_rate) == (101, 10, 0.3)
+
+
+def test_base_loop_and_missing_base_are_errors(tmp_path):
+    write(tmp_path, "a.yaml", "_BASE_: b.yaml\n")
+    write(tmp_path, "b.yaml", "_BASE_: a.yaml\n")
+    with pytest.raises(VidactError, match="include each other"):
+        load_pyslowfast(tmp_path / "a.yaml")
+    missing = write(tmp_path, "m.yaml", "_BASE_: nowhere.yaml\n")
+    with pytest.raises(VidactError, match="nowhere.yaml: config file not found"):
+        load_pyslowfast(missing)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "mine.yaml", "MODEL:\n  NUM_CLASSES: 80\nTENSORBOARD:\n  MODEL_VIS:\n    TOPKK: 3\n")
+    with pytest.raises(VidactError) as error:
+        load_pyslowfast(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: unknown key TENSORBOARD.MODEL_VIS.TOPKK")
+    assert "\n" not in message
+    with pytest.raises(VidactError, match=r"unknown key NOPE\b"):
+        load_pyslowfast(write(tmp_path, "top.yaml", "NOPE: 1\n"))
+    with pytest.raises(VidactError, match="MODEL is a section"):
+        load_pyslowfast(write(tmp_path, "section.yaml", "MODEL: 3\n"))
+
+
+def test_values_coerced_like_yacs(tmp_path):
+    path = write(
+        tmp_path, "types.yaml",
+        "SOLVER:\n  WEIGHT_DECAY: 1e-4\n  CLIP_GRAD_L2NORM: 1.0\n"
+        "DATA:\n  TRAIN_JITTER_SCALES: '[288, 360]'\nDEMO:\n  LABEL_FILE_PATH:\n  INPUT_VIDEO: '1'\n",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        cfg = load_pyslowfast(path)
+        run = to_run_config(cfg)
+    assert cfg.get("SOLVER.WEIGHT_DECAY") == 0.0001 and type(cfg.get("SOLVER.WEIGHT_DECAY")) is float
+    assert run.solver.clip_grad_norm == 1.0  # a None default takes any type
+    assert run.model.input.train_jitter_scales == (288, 360)
+    assert run.demo.label_file is None and run.demo.input_video == "1"  # str keys are not evaluated
+
+
+def test_int_for_float_converts_with_warning(tmp_path):
+    path = write(tmp_path, "int.yaml", "MODEL:\n  DROPOUT_RATE: 0\n")
+    with pytest.warns(ConfigWarning, match=r"int.yaml: MODEL.DROPOUT_RATE expects a float, converted int 0"):
+        model = to_model_config(load_pyslowfast(path))
+    assert model.dropout_rate == 0.0 and type(model.dropout_rate) is float
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("MODEL:\n  NUM_CLASSES: eighty\n", "MODEL.NUM_CLASSES"),
+        ("NUM_GPUS: true\n", "NUM_GPUS"),  # bool is not int, as in yacs
+        ("MODEL:\n  DROPOUT_RATE: [0.5]\n", "MODEL.DROPOUT_RATE"),
+        ("DATA:\n  MEAN: 0.45\n", "DATA.MEAN"),
+        ("MODEL:\n  ARCH: {a: 1}\n", "MODEL.ARCH"),
+        ("SOLVER:\n  CLIP_GRAD_VAL: {a: 1}\n", "SOLVER.CLIP_GRAD_VAL"),  # None default, still no section
+    ],
+)
+def test_wrong_type_is_an_error(tmp_path, text, key):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(VidactError, match=rf"bad.yaml: {key} (must be|is a value)"):
+        load_pyslowfast(path)
+
+
+def test_opts_override_like_merge_from_list():
+    opts = [
+        "RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2], [2, 2], [2, 2]]",
+        "MODEL.NUM_CLASSES", "10",
+        "SOLVER.BASE_LR", "1e-3",
+        "DEMO.OUTPUT_FILE", "out.mp4",
+        "DATA.MEAN", (0.5, 0.4, 0.3),  # a tuple where the default is a list
+    ]
+    cfg = load_pyslowfast(reference("fork/c3.yaml"), opts)
+    run = to_run_config(cfg)
+    assert run.model.resnet.spatial_strides == ((1, 1), (2, 2), (2, 2), (2, 2))
+    assert run.model.num_classes == 10 and run.solver.base_lr == 0.001
+    assert run.demo.output_file == "out.mp4" and cfg.get("DATA.MEAN") == [0.5, 0.4, 0.3]
+    single = load_model_config(
+        reference("upstream/configs/Kinetics/c2/SLOW_8x8_R50.yaml"), ["RESNET.SPATIAL_STRIDES", "[[1],[2],[2],[2]]"]
+    )
+    assert single.resnet.spatial_strides == ((1,), (2,), (2,), (2,))
+
+
+def test_opts_errors_name_opts():
+    with pytest.raises(VidactError, match="--opts: unknown key MODEL.NUM_CLASSE;"):
+        load_pyslowfast(reference("fork/c2.yaml"), ["MODEL.NUM_CLASSE", "3"])
+    with pytest.raises(VidactError, match="--opts: expects KEY VALUE pairs, got 3"):
+        load_pyslowfast(reference("fork/c2.yaml"), ["MODEL.NUM_CLASSES", "3", "NUM_GPUS"])
+    with pytest.raises(VidactError, match="--opts: MODEL.NUM_CLASSES must be an int"):
+        load_pyslowfast(reference("fork/c2.yaml"), ["MODEL.NUM_CLASSES", "many"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(VidactError, match="broken.yaml: not valid YAML"):
+        load_pyslowfast(write(tmp_path, "broken.yaml", "MODEL: [\n"))
+    with pytest.raises(VidactError, match="list.yaml: a PySlowFast config must be a YAML mapping"):
+        load_pyslowfast(write(tmp_path, "list.yaml", "- 1\n"))
+    with pytest.raises(VidactError, match="config file not found"):
+        load_model_config(tmp_path / "absent.yaml")
+
+
+# --- unused keys ----------------------------------------------------------------------
+
+
+def test_unused_key_warns_only_when_changed(tmp_path):
+    changed = write(tmp_path, "changed.yaml", "MVIT:\n  DEPTH: 24\nMODEL:\n  NUM_CLASSES: 80\n")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_pyslowfast(changed)
+    messages = config_warnings(record)
+    assert len(messages) == 1 and "changed.yaml: vidact ignores MVIT.DEPTH" in messages[0]
+    at_default = write(tmp_path, "default.yaml", "MVIT:\n  DEPTH: 16\nAUG:\n  ENABLE: false\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        load_pyslowfast(at_default)
+    with pytest.warns(ConfigWarning, match="default.yaml: vidact ignores AUG.ENABLE"):
+        load_pyslowfast(at_default, ["AUG.ENABLE", "True"])
+
+
+def test_used_keys_come_from_the_mapping():
+    used = used_keys()
+    assert {"MODEL.ARCH", "NONLOCAL.LOCATION", "DEMO.BUFFER_SIZE", "AVA.BGR", "SOLVER.BASE_LR"} <= used
+    assert "MVIT.DEPTH" not in used and "MODEL.LOSS_FUNC" in used
+    # The mapping reads the same keys whatever the values, so the defaults list them all.
+    for name in ("fork/c3.yaml", "fork/c2.yaml", "upstream/configs/Kinetics/X3D_M.yaml"):
+        reader = _Reader(load_quietly(reference(name)))
+        _run_config(reader)
+        assert reader.read == used
+
+
+# --- mapping rules --------------------------------------------------------------------
+
+
+def test_channel_order_follows_the_training_pipeline():
+    c3, c2 = reference("fork/c3.yaml"), reference("fork/c2.yaml")
+    mean = ["DATA.MEAN", "[0.1, 0.2, 0.3]"]
+    assert load_model_config(c2, mean).input.channel_order == "RGB"
+    reversed_rgb = load_model_config(c2, [*mean, "DATA.REVERSE_INPUT_CHANNEL", "True"]).input
+    assert reversed_rgb.channel_order == "BGR" and reversed_rgb.mean == (0.3, 0.2, 0.1)
+    # AVA frames are normalised in cv2's BGR order and flipped to RGB unless AVA.BGR.
+    ava_rgb = load_model_config(c3, mean).input
+    assert ava_rgb.channel_order == "RGB" and ava_rgb.mean == (0.3, 0.2, 0.1)
+    ava_bgr = load_model_config(c3, [*mean, "AVA.BGR", "True"]).input
+    assert ava_bgr.channel_order == "BGR" and ava_bgr.mean == (0.1, 0.2, 0.3)
+
+
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        (["MODEL.MODEL_NAME", "X3D"], "MODEL.ARCH slowfast does not fit MODEL.MODEL_NAME X3D"),
+        (["MODEL.MODEL_NAME", "MViT", "MODEL.ARCH", "mvit"], "MODEL.MODEL_NAME MViT is not a model vidact builds"),
+        (["DATA.INPUT_CHANNEL_NUM", "[3]"], "DATA.INPUT_CHANNEL_NUM"),
+        (["MODEL.HEAD_ACT", "none"], "MODEL.HEAD_ACT none"),
+        (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2]]"], "RESNET.SPATIAL_STRIDES must list 4 stages"),
+        (["TEST.CHECKPOINT_TYPE", "onnx"], "TEST.CHECKPOINT_TYPE 'onnx'"),
+    ],
+)
+def test_inconsistent_settings_are_errors(opts, match):
+    with pytest.raises(VidactError, match=match):
+        load_run_config(reference("fork/c2.yaml"), opts)
+
+
+# --- vidact's own YAML ----------------------------------------------------------------
+
+
+def test_vidact_yaml_round_trip_detected_by_content(tmp_path):
+    model = load_model_config(reference("fork/c3.yaml"))
+    path = tmp_path / "model.cfg"  # the extension says nothing
+    dump_model_config(model, path)
+    assert "vidact_model:" in path.read_text()
+    assert load_model_config(path) == model
+    assert load_vidact_model_config(path) == model
+    with pytest.raises(VidactError, match="--opts only apply to PySlowFast"):
+        load_model_config(path, ["MODEL.NUM_CLASSES", "3"])
+
+
+def test_vidact_yaml_partial_and_unknown_keys(tmp_path):
+    partial = write(tmp_path, "p.yaml", "vidact_model:\n  arch: slow\n  resnet:\n    depth: 101\n")
+    model = load_model_config(partial)
+    assert model == ModelConfig(arch="slow", resnet=ResNetConfig(depth=101))
+    typo = write(tmp_path, "t.yaml", "vidact_model:\n  resnet:\n    dept: 101\n")
+    with pytest.raises(VidactError, match="t.yaml: unknown key vidact_model.resnet.dept"):
+        load_model_config(typo)
