@@ -1,0 +1,181 @@
+"""Label maps: class ids and names, read from any of the usual file styles.
+
+Styles, detected from the content:
+
+* pbtxt, AVA style: ``label { name: "..." label_id: N label_type: ... }``
+* pbtxt, object-detection style: ``item { name: "..." id: N }`` (the official
+  AVA evaluation label map)
+* JSON ``{"name": id, ...}`` (PySlowFast ``DEMO.LABEL_FILE_PATH``; 0-based)
+* ``id: name`` lines (mmaction2's AVA label maps)
+* one name per line, id = 0-based line number (Kinetics)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from vidact.errors import VidactError
+
+_PBTXT_BLOCK = re.compile(r"\b(?:item|label)\s*\{([^{}]*)\}", re.S)
+_PBTXT_NAME = re.compile(r'\b(?:display_)?name\s*:\s*"((?:[^"\\]|\\.)*)"')
+_PBTXT_ID = re.compile(r"\b(?:label_)?id\s*:\s*(-?\d+)")
+_PBTXT_TYPE = re.compile(r"\blabel_type\s*:\s*(\w+)")
+_ID_NAME_LINE = re.compile(r"^\s*(-?\d+)\s*:\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Class ids and their names, in file order (JSON files: by id).
+
+    ``label_types`` holds the AVA ``label_type`` of each id where the file gives one.
+    """
+
+    names: Mapping[int, str]
+    label_types: Mapping[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ValueError("a label map needs at least one class")
+
+    @property
+    def ids(self) -> list[int]:
+        """The class ids in file order."""
+        return list(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, class_id: int) -> str:
+        return self.names[class_id]
+
+    def __contains__(self, class_id: object) -> bool:
+        return class_id in self.names
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.names)
+
+    def id_of(self, name: str) -> int:
+        """The id of the class called ``name``; KeyError if none or several classes have it."""
+        ids = [class_id for class_id, class_name in self.names.items() if class_name == name]
+        if len(ids) != 1:
+            raise KeyError(f"{name!r} names {'no' if not ids else len(ids)} classes in this label map")
+        return ids[0]
+
+    @property
+    def name_to_id(self) -> dict[str, int]:
+        """Name -> id for the names that belong to exactly one class."""
+        counts: dict[str, int] = {}
+        for name in self.names.values():
+            counts[name] = counts.get(name, 0) + 1
+        return {name: class_id for class_id, name in self.names.items() if counts[name] == 1}
+
+    @property
+    def first_id(self) -> int:
+        return min(self.names)
+
+    @property
+    def is_dense(self) -> bool:
+        """True when the ids are the consecutive integers ``first_id .. first_id + len - 1``."""
+        return max(self.names) - min(self.names) + 1 == len(self.names)
+
+    def as_list(self) -> list[str]:
+        """Names ordered by id, ``as_list()[i]`` being the name of id ``first_id + i``.
+
+        Raises ValueError when the ids have gaps (see :attr:`is_dense`).
+        """
+        if not self.is_dense:
+            raise ValueError("the label map's ids have gaps; it has no dense list form")
+        return [self.names[class_id] for class_id in range(self.first_id, self.first_id + len(self))]
+
+
+def read_label_map(path: str | os.PathLike) -> LabelMap:
+    """Read a label map file of any supported style (see the module docstring).
+
+    Raises :class:`VidactError` naming the file when it cannot be read or parsed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise VidactError(f"{path}: cannot read the label map ({err}); check the path") from None
+    try:
+        return parse_label_map(text)
+    except ValueError as err:
+        raise VidactError(f"{path}: {err}") from None
+
+
+def parse_label_map(text: str) -> LabelMap:
+    """Parse label-map text of any supported style; ValueError when it is none of them."""
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("the label map is empty")
+    if stripped.startswith("{"):
+        return _parse_json(stripped)
+    if _PBTXT_BLOCK.search(stripped):
+        return _parse_pbtxt(stripped)
+    lines = stripped.splitlines()
+    if all(_ID_NAME_LINE.match(line) for line in lines if line.strip()):
+        return _parse_id_name_lines(lines)
+    return _parse_name_lines(lines)
+
+
+def _parse_pbtxt(text: str) -> LabelMap:
+    names: dict[int, str] = {}
+    label_types: dict[int, str] = {}
+    blocks = _PBTXT_BLOCK.findall(text)
+    if len(blocks) != text.count("{"):
+        raise ValueError("unexpected nesting in the pbtxt label map; expected flat item { ... } or label { ... } blocks")
+    for number, block in enumerate(blocks, start=1):
+        name, class_id = _PBTXT_NAME.search(block), _PBTXT_ID.search(block)
+        if name is None or class_id is None:
+            raise ValueError(f"pbtxt block {number} lacks a name or an id: {' '.join(block.split())}")
+        _add(names, int(class_id.group(1)), name.group(1).replace('\\"', '"'))
+        label_type = _PBTXT_TYPE.search(block)
+        if label_type:
+            label_types[int(class_id.group(1))] = label_type.group(1)
+    return LabelMap(names, label_types)
+
+
+def _parse_json(text: str) -> LabelMap:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"invalid JSON label map ({err})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+        raise ValueError('a JSON label map must be an object {"class name": integer id, ...}')
+    names: dict[int, str] = {}
+    for name, class_id in sorted(data.items(), key=lambda item: item[1]):
+        _add(names, class_id, name)
+    return LabelMap(names)
+
+
+def _parse_id_name_lines(lines: list[str]) -> LabelMap:
+    names: dict[int, str] = {}
+    for line in lines:
+        match = _ID_NAME_LINE.match(line)
+        if match:
+            _add(names, int(match.group(1)), match.group(2))
+    return LabelMap(names)
+
+
+def _parse_name_lines(lines: list[str]) -> LabelMap:
+    if all(line.count(",") >= 2 for line in lines if line.strip()):
+        raise ValueError("this looks like a CSV file, not a label map (pbtxt, JSON, 'id: name' or one name per line)")
+    names: dict[int, str] = {}
+    for line_no, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name:
+            raise ValueError(f"line {line_no} is blank; in a one-name-per-line label map the line number is the id")
+        names[line_no - 1] = name
+    return LabelMap(names)
+
+
+def _add(names: dict[int, str], class_id: int, name: str) -> None:
+    if class_id in names:
+        raise ValueError(f"class id {class_id} appears twice ({names[class_id]!r} and {name!r})")
+    names[class_id] = name

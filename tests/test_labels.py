@@ -1,0 +1,108 @@
+"""Label maps: every shared label file, each style detected from content."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shared_path
+
+from vidact.data.labels import LabelMap, parse_label_map, read_label_map
+from vidact.errors import VidactError
+
+
+def labels(name: str) -> LabelMap:
+    return read_label_map(shared_path("data", "labels", name))
+
+
+def test_every_shared_label_file_reads(shared):
+    counts = {}
+    for path in sorted((shared / "data" / "labels").iterdir()):
+        counts[path.name] = len(read_label_map(path))
+    assert counts == {
+        "ava_action_list_v2.1.pbtxt": 80,
+        "ava_action_list_v2.1_for_activitynet_2018.pbtxt": 60,
+        "kinetics400_label_map.txt": 400,
+        "kinetics600_label_map.txt": 600,
+        "kinetics700_label_map.txt": 700,
+        "mmaction2_ava_label_map_60.txt": 60,
+    }
+
+
+def test_ava_80_pbtxt_with_label_types():
+    ava = labels("ava_action_list_v2.1.pbtxt")
+    assert ava.ids == list(range(1, 81)) and ava.is_dense and ava.first_id == 1
+    assert ava[1] == "bend/bow (at the waist)" and ava[80] == "watch (a person)"
+    assert ava.label_types[1] == "PERSON_MOVEMENT" and ava.label_types[80] == "PERSON_INTERACTION"
+    assert ava.as_list()[11] == ava[12]
+    assert ava.id_of("stand") == 12
+
+
+def test_ava_60_pbtxt_and_id_name_lines_agree():
+    official = labels("ava_action_list_v2.1_for_activitynet_2018.pbtxt")
+    mmaction = labels("mmaction2_ava_label_map_60.txt")
+    assert dict(official.names) == dict(mmaction.names)
+    assert official.ids[:3] == [1, 3, 4] and 2 not in official and official[3] == "crouch/kneel"
+    assert not official.is_dense and official.label_types == {}
+    with pytest.raises(ValueError, match="gaps"):
+        official.as_list()
+    # The 60 evaluated classes are a subset of the 80, under the same names.
+    ava = labels("ava_action_list_v2.1.pbtxt")
+    assert all(ava[class_id] == name for class_id, name in official.names.items())
+
+
+@pytest.mark.parametrize("count, index, name", [(400, 6, "arm wrestling"), (600, 0, "abseiling"), (700, 699, "zumba")])
+def test_kinetics_one_name_per_line(count, index, name):
+    kinetics = labels(f"kinetics{count}_label_map.txt")
+    assert len(kinetics) == count and kinetics.first_id == 0 and kinetics.is_dense
+    assert kinetics[index] == name and kinetics.as_list()[index] == name
+
+
+def test_pyslowfast_json_label_files():
+    fork = shared_path("configs", "pyslowfast", "fork")
+    ava = read_label_map(fork / "ava_classids.json")
+    assert len(ava) == 80 and ava.ids == list(range(80))
+    # 0-based: JSON id = AVA label_id - 1.
+    assert ava.as_list() == labels("ava_action_list_v2.1.pbtxt").as_list()
+    kinetics = read_label_map(fork / "class_ids.json")
+    assert len(kinetics) == 400 and kinetics.id_of("sharpening knives") == 290
+    assert kinetics.as_list() == labels("kinetics400_label_map.txt").as_list()
+
+
+def test_duplicate_names_are_kept_but_not_looked_up():
+    sample = read_label_map(shared_path("data", "ava", "mmaction2_ava_dataset_sample", "action_list.txt"))
+    assert sample.names == {12: "action1", 17: "action2", 79: "action3", 80: "action3"}
+    assert sample.name_to_id == {"action1": 12, "action2": 17}
+    with pytest.raises(KeyError):
+        sample.id_of("action3")
+
+
+def test_styles_are_detected_from_content():
+    assert parse_label_map('label {\n name: "a"\n label_id: 4\n label_type: X\n}').names == {4: "a"}
+    assert parse_label_map('item { name: "b" id: 2 } item { name: "c" id: 1 }').names == {2: "b", 1: "c"}
+    assert parse_label_map('{"c": 1, "b": 0}').as_list() == ["b", "c"]
+    assert parse_label_map("3: run/jog\n5: sit\n").names == {3: "run/jog", 5: "sit"}
+    assert parse_label_map("riding a bike\nyoga\n\n").names == {0: "riding a bike", 1: "yoga"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("a\n\nb\n", "line 2 is blank"),
+        ("1: a\n1: b\n", "class id 1 appears twice"),
+        ('item { name: "a" }', "lacks a name or an id"),
+        ('{"a": "zero"}', "JSON label map must be"),
+        ("{not json", "invalid JSON"),
+        ("v,0902,0.1,0.2,0.3,0.4,12,0\nv,0902,0.1,0.2,0.3,0.4,17,0\n", "looks like a CSV file"),
+    ],
+)
+def test_bad_label_maps_name_the_file(tmp_path, text, message):
+    path = tmp_path / "map.txt"
+    path.write_text(text)
+    with pytest.raises(VidactError, match=message) as err:
+        read_label_map(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_label_map_is_a_user_error(tmp_path):
+    with pytest.raises(VidactError, match="nope.pbtxt"):
+        read_label_map(tmp_path / "nope.pbtxt")
