@@ -93,7 +93,7 @@ class Nvml:
     """An initialised NVML session; use as a context manager, or call :meth:`close`."""
 
     def __init__(self, module: ModuleType | None = None) -> None:
-        """Initialise NVML from ``module`` (default: import ``pynvml``); raise :class:`NvmlUnavailable` if that fails."""
+        """Initialise NVML from ``module`` (default: ``import pynvml``); :class:`NvmlUnavailable` if that fails."""
         if module is None:
             try:
                 module = importlib.import_module("pynvml")
@@ -105,7 +105,9 @@ class Nvml:
         try:
             module.nvmlInit()
         except module.NVMLError as err:
-            raise NvmlUnavailable(f"no NVIDIA driver found (NVML: {err}); install the NVIDIA driver to use GPUs") from err
+            raise NvmlUnavailable(
+                f"no NVIDIA driver found (NVML: {err}); install the NVIDIA driver to use GPUs"
+            ) from err
         self._open = True
 
     def __enter__(self) -> Nvml:
@@ -305,14 +307,16 @@ def monitor(
     interval: float = 5.0,
     count: int | None = None,
     csv_path: str | os.PathLike | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Print a table of all GPUs every ``interval`` seconds, ``count`` times (None: until Ctrl-C).
 
     The table is redrawn in place on a terminal and printed one after another otherwise
-    (logs, pipes). Rows are appended to ``csv_path`` when given. Returns the number of rounds.
+    (logs, pipes). Rows are appended to ``csv_path`` when given. ``out`` defaults to stdout.
+    Returns the number of rounds.
     """
+    out = out or sys.stdout
     if interval <= 0:
         raise VidactError(f"--interval must be positive, got {interval}")
     if count is not None and count < 1:

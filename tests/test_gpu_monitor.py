@@ -1,0 +1,205 @@
+"""GPU monitor against a fake NVML module with pynvml's interface; the real pynvml takes the same path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from vidact.cli.main import main
+from vidact.errors import VidactError
+from vidact.tools.gpu_monitor import (
+    CSV_COLUMNS,
+    MIB,
+    CsvLog,
+    GpuSampler,
+    Nvml,
+    NvmlUnavailable,
+    format_table,
+    gpu_metrics,
+    monitor,
+    sample_gpus,
+)
+
+
+class FakeNvml:
+    """pynvml's functions over a list of GPUs given as dicts; memory in bytes as NVML reports it."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, gpus: list[dict], init_error: str | None = None) -> None:
+        self.gpus = gpus
+        self.init_error = init_error
+        self.open_sessions = 0
+
+    def nvmlInit(self):
+        if self.init_error:
+            raise self.NVMLError(self.init_error)
+        self.open_sessions += 1
+
+    def nvmlShutdown(self):
+        self.open_sessions -= 1
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return self.gpus[index]
+
+    def nvmlDeviceGetName(self, handle):
+        return handle["name"]
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        if handle.get("util") is None:
+            raise self.NVMLError("Not Supported")
+        gpu, memory = handle["util"]
+        return SimpleNamespace(gpu=gpu, memory=memory)
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        total, used = handle["memory"]
+        return SimpleNamespace(total=total, free=total - used, used=used)
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle):
+        return handle["cc"]
+
+    def nvmlSystemGetDriverVersion(self):
+        return "580.65.06"
+
+    def nvmlSystemGetCudaDriverVersion(self):
+        return 13000
+
+
+def h100(**overrides) -> dict:
+    # 81559 MiB total as nvidia-smi shows for an H100 80GB HBM3; a few stray bytes must floor away.
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "util": (97, 41), "memory": (81559 * MIB + 123, 20480 * MIB), "cc": (9, 0)}
+    return gpu | overrides
+
+
+@pytest.fixture
+def fake() -> FakeNvml:
+    # Old nvidia-ml-py returns bytes for names: the second GPU checks that they are decoded.
+    return FakeNvml([h100(), h100(name=b"NVIDIA A100-SXM4-40GB", util=(3, 0), memory=(40960 * MIB, 5 * MIB))])
+
+
+def test_sample_values_and_units(fake):
+    with Nvml(fake) as nvml:
+        first, second = nvml.sample_all()
+    assert fake.open_sessions == 0
+    assert (first.index, first.name, first.utilization_gpu, first.utilization_memory) == (
+        0, "NVIDIA H100 80GB HBM3", 97, 41,
+    )
+    assert (first.memory_total_mib, first.memory_used_mib, first.memory_free_mib) == (81559, 20480, 61079)
+    assert second.name == "NVIDIA A100-SXM4-40GB" and second.memory_free_mib == 40955
+    assert first.timestamp == second.timestamp
+
+    table = format_table([first, second])
+    assert "97 %" in table and "81559 MiB" in table and "61079 MiB" in table and "NVIDIA A100-SXM4-40GB" in table
+
+
+def test_unsupported_utilisation_is_reported_as_missing():
+    with Nvml(FakeNvml([h100(util=None)])) as nvml:
+        [sample] = nvml.sample_all()
+    assert sample.utilization_gpu is None and sample.memory_used_mib == 20480
+    assert "[N/A]" in format_table([sample])
+    assert sample.csv_row()[3:5] == ["", ""]
+    assert gpu_metrics([sample]) == {"gpu0/mem_used_mib": 20480, "gpu0/mem_total_mib": 81559}
+
+
+def test_csv_header_once_and_rows_parse(tmp_path, fake):
+    path = tmp_path / "logs" / "gpu.csv"
+    with Nvml(fake) as nvml:
+        CsvLog(path).append(nvml.sample_all())
+        # A second monitor run appends to the same file without a second header.
+        log = CsvLog(path)
+        log.append(nvml.sample_all())
+        log.append(nvml.sample_all())
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert len(rows) == 6
+    assert [r["index"] for r in rows] == ["0", "1"] * 3
+    assert rows[0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert rows[0]["utilization.gpu [%]"] == "97" and rows[0]["utilization.memory [%]"] == "41"
+    assert rows[0]["memory.total [MiB]"] == "81559" and rows[0]["memory.free [MiB]"] == "61079"
+    assert rows[0]["memory.used [MiB]"] == "20480" and rows[1]["memory.used [MiB]"] == "5"
+
+
+def test_csv_refuses_a_foreign_file(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(VidactError, match="other.csv.*not a gpu-monitor CSV"):
+        CsvLog(path)
+    assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_monitor_counts_sleeps_and_stops_on_ctrl_c(tmp_path, fake):
+    out, sleeps = io.StringIO(), []
+    with Nvml(fake) as nvml:
+        assert monitor(nvml, interval=2.5, count=3, csv_path=tmp_path / "g.csv", out=out, sleep=sleeps.append) == 3
+    assert sleeps == [2.5, 2.5]
+    text = out.getvalue()
+    assert text.count("NVIDIA H100 80GB HBM3") == 3 and "\x1b[" not in text  # no redraw codes off a terminal
+    assert len((tmp_path / "g.csv").read_text().splitlines()) == 1 + 3 * 2
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    with Nvml(fake) as nvml:
+        assert monitor(nvml, interval=1, count=None, out=io.StringIO(), sleep=interrupted) == 1
+
+    with Nvml(fake) as nvml, pytest.raises(VidactError, match="--interval"):
+        monitor(nvml, interval=0, count=1, out=io.StringIO())
+
+
+def test_sampler_records_metrics_and_is_a_no_op_without_driver(fake):
+    with GpuSampler(fake) as sampler:
+        assert sampler.available
+        metrics = sampler.metrics()
+    assert fake.open_sessions == 0
+    assert metrics["gpu0/util_pct"] == 97 and metrics["gpu1/mem_used_mib"] == 5
+    assert len(sample_gpus(fake)) == 2
+
+    no_driver = FakeNvml([h100()], init_error="NVML Shared Library Not Found")
+    sampler = GpuSampler(no_driver)
+    assert not sampler.available and sampler.sample() == [] and sampler.metrics() == {}
+    assert sample_gpus(no_driver) == []
+    with pytest.raises(NvmlUnavailable, match="no NVIDIA driver"):
+        Nvml(no_driver)
+
+
+def test_cli_reads_pynvml(tmp_path, fake, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    path = tmp_path / "gpu.csv"
+    assert main(["gpu-monitor", "--count", "2", "--interval", "0.01", "--csv", str(path)]) == 0
+    assert capsys.readouterr().out.count("81559 MiB") == 2
+    assert len(path.read_text().splitlines()) == 1 + 2 * 2
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        (FakeNvml([], init_error="NVML Shared Library Not Found"), "no NVIDIA driver found"),
+        (None, "nvidia-ml-py is not installed"),  # None in sys.modules makes the import fail
+    ],
+)
+def test_cli_without_driver_exits_2_with_one_line(module, message, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    assert main(["gpu-monitor", "--count", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_on_this_machine():
+    done = subprocess.run(
+        [sys.executable, "-m", "vidact.cli.main", "gpu-monitor", "--count", "1"], capture_output=True, text=True
+    )
+    if sample_gpus():
+        assert done.returncode == 0 and "MiB" in done.stdout
+    else:
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.startswith("vidact gpu-monitor: error: ") and done.stderr.count("\n") == 1
