@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidact.config.model import RESNET_ARCHS, ModelConfig
+from vidact.config.model import ModelConfig
 from vidact.errors import VidactError
 from vidact.models.nonlocal_block import NonLocal
-from vidact.models.resnet3d import ResNet3D
+from vidact.models.resnet3d import TEMPORAL_KERNELS, ResNet3D
 from vidact.models.x3d import X3D
 
-ARCHS = (*RESNET_ARCHS, "x3d")
+ARCHS = (*TEMPORAL_KERNELS, "x3d")
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -53,9 +53,10 @@ def init_weights(
     final_bns: set[int] = set()
     final_convs: set[int] = set()
     for module in model.modules():
-        if hasattr(module, "final_bn"):
-            final_bns.add(id(module.final_bn))
-            final_convs.add(id(module.final_conv))
+        if hasattr(module, "final_layers"):
+            conv_name, bn_name = module.final_layers
+            final_convs.add(id(getattr(module, conv_name)))
+            final_bns.add(id(getattr(module, bn_name)))
         elif isinstance(module, NonLocal):
             final_bns.add(id(module.bn))
     for module in model.modules():

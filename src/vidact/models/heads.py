@@ -137,18 +137,15 @@ class ResNetRoIHead(nn.Module):
     def forward(self, inputs: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
         pooled = []
         for p, x in enumerate(inputs):
-            x = getattr(self, f"s{p}_tpool")(x)
-            if x.shape[2] != 1:
+            tpool = getattr(self, f"s{p}_tpool")
+            if x.shape[2] != tpool.kernel_size[0]:
                 raise ValueError(
-                    f"pathway {p} has {x.shape[2] + self._tpool_frames(p) - 1} frames at the head; "
-                    f"the temporal pool expects {self._tpool_frames(p)}"
+                    f"pathway {p} reaches the head with {x.shape[2]} frames; "
+                    f"the model was built for {tpool.kernel_size[0]} (input num_frames)"
                 )
-            x = getattr(self, f"s{p}_roi")(x.squeeze(2), boxes.to(x.dtype))
+            x = getattr(self, f"s{p}_roi")(tpool(x).squeeze(2), boxes.to(x.dtype))
             pooled.append(getattr(self, f"s{p}_spool")(x))
         x = torch.cat(pooled, 1)
         if hasattr(self, "dropout"):
             x = self.dropout(x)
         return self.act(self.projection(x.flatten(1)))
-
-    def _tpool_frames(self, pathway: int) -> int:
-        return getattr(self, f"s{pathway}_tpool").kernel_size[0]

@@ -23,28 +23,39 @@ STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 # Temporal kernel sizes per pathway for conv1 and res2..res5. A stage with several
 # values cycles through them block by block (I3D: 3,1,3,1,...).
+_C2D_KERNELS = (((1,),), ((1,),), ((1,),), ((1,),), ((1,),))
+_I3D_KERNELS = (((5,),), ((3,),), ((3, 1),), ((3, 1),), ((1, 3),))
 TEMPORAL_KERNELS = {
-    "c2d": (((1,),), ((1,),), ((1,),), ((1,),), ((1,),)),
-    "i3d": (((5,),), ((3,),), ((3, 1),), ((3, 1),), ((1, 3),)),
+    "c2d": _C2D_KERNELS,
+    "c2d_nopool": _C2D_KERNELS,
+    "i3d": _I3D_KERNELS,
+    "i3d_nopool": _I3D_KERNELS,
     "slow": (((1,),), ((1,),), ((1,),), ((3,),), ((3,),)),
     "slowfast": (((1,), (5,)), ((1,), (3,)), ((1,), (3,)), ((3,), (3,)), ((3,), (3,))),
 }
 
 # Temporal max-pool kernel (and stride) applied to each pathway after res2.
-POOL1_TEMPORAL = {"c2d": (2,), "i3d": (2,), "slow": (1,), "slowfast": (1, 1)}
+POOL1_TEMPORAL = {
+    "c2d": (2,), "c2d_nopool": (1,), "i3d": (2,), "i3d_nopool": (1,), "slow": (1,), "slowfast": (1, 1),
+}
 
 
 def per_pathway(values: Sequence, num_pathways: int, what: str) -> tuple:
-    """One value per pathway; a single value is shared by all pathways."""
+    """One value per pathway.
+
+    A single value is shared by all pathways; extra values are ignored, as PySlowFast
+    indexes these lists by pathway (its default non-local pool lists two pathways even
+    for single-pathway models).
+    """
     values = tuple(values)
     if len(values) == 1:
         return values * num_pathways
-    if len(values) != num_pathways:
+    if len(values) < num_pathways:
         raise VidactError(
             f"model config {what} has {len(values)} per-pathway values for a "
             f"{num_pathways}-pathway model; give one value or one per pathway"
         )
-    return values
+    return values[:num_pathways]
 
 
 class ResNetStem(nn.Module):
@@ -106,6 +117,8 @@ class FuseFastToSlow(nn.Module):
 class BottleneckTransform(nn.Module):
     """T x 1 x 1 -> 1 x 3 x 3 (strided, dilated, grouped) -> 1 x 1 x 1, each with BN."""
 
+    final_layers = ("c", "c_bn")  # the branch's last conv and BN, for zero-init
+
     def __init__(
         self, dim_in: int, dim_out: int, temporal_kernel: int, stride: int, dim_inner: int,
         num_groups: int = 1, stride_1x1: bool = False, inplace_relu: bool = True,
@@ -128,7 +141,6 @@ class BottleneckTransform(nn.Module):
         self.b_relu = nn.ReLU(inplace_relu)
         self.c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         self.c_bn = nn.BatchNorm3d(dim_out, eps=bn_eps, momentum=bn_momentum)
-        self.final_conv, self.final_bn = self.c, self.c_bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.a_relu(self.a_bn(self.a(x)))
@@ -138,6 +150,8 @@ class BottleneckTransform(nn.Module):
 
 class BasicTransform(nn.Module):
     """T x 3 x 3 (strided) -> 1 x 3 x 3 (dilated), each with BN (ResNet-18/34 style)."""
+
+    final_layers = ("b", "b_bn")
 
     def __init__(
         self, dim_in: int, dim_out: int, temporal_kernel: int, stride: int, dim_inner: int,
@@ -156,7 +170,6 @@ class BasicTransform(nn.Module):
             dilation=(1, dilation, dilation), bias=False,
         )
         self.b_bn = nn.BatchNorm3d(dim_out, eps=bn_eps, momentum=bn_momentum)
-        self.final_conv, self.final_bn = self.b, self.b_bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b_bn(self.b(self.a_relu(self.a_bn(self.a(x)))))
@@ -225,7 +238,6 @@ class ResStage(nn.Module):
         inplace_relu: bool = True,
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
-        transform_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
         self.num_pathways = len(dim_in)
@@ -239,7 +251,6 @@ class ResStage(nn.Module):
                     block_in, dim_out[p], temporal_kernel, block_stride, dim_inner[p],
                     num_groups=num_groups[p], stride_1x1=stride_1x1, inplace_relu=inplace_relu,
                     bn_eps=bn_eps, bn_momentum=bn_momentum, dilation=dilation[p], block_index=i,
-                    **(transform_kwargs or {}),
                 )
                 block = ResBlock(
                     block_in, dim_out[p], block_stride, branch2, bn_eps, bn_momentum, inplace_relu

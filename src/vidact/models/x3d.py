@@ -66,6 +66,8 @@ class SqueezeExcitation(nn.Module):
 class X3DTransform(nn.Module):
     """1x1x1 -> T x 3 x 3 channel-wise (strided) [+ SE on even blocks] + Swish -> 1x1x1."""
 
+    final_layers = ("c", "c_bn")
+
     def __init__(
         self, dim_in: int, dim_out: int, temporal_kernel: int, stride: int, dim_inner: int,
         num_groups: int = 1, stride_1x1: bool = False, inplace_relu: bool = True,
@@ -88,7 +90,6 @@ class X3DTransform(nn.Module):
         self.b_relu = Swish()
         self.c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         self.c_bn = nn.BatchNorm3d(dim_out, eps=bn_eps, momentum=bn_momentum)
-        self.final_conv, self.final_bn = self.c, self.c_bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.a_relu(self.a_bn(self.a(x)))
