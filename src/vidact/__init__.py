@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from vidact.api import create_model, list_models  # noqa: E402
 from vidact.errors import VidactError  # noqa: E402
 
-__all__ = ["VidactError", "__version__"]
+__all__ = ["VidactError", "__version__", "create_model", "list_models"]

@@ -39,6 +39,13 @@ class InputSpec:
         """Source frames covered by one clip (NUM_FRAMES x SAMPLING_RATE)."""
         return self.num_frames * self.sampling_rate
 
+    def pathway_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, ...]]:
+        """(N, C, T, H, W) of each pathway's input, slow pathway first."""
+        fast = (batch, 3, self.num_frames, height, width)
+        if self.num_pathways == 1:
+            return [fast]
+        return [(batch, 3, self.num_frames // self.alpha, height, width), fast]
+
 
 @dataclass(frozen=True)
 class ResNetConfig:

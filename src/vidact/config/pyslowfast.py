@@ -78,6 +78,9 @@ MODEL_FAMILIES = {
     "SlowFast": ("slowfast",),
     "ResNet": ("c2d", "i3d", "slow"),
     "X3D": ("x3d",),
+    # The zoo's C2D checkpoint has no temporal pool after res2. The reference
+    # registers no such model (its config fails to build); vidact builds it.
+    "ResNet_nopool": ("c2d", "i3d"),
 }
 
 _BASE_KEY = "_BASE_"
@@ -412,6 +415,8 @@ def _model_config(r: _Reader) -> ModelConfig:
             f"MODEL.ARCH {arch} does not fit MODEL.MODEL_NAME {model_name}; "
             f"use one of {', '.join(MODEL_FAMILIES[model_name])}"
         )
+    if model_name == "ResNet_nopool":
+        arch = f"{arch}_nopool"
     num_pathways = 2 if model_name == "SlowFast" else 1
     alpha = r("SLOWFAST.ALPHA")
     head_act = r("MODEL.HEAD_ACT")

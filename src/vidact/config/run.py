@@ -72,6 +72,8 @@ class TrainConfig:
     batch_size: int = 64  # TRAIN.BATCH_SIZE (over all GPUs)
     eval_period: int = 10  # TRAIN.EVAL_PERIOD (epochs)
     mixed_precision: bool = False  # TRAIN.MIXED_PRECISION
+    # vidact only: "float16" (with a GradScaler) or "bfloat16"; None = float16 on GPU, bfloat16 on CPU
+    mixed_precision_dtype: str | None = None
     loss: str = "cross_entropy"  # MODEL.LOSS_FUNC: cross_entropy | bce | ...
     precise_bn: bool = False  # BN.USE_PRECISE_STATS
     precise_bn_batches: int = 200  # BN.NUM_BATCHES_PRECISE

@@ -89,3 +89,16 @@ def count_gflops(
     finally:
         model.train(was_training)
     return counter.flops / 1e9
+
+
+def model_gflops(model: nn.Module, config) -> float:
+    """GFLOPs of one test view as PySlowFast's model zoo quotes them.
+
+    One clip at the test crop size, square (also for AVA models), with the single
+    box ``[0, 0, 1, 0, 1]`` for detection models. ``model`` may live on the meta device.
+    """
+    device = next(model.parameters()).device
+    size = config.input.test_crop_size
+    inputs = [torch.empty(shape, device=device) for shape in config.input.pathway_shapes(size, size)]
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]], device=device) if config.detection.enable else None
+    return count_gflops(model, inputs, boxes)

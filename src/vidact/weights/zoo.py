@@ -13,6 +13,7 @@ are published for these files, so none are pinned here; a user may pin one.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from vidact.config.model import (
@@ -140,6 +141,8 @@ _AVA = f"{PYSLOWFAST}/model_zoo/ava"
 
 _ENTRIES = [
     # Kinetics-400, PySlowFast (Caffe2 .pkl); 3 crops x 10 clips.
+    ZooEntry("c2d_nopool_8x8_r50", "kinetics", _resnet("c2d_nopool", frames=8, rate=8, nonlocal_kind="softmax"),
+             f"{_K400}/C2D_NOPOOL_8x8_R50.pkl", "kinetics400", {"top1": 67.2, "top5": 87.8}),
     ZooEntry("i3d_8x8_r50", "kinetics", _resnet("i3d", frames=8, rate=8, nonlocal_kind="softmax"),
              f"{_K400}/I3D_8x8_R50.pkl", "kinetics400", {"top1": 73.5, "top5": 90.8}),
     ZooEntry("i3d_nln_8x8_r50", "kinetics",
@@ -196,7 +199,36 @@ _ENTRIES = [
              {"top1": 77.44, "top5": 93.31}, source="pytorchvideo"),
 ]
 
-ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in _ENTRIES}
+# Parameter count and GFLOPs of each built model (vidact.models.flops.model_gflops:
+# one test view, fvcore convention); tests/test_zoo.py checks them against the models.
+_COST = {
+    "c2d_nopool_8x8_r50": (24_327_632, 42.94),
+    "i3d_8x8_r50": (28_043_472, 37.28),
+    "i3d_nln_8x8_r50": (35_401_936, 49.10),
+    "slow_4x16_r50": (32_454_096, 27.38),
+    "slow_8x8_r50": (32_454_096, 54.75),
+    "slowfast_4x16_r50": (34_480_216, 36.34),
+    "slowfast_8x8_r50": (34_566_488, 66.07),
+    "x3d_xs": (3_794_322, 0.87),
+    "x3d_s": (3_794_322, 2.82),
+    "x3d_m": (3_794_322, 6.40),
+    "x3d_l": (6_153_432, 25.53),
+    "ava_slow_4x16_r50_v2.2": (31_798_416, 41.69),
+    "ava_slowfast_32x2_r101_v2.1": (59_342_488, 147.13),
+    "ava_slowfast_32x2_r101_v2.2": (59_342_488, 147.13),
+    "ava_slowfast_64x2_r101_v2.2": (59_342_488, 297.48),
+    "ptv_slow_r50": (32_454_096, 54.75),
+    "ptv_slowfast_r50": (34_566_488, 66.07),
+    "ptv_slowfast_r50_detection": (33_828_888, 97.29),
+    "ptv_x3d_xs": (3_794_322, 0.87),
+    "ptv_x3d_s": (3_794_322, 2.82),
+    "ptv_x3d_m": (3_794_322, 6.40),
+    "ptv_x3d_l": (6_153_432, 25.53),
+}
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: dataclasses.replace(entry, params=_COST[entry.name][0], gflops=_COST[entry.name][1]) for entry in _ENTRIES
+}
 
 DEFAULT_KINETICS_MODEL = "slowfast_8x8_r50"
 DEFAULT_AVA_MODEL = "ava_slowfast_32x2_r101_v2.2"

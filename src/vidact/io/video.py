@@ -1,0 +1,400 @@
+"""Reading and writing video through PyAV (FFmpeg).
+
+:class:`VideoReader` opens a file, a directory of extracted frames, a webcam or
+a stream URL and yields :class:`Frame` objects one at a time (memory stays
+bounded whatever the length). Timestamps come from each frame's presentation
+timestamp, so variable-frame-rate video is timed correctly, and the display
+rotation stored in the container is applied, so ``width``/``height`` and the
+arrays are what a player shows.
+
+:class:`VideoWriter` writes H.264 MP4 at an exact (fractional) frame rate,
+optionally copying the audio of a source file, atomically.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import os
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from vidact.errors import VidactError
+from vidact.fileutil import atomic_path
+from vidact.io.frames import FrameDirectory
+
+# Demuxers FFmpeg picks for still images when probing by content (a PNG renamed
+# to .mp4 opens as a one-frame "video"); they are not videos for vidact.
+_IMAGE_FORMATS = {"image2", "image2pipe"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its 0-based position, its presentation time, its pixels."""
+
+    index: int
+    pts_seconds: float
+    rgb: np.ndarray  # HxWx3 uint8, RGB, rotation already applied
+
+
+def _first_line(error: BaseException) -> str:
+    """FFmpeg's reason without the errno and file name PyAV adds around it."""
+    text = str(getattr(error, "strerror", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _webcam(index: int) -> tuple[str, str]:
+    """The FFmpeg input (url, format) of webcam ``index`` on this platform."""
+    if sys.platform.startswith("linux"):
+        return f"/dev/video{index}", "v4l2"
+    if sys.platform == "darwin":
+        return str(index), "avfoundation"
+    raise VidactError(f"webcam {index}: webcams are supported on Linux and macOS only; pass a file or stream URL")
+
+
+class _AVSource:
+    """A file, webcam or stream opened with PyAV; the first frame is decoded up front."""
+
+    def __init__(self, source: str | int | os.PathLike):
+        fmt = None
+        if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+            url, fmt = _webcam(int(source))
+            self.name, self.seekable = f"webcam {source} ({url})", False
+            hint = "check that the camera is connected and not in use"
+        elif isinstance(source, str) and "://" in source and not source.startswith("file://"):
+            url = source
+            self.name, self.seekable = source, False
+            hint = "check the URL and that the stream is live"
+        else:
+            path = Path(source.removeprefix("file://") if isinstance(source, str) else source)
+            if not path.exists():
+                raise VidactError(f"{path}: no such file; check the path")
+            if path.stat().st_size == 0:
+                raise VidactError(f"{path}: file is empty (0 bytes); pass a video file")
+            url = str(path)
+            self.name, self.seekable = str(path), True
+            hint = "the file is truncated, corrupt or not a video"
+        self.url, self.format = url, fmt
+        try:
+            self.container = av.open(url, format=fmt, timeout=30.0)
+        except av.error.FFmpegError as error:
+            raise VidactError(f"{self.name}: cannot open as video ({_first_line(error)}); {hint}") from None
+        try:
+            self._init_stream()
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _init_stream(self) -> None:
+        if self.container.format.name in _IMAGE_FORMATS or self.container.format.name.endswith("_pipe"):
+            kind = self.container.format.name.removesuffix("_pipe")
+            raise VidactError(f"{self.name}: is a still image ({kind}), not a video; pass a video file")
+        if not self.container.streams.video:
+            if self.container.streams.audio:
+                raise VidactError(f"{self.name}: no video stream (audio only); pass a file with video")
+            raise VidactError(f"{self.name}: no video stream; pass a file with video")
+        self.stream = self.container.streams.video[0]
+        if self.stream.codec_context is None:  # FFmpeg has no decoder for this codec
+            raise VidactError(
+                f"{self.name}: unknown or unsupported video codec; convert it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+            )
+        self.stream.thread_type = "AUTO"  # frame + slice threads
+        self._check_complete()
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps: Fraction | None = Fraction(rate) if rate else None
+        self.num_frames: int | None = self.stream.frames or None
+        if self.stream.duration:
+            self.duration: float | None = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration:
+            self.duration = self.container.duration / av.time_base
+        else:
+            self.duration = None
+        self._decoder = self._decode()
+        self._first = next(self._decoder, None)
+        if self._first is None:
+            raise VidactError(f"{self.name}: no decodable video frames; the file may be truncated or corrupt")
+        # Rotation is counter-clockwise degrees from the display matrix; quarter turns only.
+        self.quarter_turns = round((self._first.rotation or 0) / 90) % 4
+        height, width = self._first.height, self._first.width
+        self.width, self.height = (height, width) if self.quarter_turns % 2 else (width, height)
+        self._pts_table: list[int] | None = None
+
+    def _check_complete(self) -> None:
+        """Fail on a file cut short whose index (MP4 ``moov`` at the front) points past its end.
+
+        Without this the first frames decode and the video silently ends early.
+        """
+        if not self.seekable:
+            return
+        entries = self.stream.index_entries
+        tail = [entries[i] for i in range(max(0, len(entries) - 16), len(entries))]
+        expected = max((e.pos + e.size for e in tail if e.pos >= 0), default=0)
+        actual = Path(self.url).stat().st_size
+        if expected > actual:
+            raise VidactError(
+                f"{self.name}: file is truncated ({actual} of at least {expected} bytes); copy or download it again"
+            )
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        try:
+            yield from self.container.decode(self.stream)
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as error:
+            raise VidactError(
+                f"{self.name}: decoding failed ({_first_line(error)}); the file may be truncated or corrupt"
+            ) from None
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        array = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(array, self.quarter_turns)) if self.quarter_turns else array
+
+    def seconds(self, frame: av.VideoFrame, index: int) -> float:
+        if frame.pts is None:  # raw elementary streams carry no timestamps
+            return index / float(self.fps) if self.fps else float(index)
+        return float(frame.pts * frame.time_base)
+
+    def presentation_pts(self) -> list[int]:
+        """Sorted pts of every frame, read from the packets without decoding (cached)."""
+        if self._pts_table is None:
+            with av.open(self.url, format=self.format) as container:
+                stream = container.streams.video[self.stream.index - container.streams.video[0].index]
+                self._pts_table = sorted(
+                    p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard
+                )
+        return self._pts_table
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class VideoReader:
+    """Decoded frames of a video file, frame directory, webcam or stream.
+
+    ``source`` is a path to a video file, a directory of numbered images (AVA
+    layout; ``frames_fps`` gives their rate), a webcam index (``0`` or ``"0"``:
+    ``/dev/video0`` through v4l2 on Linux) or any URL FFmpeg opens. Opening
+    decodes the first frame, so unreadable input fails here with a
+    :class:`VidactError` before the caller writes anything.
+
+    Iterating yields :class:`Frame` from the start; :meth:`frames` starts at a
+    time; :meth:`frame_at` random-accesses one frame. Use as a context manager or
+    call :meth:`close`.
+    """
+
+    def __init__(self, source: str | int | os.PathLike, *, frames_fps: float = 30.0):
+        self._dir: FrameDirectory | None = None
+        self._av: _AVSource | None = None
+        if not isinstance(source, int) and Path(source).is_dir():
+            self._dir = FrameDirectory(source, fps=frames_fps)
+            self.name = str(source)
+            self.fps: Fraction | None = Fraction(frames_fps).limit_denominator(1001)
+            self.num_frames: int | None = len(self._dir)
+            self.duration: float | None = self._dir.duration
+            self.width, self.height = self._dir.width, self._dir.height
+            self.seekable = True
+        else:
+            self._av = _AVSource(source)
+            self.name = self._av.name
+            self.fps, self.num_frames, self.duration = self._av.fps, self._av.num_frames, self._av.duration
+            self.width, self.height = self._av.width, self._av.height
+            self.seekable = self._av.seekable
+        self._fresh = True  # nothing consumed yet: the probed first frame can be reused
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._av is not None:
+            self._av.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: float | None = None) -> Iterator[Frame]:
+        """Frames in presentation order, beginning with the frame shown at ``start`` seconds.
+
+        ``start=None`` begins at the first frame. Seeking (``start`` given) goes to
+        the keyframe before ``start`` and decodes forward from there.
+        """
+        if self._dir is not None:
+            first = 0 if start is None else self._dir.index_at(start)
+            for index, seconds, rgb in self._dir.iter_frames(first):
+                yield Frame(index, seconds, rgb)
+            return
+        source = self._av
+        if start is None and self._fresh:
+            self._fresh = False
+            decoded = itertools.chain([source._first], source._decoder)
+            for index, frame in enumerate(decoded):
+                yield Frame(index, source.seconds(frame, index), source.rgb(frame))
+            return
+        if not self.seekable:
+            raise VidactError(f"{self.name}: a live source cannot be rewound or seeked; open it again")
+        self._fresh = False
+        table = source.presentation_pts()
+        for frame in self._seek(0.0 if start is None else start):
+            index = bisect.bisect_left(table, frame.pts) if frame.pts is not None else 0
+            yield Frame(index, source.seconds(frame, index), source.rgb(frame))
+
+    def frame_at(self, t: float) -> Frame:
+        """The last frame whose timestamp is ``<= t`` seconds.
+
+        Before the first frame this is the first frame; past the end, the last.
+        Only the frames from the preceding keyframe to ``t`` are decoded.
+        """
+        frames = self.frames(start=t)
+        try:
+            return next(frames)
+        finally:
+            frames.close()
+
+    def _seek(self, t: float) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the last one with time <= ``t`` (or the first frame) on."""
+        source = self._av
+        stream, container = source.stream, source.container
+        stream_start = stream.start_time or 0
+        margin = 0.0
+        while True:
+            target = max(stream_start, math.floor((t - margin) / stream.time_base))
+            try:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as error:
+                raise VidactError(f"{self.name}: seeking to {t:.3f} s failed ({_first_line(error)})") from None
+            decoded = source._decode()
+            first = next(decoded, None)
+            landed_late = first is not None and first.pts is not None and float(first.pts * first.time_base) > t
+            # Some demuxers land after the requested time; back off until the landing frame is not later than t.
+            if (first is None or landed_late) and target > stream_start:
+                margin = max(1.0, 2 * margin)
+                continue
+            break
+        if first is None:
+            raise VidactError(f"{self.name}: no frame decodes after seeking to {t:.3f} s; the file may be truncated")
+        previous = first
+        for frame in decoded:
+            # Compare as floats so that passing a frame's own pts_seconds returns that frame.
+            if frame.pts is not None and float(frame.pts * frame.time_base) > t:
+                yield previous
+                yield frame
+                yield from decoded
+                return
+            previous = frame
+        yield previous
+
+
+class VideoWriter:
+    """Write RGB frames as H.264 MP4 (libx264, yuv420p) at an exact frame rate.
+
+    ``fps`` may be a :class:`~fractions.Fraction` (e.g. ``Fraction(30000, 1001)``)
+    and is kept exactly as the stream's rate. yuv420p subsamples chroma 2x2 and
+    libx264 rejects odd sizes (checked: 341x255 fails ``avcodec_open2``, and
+    x264's ``crop-rect`` is not accepted through FFmpeg), so an odd width or
+    height is padded by one pixel, repeating the last column/row, and the file
+    is one pixel larger in that dimension. With ``audio_from``, the audio stream
+    of that file (if any) is copied without re-encoding. The file appears at
+    ``path`` only when :meth:`close` succeeds; on an exception inside the
+    ``with`` block nothing is left behind.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float | Fraction,
+        width: int,
+        height: int,
+        audio_from: str | os.PathLike | None = None,
+        crf: int = 18,
+    ):
+        if width <= 0 or height <= 0:
+            raise VidactError(f"{path}: frame size must be positive, got {width}x{height}")
+        if not fps or fps <= 0:
+            raise VidactError(f"{path}: frame rate must be positive, got {fps}")
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
+        self._count = 0
+        self._stack = ExitStack()
+        try:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            self._container = av.open(str(tmp), mode="w", format="mp4")
+            self._stack.callback(self._container.close)
+            self._video = self._container.add_stream("libx264", rate=self.rate)
+            self._video.width, self._video.height = width + width % 2, height + height % 2
+            self._video.pix_fmt = "yuv420p"
+            self._video.options = {"crf": str(crf)}
+            self._video.codec_context.time_base = 1 / self.rate
+            self._audio_packets = self._open_audio(audio_from) if audio_from is not None else None
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+
+    def _open_audio(self, source: str | os.PathLike) -> Iterator[av.Packet] | None:
+        try:
+            audio_in = self._stack.enter_context(av.open(str(source)))
+        except (av.error.FFmpegError, FileNotFoundError) as error:
+            reason = _first_line(error)
+            raise VidactError(f"{source}: cannot open for its audio ({reason}); pass audio_from=None") from None
+        if not audio_in.streams.audio:
+            return None
+        in_stream = audio_in.streams.audio[0]
+        codec = in_stream.codec_context.name if in_stream.codec_context else "unknown"
+        if codec not in self._container.supported_codecs:
+            raise VidactError(f"{source}: its {codec} audio cannot be copied into MP4; pass audio_from=None")
+        self._audio = self._container.add_stream_from_template(in_stream)
+        return (p for p in audio_in.demux(in_stream) if p.dts is not None)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._stack.__exit__(exc_type, exc, tb)
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one ``HxWx3`` uint8 RGB frame of the size given at construction."""
+        if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
+            raise VidactError(
+                f"{self.path}: frame {self._count} is {rgb.shape} {rgb.dtype}, "
+                f"expected ({self.height}, {self.width}, 3) uint8"
+            )
+        pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+        if any(p[1] for p in pad):
+            rgb = np.pad(rgb, pad, mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = self._count
+        frame.time_base = 1 / self.rate
+        self._container.mux(self._video.encode(frame))
+        self._count += 1
+        self._mux_audio_until(self._count / self.rate)
+
+    def _mux_audio_until(self, seconds: Fraction | None) -> None:
+        """Copy source audio packets up to ``seconds`` (all of them for None), keeping streams interleaved."""
+        if self._audio_packets is None:
+            return
+        for packet in self._audio_packets:
+            packet.stream = self._audio
+            self._container.mux(packet)
+            if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
+                return
+
+    def close(self) -> None:
+        """Flush the encoder, finish the file and move it into place."""
+        with self._stack:
+            if self._count == 0:
+                raise VidactError(f"{self.path}: no frames were written; nothing to save")
+            self._container.mux(self._video.encode(None))
+            self._mux_audio_until(None)

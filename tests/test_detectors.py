@@ -1,0 +1,325 @@
+"""Person detector backends: ONNX (FastestDet, YOLO layout), torchvision wrapper, precomputed CSV, factory."""
+
+from __future__ import annotations
+
+import math
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import shared_path
+
+from vidact.detect import create_detector
+from vidact.detect.onnx import OnnxPersonDetector, _decode_fastestdet, resize_area
+from vidact.detect.precomputed import PrecomputedDetector
+from vidact.detect.torchvision_frcnn import TorchvisionPersonDetector, cached_weights_path
+from vidact.errors import VidactError
+
+FASTESTDET = ("data", "weights", "fastestdet", "FastestDet.onnx")
+
+
+def _frames_at(video: str, times: list[float]) -> list[tuple[float, np.ndarray]]:
+    """The first decoded frame at or after each time (seconds), stopping after the last."""
+    wanted = sorted(times)
+    found = []
+    with av.open(str(shared_path("data", "videos", video))) as container:
+        for frame in container.decode(video=0):
+            if frame.time + 1e-6 >= wanted[len(found)]:
+                found.append((frame.time, frame.to_ndarray(format="rgb24")))
+                if len(found) == len(wanted):
+                    break
+    assert len(found) == len(wanted), f"{video} ended before {wanted[len(found)]} s"
+    return found
+
+
+@pytest.fixture(scope="module")
+def fastestdet() -> OnnxPersonDetector:
+    return OnnxPersonDetector(shared_path(*FASTESTDET))
+
+
+# ---------------------------------------------------------------- area resize
+
+
+def test_area_resize_equals_block_mean_for_integer_factors():
+    image = np.random.default_rng(0).uniform(0, 255, (8, 12, 3)).astype(np.float32)
+    out = resize_area(image, 3, 4)  # 2x rows, 4x columns
+    expected = image.reshape(4, 2, 3, 4, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    torch_area = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], size=(4, 3), mode="area")
+    np.testing.assert_allclose(out, torch_area[0].permute(1, 2, 0).numpy(), rtol=1e-5)
+
+
+def test_area_resize_keeps_a_constant_image_and_the_mean():
+    image = np.full((432, 768, 3), 77, np.uint8)
+    np.testing.assert_allclose(resize_area(image, 352, 352), 77, rtol=1e-5)
+    ramp = np.random.default_rng(1).uniform(0, 1, (240, 426, 1)).astype(np.float32)
+    # Shrinking by area preserves the image mean (each input pixel's total weight is equal).
+    assert resize_area(ramp, 213, 120).mean() == pytest.approx(ramp.mean(), rel=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(432, 768), (256, 340), (240, 426)])
+def test_area_resize_agrees_with_opencv(shape):
+    cv2 = pytest.importorskip("cv2")  # OpenCV is not a vidact dependency; compare when present
+    image = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    ours = np.rint(resize_area(image, 352, 352))
+    theirs = cv2.resize(image, (352, 352), interpolation=cv2.INTER_AREA).astype(np.float32)
+    assert np.abs(ours - theirs).max() <= 1  # OpenCV rounds its fixed-point interpolation
+
+
+# ---------------------------------------------------------------- FastestDet decoding
+
+
+def test_fastestdet_decoding_of_one_cell():
+    output = np.full((85, 22, 22), -10.0, np.float32)
+    output[0] = 0.0  # objectness
+    output[5:] = 0.0
+    row, col = 5, 10
+    output[0, row, col] = 0.9
+    output[1, row, col] = math.atanh(0.5)  # cx offset
+    output[2, row, col] = 0.0
+    output[3, row, col] = 0.0  # width: sigmoid(0) = half the image
+    output[4, row, col] = math.log(0.25 / 0.75)  # height: a quarter of the image
+    output[5, row, col] = 0.8  # person
+    # A cell whose best class is not a person is dropped even with a high person score.
+    output[0, 1, 1], output[5, 1, 1], output[7, 1, 1] = 0.9, 0.7, 0.95
+    boxes, scores = _decode_fastestdet(output, width=440, height=220, person_class=0)
+    keep = scores > 0.01
+    assert keep.sum() == 1
+    cx, cy = (col + 0.5) / 22 * 440, row / 22 * 220
+    np.testing.assert_allclose(boxes[keep][0], [cx - 110, cy - 27.5, cx + 110, cy + 27.5], rtol=1e-5)
+    assert scores[keep][0] == pytest.approx(0.9**0.6 * 0.8**0.4, rel=1e-6)
+
+
+def test_fastestdet_finds_people_on_keyframes(fastestdet):
+    for video, times in [
+        ("mmaction2_demo.mp4", [s + 0.5 for s in range(10)]),
+        # the last second of this clip is a blurred camera pan: keyframes up to 8.5 s
+        ("mmaction2_test_video_structuralize.mp4", [s + 0.5 for s in range(9)]),
+    ]:
+        frames = _frames_at(video, times)
+        results = fastestdet([frame for _, frame in frames])
+        for (time, frame), found in zip(frames, results):
+            assert len(found) >= 1, f"no person in {video} at {time:.2f} s"
+            height, width = frame.shape[:2]
+            assert found.boxes.dtype == np.float32 and found.scores.dtype == np.float32
+            assert (found.boxes[:, :2] >= 0).all() and (found.boxes[:, 2] <= width).all()
+            assert (found.boxes[:, 3] <= height).all()
+            assert (found.scores >= 0.5).all() and (np.diff(found.scores) <= 0).all()
+    # two arm-wrestlers fill the demo clip's frame: at least one box covers most of it
+    demo = fastestdet([_frames_at("mmaction2_demo.mp4", [3.5])[0][1]])[0]
+    areas = (demo.boxes[:, 2] - demo.boxes[:, 0]) * (demo.boxes[:, 3] - demo.boxes[:, 1])
+    assert areas.max() > 0.4 * 340 * 256
+
+
+def test_fastestdet_finds_nobody_on_the_empty_opening(fastestdet):
+    # intel_one-by-one-person-detection.mp4 shows an empty room for its first 5.5 s (checked by eye).
+    frames = _frames_at("intel_one-by-one-person-detection.mp4", [t / 2 for t in range(12)])
+    assert all(len(found) == 0 for found in fastestdet([frame for _, frame in frames]))
+    # ... and a person at 7 s, standing at the table from 9 s
+    frames = _frames_at("intel_one-by-one-person-detection.mp4", [7.0, 12.0])
+    assert [len(found) for found in fastestdet([frame for _, frame in frames])] == [1, 1]
+
+
+def test_options_threshold_min_size_and_class(fastestdet):
+    frame = _frames_at("mmaction2_demo.mp4", [0.5])[0][1]
+    everyone = fastestdet([frame])[0]
+    strict = OnnxPersonDetector(shared_path(*FASTESTDET), score_threshold=0.7)([frame])[0]
+    assert 0 < len(strict) < len(everyone) and (strict.scores >= 0.7).all()
+    large = OnnxPersonDetector(shared_path(*FASTESTDET), min_box_size=100)([frame])[0]
+    sides = np.minimum(large.boxes[:, 2] - large.boxes[:, 0], large.boxes[:, 3] - large.boxes[:, 1])
+    assert 0 < len(large) < len(everyone) and (sides >= 100).all()
+    chairs = OnnxPersonDetector(shared_path(*FASTESTDET), person_class=56)([frame])[0]
+    assert len(chairs) < len(everyone)
+
+
+# ---------------------------------------------------------------- YOLO layout
+
+
+def _constant_onnx(path, output: np.ndarray, input_size: int) -> None:
+    """An ONNX model whose output is ``output`` whatever its [1, 3, S, S] input."""
+    import onnx  # a dev dependency, used only to write test models
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Constant", [], ["table"], value=numpy_helper.from_array(output, "table")),
+        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.zeros((), np.float32), "zero")),
+        helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
+        helper.make_node("Add", ["table", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, input_size, input_size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_yolo_layout_is_decoded_and_unletterboxed(tmp_path):
+    candidates = np.zeros((1, 84, 5), np.float32)
+
+    def put(index, cx, cy, w, h, person, other=0.0):
+        candidates[0, :4, index] = [cx, cy, w, h]
+        candidates[0, 4, index] = person
+        candidates[0, 5, index] = other
+
+    put(0, 320, 320, 100, 200, person=0.9)  # centre of the letterboxed image
+    put(1, 322, 318, 100, 200, person=0.6)  # overlaps box 0: removed by NMS
+    put(2, 100, 300, 40, 80, person=0.8)
+    put(3, 500, 300, 40, 80, person=0.55, other=0.9)  # best class is not a person
+    put(4, 500, 400, 40, 80, person=0.3)  # below the threshold
+    path = tmp_path / "yolo.onnx"
+    _constant_onnx(path, candidates, 640)
+
+    detector = OnnxPersonDetector(path)
+    assert detector.format == "yolo"
+    frame = np.zeros((480, 1280, 3), np.uint8)  # letterbox: scale 0.5, 200 px bands on top and bottom
+    found = detector([frame])[0]
+    np.testing.assert_allclose(found.scores, [0.9, 0.8])
+    # (cx - w/2, cy - h/2 - 200, ...) / 0.5
+    np.testing.assert_allclose(found.boxes, [[540, 40, 740, 440], [160, 120, 240, 280]], rtol=1e-5)
+
+
+def test_onnx_format_is_recognised_or_refused(tmp_path, fastestdet):
+    assert fastestdet.format == "fastestdet" and fastestdet.input_size == (352, 352)
+    odd = tmp_path / "odd.onnx"
+    _constant_onnx(odd, np.zeros((1, 7), np.float32), 64)
+    with pytest.raises(VidactError, match="odd.onnx.*fastestdet"):
+        OnnxPersonDetector(odd)
+    assert OnnxPersonDetector(odd, output_format="yolo").format == "yolo"
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(VidactError, match="broken.onnx"):
+        OnnxPersonDetector(broken)
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+class _FixedDetector(torch.nn.Module):
+    """Stands in for a torchvision detector: fixed outputs, records the images it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[tuple[int, ...]]] = []
+
+    def forward(self, images):
+        self.calls.append([tuple(image.shape) for image in images])
+        assert all(0.0 <= float(image.min()) and float(image.max()) <= 1.0 for image in images)
+        outputs = []
+        for image in images:
+            height, width = image.shape[1:]
+            boxes = torch.tensor(
+                [[10, 10, 60, 90], [0, 0, 5, 5], [20, 20, 80, 100], [30, 30, 70, 70], [-5, 10, width + 9, height + 3]],
+                dtype=torch.float32,
+            )
+            outputs.append(
+                {
+                    "boxes": boxes,
+                    "labels": torch.tensor([1, 1, 3, 1, 1]),
+                    "scores": torch.tensor([0.9, 0.95, 0.99, 0.5, 0.8]),
+                }
+            )
+        return outputs
+
+
+def test_torchvision_wrapper_filters_and_batches():
+    model = _FixedDetector()
+    detector = TorchvisionPersonDetector(model, score_threshold=0.7, min_box_size=8, batch_size=2)
+    frames = [np.full((120, 160, 3), i * 50, np.uint8) for i in range(5)]
+    results = detector(frames)
+    assert [len(batch) for batch in model.calls] == [2, 2, 1]
+    assert model.calls[0][0] == (3, 120, 160)  # CHW, the frame's own size
+    for found in results:
+        # person boxes above 0.7 and at least 8 px: the first and the frame-filling one, clipped
+        np.testing.assert_allclose(found.scores, [0.9, 0.8])
+        np.testing.assert_allclose(found.boxes, [[10, 10, 60, 90], [0, 10, 160, 120]])
+    assert len(TorchvisionPersonDetector(model, person_class=3, score_threshold=0.7)(frames[:1])[0]) == 1
+
+
+def test_torchvision_wrapper_with_a_random_model_keeps_the_frame_coordinates():
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    torch.manual_seed(0)
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=3, box_score_thresh=0.0, min_size=64, max_size=96
+    )
+    detector = TorchvisionPersonDetector(model, score_threshold=0.0, person_class=1)
+    frames = [np.random.default_rng(0).integers(0, 256, (90, 200, 3), dtype=np.uint8)]
+    found = detector(frames)[0]
+    assert len(found) > 0
+    # a model working at 64-96 px still answers in the 200x90 frame's pixels
+    assert found.boxes[:, 2].max() > 96 and (found.boxes[:, 2] <= 200).all() and (found.boxes[:, 3] <= 90).all()
+
+
+def test_torchvision_weights_missing_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(VidactError) as err:
+        TorchvisionPersonDetector.from_pretrained()
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(tmp_path / "checkpoints" / "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth") in message
+    assert "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth" in message
+    assert cached_weights_path() == tmp_path / "checkpoints" / "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth"
+
+
+# ---------------------------------------------------------------- precomputed CSV
+
+
+def test_precomputed_ava_ground_truth_rows():
+    path = shared_path("data", "ava", "real_v2.1", "ava_val_v2.1_head27163.csv")
+    detector = PrecomputedDetector(path, video_id="1j20qq1JyX4", starting_second=900)
+    assert detector.timestamps[0] == 2.0
+    found = detector.detections_at(2.0, width=1000, height=500)
+    # person 1 is listed twice (actions 12 and 79): one box
+    rows = [line.split(",") for line in path.read_text().splitlines() if line.startswith("1j20qq1JyX4,0902,")]
+    unique = {tuple(map(float, row[2:6])) for row in rows}
+    assert len(found) == len(unique) and len(rows) > len(unique)
+    assert [2.0, 59.0, 714.0, 488.5] in found.boxes.round(1).tolist()  # 0.002,0.118,0.714,0.977
+    assert (found.scores == 1.0).all()
+    assert len(detector.detections_at(2.5, 1000, 500)) == 0  # no row within the tolerance
+    frames = [np.zeros((500, 1000, 3), np.uint8)] * 2
+    assert [len(d) for d in detector(frames, timestamps=[2.0, 2.02])] == [len(unique)] * 2
+
+
+def test_precomputed_prediction_rows_threshold_and_errors(tmp_path):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("v1,0,0.1,0.1,0.5,0.9,,0.95\nv1,0,0.6,0.1,0.7,0.2,,0.40\nv1,1,0.1,0.1,0.5,0.9,,0.9\n")
+    detector = create_detector(f"csv:{boxes}", score_threshold=0.5)
+    found = detector.detections_at(0.0, 200, 100)
+    np.testing.assert_allclose(found.boxes, [[20, 10, 100, 90]])
+    np.testing.assert_allclose(found.scores, [0.95])
+    assert len(create_detector(str(boxes), min_box_size=15).detections_at(0.0, 200, 100)) == 1
+    two = tmp_path / "two.csv"
+    two.write_text("a,0,0,0,1,1\nb,0,0,0,1,1\n")
+    with pytest.raises(VidactError, match="2 videos"):
+        PrecomputedDetector(two)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,zero,0,0,1,1\n")
+    with pytest.raises(VidactError, match=r"bad.csv:1"):
+        PrecomputedDetector(bad)
+
+
+# ---------------------------------------------------------------- factory
+
+
+def test_factory_specs(tmp_path, monkeypatch):
+    onnx_detector = create_detector(str(shared_path(*FASTESTDET)), score_threshold=0.6, min_box_size=4)
+    assert isinstance(onnx_detector, OnnxPersonDetector)
+    assert (onnx_detector.format, onnx_detector.score_threshold, onnx_detector.min_box_size) == ("fastestdet", 0.6, 4)
+    with pytest.raises(VidactError, match="FastestDet.onnx"):
+        create_detector("fastestdet")  # VIDACT_HOME is an empty test folder
+    with pytest.raises(VidactError, match="yolo11n.onnx"):
+        create_detector("yolo")
+    with pytest.raises(VidactError, match="unknown detector 'nonsense'"):
+        create_detector("nonsense")
+    with pytest.raises(VidactError, match="missing.onnx"):
+        create_detector(str(tmp_path / "missing.onnx"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(VidactError, match="not cached"):
+        create_detector()

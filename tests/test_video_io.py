@@ -1,0 +1,284 @@
+"""VideoReader / VideoWriter / frame directories on the shared videos and on files made here."""
+
+from __future__ import annotations
+
+import bisect
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared_path
+from vidact.errors import VidactError
+from vidact.io.frames import FrameDirectory, ava_frame_path
+from vidact.io.video import VideoReader, VideoWriter
+
+# name: (fps, frames, width, height, duration) from shared/data/README.md
+SHARED_VIDEOS = {
+    "mmaction2_demo.mp4": (Fraction(28), 280, 340, 256, 10.0),
+    "mmaction2_test_video_structuralize.mp4": (Fraction(30000, 1001), 300, 426, 240, 10.01),
+    "intel_one-by-one-person-detection.mp4": (Fraction(10), 1394, 768, 432, 139.4),
+}
+
+
+def video(name: str) -> Path:
+    return shared_path("data", "videos", name)
+
+
+def make_video(
+    path: Path, frames: list[np.ndarray], rate=10, pts=None, rotation=None, audio=False, gop=None, faststart=False
+) -> Path:
+    """An H.264 MP4 of ``frames``; optionally explicit pts (1/rate units), a display rotation, AAC audio, moov first."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        if audio:
+            sound = container.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i if pts is None else pts[i]
+            frame.time_base = Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if audio:
+            seconds = (len(frames) if pts is None else pts[-1] + 1) / rate
+            samples = int(seconds * 16000)
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 16000, start
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+    return path
+
+
+def numbered_frames(n: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """Flat frames whose grey level encodes their number (survives lossy coding)."""
+    return [np.full((height, width, 3), 20 + 8 * i, np.uint8) for i in range(n)]
+
+
+def grey_level_index(rgb: np.ndarray) -> int:
+    return round((float(rgb.mean()) - 20) / 8)
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_VIDEOS))
+def test_shared_videos_decode_with_documented_facts(name):
+    fps, count, width, height, duration = SHARED_VIDEOS[name]
+    with VideoReader(video(name)) as reader:
+        assert (reader.fps, reader.num_frames, reader.width, reader.height) == (fps, count, width, height)
+        assert reader.duration == pytest.approx(duration, abs=1e-6)
+        n, previous = 0, -1.0
+        for frame in reader:
+            assert frame.index == n and frame.pts_seconds > previous
+            assert frame.rgb.shape == (height, width, 3) and frame.rgb.dtype == np.uint8
+            previous, n = frame.pts_seconds, n + 1
+    assert n == count
+    assert previous == pytest.approx(float((count - 1) / fps), abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mmaction2_test_video_structuralize.mp4", "mmaction2_demo.mp4"])
+def test_frame_at_is_last_frame_not_after_t(name):
+    with VideoReader(video(name)) as reader:
+        decoded = list(reader)
+        times = [f.pts_seconds for f in decoded]
+        between = (times[37] + times[38]) / 2
+        probes = [times[0], times[37], between, times[38] - 1e-6, times[150], 5.0, times[-1], -1.0, 1e3]
+        for t in probes:
+            expected = min(max(bisect.bisect_right(times, t) - 1, 0), len(times) - 1)
+            got = reader.frame_at(t)
+            assert (got.index, got.pts_seconds) == (expected, times[expected]), t
+            assert np.array_equal(got.rgb, decoded[expected].rgb), t
+        # Iterating from a time continues in order to the end.
+        rest = list(reader.frames(start=times[200]))
+        assert [f.index for f in rest] == list(range(200, len(times)))
+
+
+def test_variable_frame_rate_times_come_from_pts(tmp_path):
+    pts = [0, 1, 2, 5, 6, 10, 11, 19, 20, 21]  # in 1/10 s, gaps of up to 0.8 s
+    path = make_video(tmp_path / "vfr.mp4", numbered_frames(len(pts)), rate=10, pts=pts, gop=3)
+    with VideoReader(path) as reader:
+        frames = list(reader)
+        assert [f.pts_seconds for f in frames] == pytest.approx([p / 10 for p in pts])
+        assert [grey_level_index(f.rgb) for f in frames] == list(range(len(pts)))
+        for t, expected in [(0.45, 2), (0.5, 3), (1.85, 6), (1.9, 7), (2.5, 9)]:
+            got = reader.frame_at(t)
+            assert (got.index, grey_level_index(got.rgb)) == (expected, expected), t
+
+
+@pytest.mark.parametrize("rotation, turns", [(90, 1), (-90, 3), (180, 2)])
+def test_display_rotation_is_applied(tmp_path, rotation, turns):
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:16, :16] = 255  # a white block in the top-left corner
+    path = make_video(tmp_path / "rot.mp4", [image] * 2, rotation=rotation)
+    expected = np.rot90(image, turns)  # counter-clockwise, as ffmpeg's autorotate shows it
+    with VideoReader(path) as reader:
+        assert (reader.height, reader.width) == expected.shape[:2]
+        rgb = next(iter(reader)).rgb
+    assert rgb.shape == expected.shape
+    assert np.abs(rgb.astype(int) - expected).mean() < 4
+
+
+def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    good = make_video(tmp / "good.mp4", numbered_frames(20))
+    truncated = tmp / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # PyAV writes moov last: lost
+    good_front = tmp / "good_front.mp4"
+    noise_frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), np.uint8) for i in range(20)]
+    make_video(good_front, noise_frames, faststart=True)
+    truncated_front = tmp / "truncated_front.mp4"  # the index survives, the frames it lists do not
+    truncated_front.write_bytes(good_front.read_bytes()[: good_front.stat().st_size // 2])
+    zero = tmp / "zero.mp4"
+    zero.write_bytes(b"")
+    noise = tmp / "noise.mp4"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    png = tmp / "picture.mp4"
+    av.VideoFrame.from_ndarray(numbered_frames(1)[0], format="rgb24").save(str(tmp / "picture.png"))
+    (tmp / "picture.png").rename(png)
+    audio_only = tmp / "audio_only.mp4"
+    with av.open(str(audio_only), "w") as container:
+        sound = container.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        for start in range(0, 16000, 1024):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, start
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+    unknown_codec = tmp / "unknown_codec.mp4"
+    unknown_codec.write_bytes(good.read_bytes().replace(b"avc1", b"zzz9"))  # an unregistered sample fourcc
+    empty_dir = tmp / "no_frames"
+    empty_dir.mkdir()
+    (empty_dir / "notes.txt").write_text("not a frame")
+    return {
+        "zero bytes": zero,
+        "truncated": truncated,
+        "truncated, index first": truncated_front,
+        "random bytes": noise,
+        "png renamed": png,
+        "audio only": audio_only,
+        "missing": tmp / "missing.mp4",
+        "empty dir": empty_dir,
+        "unknown codec": unknown_codec,
+    }
+
+
+def test_bad_inputs_raise_one_line_error_naming_the_file(tmp_path):
+    expected_words = {
+        "zero bytes": "empty",
+        "truncated, index first": "truncated",
+        "png renamed": "image",
+        "audio only": "audio only",
+        "missing": "no such file",
+        "empty dir": "no frames",
+        "unknown codec": "codec",
+    }
+    for case, path in _bad_inputs(tmp_path).items():
+        with pytest.raises(VidactError) as raised:
+            VideoReader(path)
+        message = str(raised.value)
+        assert str(path) in message and "\n" not in message, case
+        assert expected_words.get(case, "") in message, (case, message)
+
+
+def test_writer_round_trip_keeps_fractional_rate_and_size(tmp_path):
+    rate = Fraction(30000, 1001)
+    frames = numbered_frames(12, height=48, width=64)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, rate, 64, 48) as writer:
+        for rgb in frames:
+            writer.write(rgb)
+    with VideoReader(out) as reader:
+        assert (reader.fps, reader.num_frames, reader.width, reader.height) == (rate, 12, 64, 48)
+        decoded = list(reader)
+    assert [grey_level_index(f.rgb) for f in decoded] == list(range(12))
+    assert decoded[-1].pts_seconds == pytest.approx(11 * 1001 / 30000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
+
+
+def test_writer_pads_odd_size_by_one_pixel(tmp_path):
+    rng = np.random.default_rng(0)
+    # 16-pixel blocks: chroma (2x2) never straddles a colour edge
+    image = np.repeat(np.repeat(rng.integers(0, 256, (16, 22, 3), dtype=np.uint8), 16, axis=0), 16, axis=1)[:255, :341]
+    out = tmp_path / "odd.mp4"
+    with VideoWriter(out, 25, 341, 255) as writer:
+        writer.write(image)
+        writer.write(image)
+    with VideoReader(out) as reader:
+        assert (reader.width, reader.height, reader.num_frames) == (342, 256, 2)
+        rgb = next(iter(reader)).rgb
+    assert np.abs(rgb[:255, :341].astype(int) - image).mean() < 6
+    assert np.abs(rgb[:255, 341].astype(int) - image[:, 340]).mean() < 12  # the padding repeats the edge
+
+
+def test_writer_copies_audio(tmp_path):
+    source = make_video(tmp_path / "with_audio.mp4", numbered_frames(20), rate=10, audio=True)
+    out = tmp_path / "out.mp4"
+    with VideoReader(source) as reader:
+        with VideoWriter(out, reader.fps, reader.width, reader.height, audio_from=source) as writer:
+            for frame in reader:
+                writer.write(frame.rgb)
+    with av.open(str(source)) as src, av.open(str(out)) as dst:
+        assert len(dst.streams.video) == 1 and len(dst.streams.audio) == 1
+        assert dst.streams.audio[0].codec_context.name == "aac"
+        assert dst.streams.audio[0].sample_rate == 16000
+        src_packets = [bytes(p) for p in src.demux(src.streams.audio[0]) if p.size]
+        dst_packets = [bytes(p) for p in dst.demux(dst.streams.audio[0]) if p.size]
+    assert dst_packets == src_packets  # remuxed, not re-encoded
+
+
+def test_writer_without_audio_in_source_writes_video_only(tmp_path):
+    source = make_video(tmp_path / "silent.mp4", numbered_frames(3))
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 10, 64, 48, audio_from=source) as writer:
+        writer.write(numbered_frames(1)[0])
+    with av.open(str(out)) as dst:
+        assert len(dst.streams.audio) == 0 and dst.streams.video[0].frames == 1
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 10, 64, 48) as writer:
+            writer.write(numbered_frames(1)[0])
+            raise RuntimeError("caller failed mid-way")
+    with pytest.raises(VidactError, match="expected"):
+        with VideoWriter(out, 10, 64, 48) as writer:
+            writer.write(np.zeros((48, 65, 3), np.uint8))
+    with pytest.raises(VidactError, match="no frames"):
+        with VideoWriter(out, 10, 64, 48):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ava_frame_directory_reads_back(tmp_path):
+    frames = numbered_frames(5, height=40, width=60)
+    for number, rgb in enumerate(frames, start=1):
+        path = ava_frame_path(tmp_path, "vid_A", number)
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rgb).save(path, quality=95)
+    assert ava_frame_path(tmp_path, "vid_A", 3).name == "vid_A_000003.jpg"
+    with VideoReader(tmp_path / "vid_A") as reader:
+        assert (reader.num_frames, reader.fps, reader.width, reader.height) == (5, 30, 60, 40)
+        decoded = list(reader)
+        assert [f.index for f in decoded] == list(range(5))
+        assert [f.pts_seconds for f in decoded] == pytest.approx([i / 30 for i in range(5)])
+        assert [grey_level_index(f.rgb) for f in decoded] == list(range(5))
+        assert reader.frame_at(2 / 30).index == 2 and reader.frame_at(2.5 / 30).index == 2
+    clip = FrameDirectory(tmp_path / "vid_A").read_clip([0, 0, 4])
+    assert clip.shape == (3, 40, 60, 3) and [grey_level_index(c) for c in clip] == [0, 0, 4]
+
+
+def test_corrupt_frame_in_directory_is_a_vidact_error(tmp_path):
+    folder = tmp_path / "vid"
+    folder.mkdir()
+    (folder / "vid_000001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(VidactError, match="vid_000001.jpg"):
+        VideoReader(folder)

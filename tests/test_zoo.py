@@ -1,0 +1,77 @@
+"""Every zoo entry: builds from its config, and its metadata tells the truth."""
+
+import re
+
+import pytest
+import torch
+
+import vidact
+from vidact.api import load_labels
+from vidact.data.label_sets import LABEL_SETS
+from vidact.errors import VidactError
+from vidact.models import build_model
+from vidact.models.flops import model_gflops
+from vidact.weights.zoo import ZOO, get_entry
+
+from conftest import shared_path
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_entry_cost_matches_built_model(name):
+    entry = ZOO[name]
+    with torch.device("meta"):
+        model = build_model(entry.config)
+    assert sum(p.numel() for p in model.parameters()) == entry.params
+    assert model_gflops(model, entry.config) == pytest.approx(entry.gflops, abs=0.005)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_entry_metadata(name):
+    entry = ZOO[name]
+    assert entry.url.startswith("https://dl.fbaipublicfiles.com/")
+    assert len(LABEL_SETS[entry.labels]) == entry.config.num_classes
+    assert (entry.task == "ava") == entry.config.detection.enable
+    assert entry.input.num_pathways == entry.config.num_pathways
+
+
+def _reference_gflops():
+    """GFLOPs in the headers of the reference key listings, by config file name."""
+    found = {}
+    for listing in shared_path("fixtures", "keys").glob("*.txt"):
+        header = listing.read_text().splitlines()[0]
+        if "gflops=" in header:
+            config = re.search(r"config=([^;]+);", header).group(1).rsplit("/", 1)[-1]
+            found[config] = float(re.search(r"gflops=([\d.]+)", header).group(1))
+    return found
+
+
+def test_costs_agree_with_reference_listings():
+    reference = _reference_gflops()
+    pairs = {
+        "slowfast_8x8_r50": "c2.yaml",
+        "ava_slowfast_32x2_r101_v2.2": "c3.yaml",
+        "x3d_m": "X3D_M.yaml",
+        "x3d_l": "X3D_L.yaml",
+        "i3d_nln_8x8_r50": "I3D_NLN_8x8_R50.yaml",
+        "ava_slowfast_64x2_r101_v2.2": "SLOWFAST_64x2_R101_50_50.yaml",
+    }
+    for name, config in pairs.items():
+        assert ZOO[name].gflops == pytest.approx(reference[config], rel=0.02), name
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(VidactError, match="unknown model 'slowfast_9x9'"):
+        get_entry("slowfast_9x9")
+
+
+def test_create_model_from_name_carries_its_entry():
+    model = vidact.create_model("x3d_xs", num_classes=7)
+    assert model.config.num_classes == 7
+    assert model.zoo_entry.name == "x3d_xs"
+    assert load_labels(model) is None  # 7 classes: the Kinetics names no longer apply
+    assert load_labels(vidact.create_model("x3d_xs")) == LABEL_SETS["kinetics400"]
+
+
+def test_default_weights_need_a_zoo_name(tmp_path):
+    with pytest.raises(VidactError, match="zoo model name"):
+        vidact.create_model(ZOO["x3d_xs"].config, weights="default")
