@@ -13,6 +13,7 @@ import collections
 import io
 import os
 import pickle
+import struct
 
 import numpy as np
 
@@ -52,7 +53,17 @@ class UnsafePickleError(VidactError):
     """The pickle references something other than containers, scalars and arrays."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# The pure-Python unpickler: its memo is a dict, so a forged LONG_BINPUT index in a damaged
+# file cannot make it preallocate gigabytes (the C unpickler's array memo does, and gets OOM-killed).
+class _RestrictedUnpickler(pickle._Unpickler):
+    # BYTEARRAY8 (protocol 5) zero-fills its declared length before reading; weight pickles never use it.
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def _refuse_bytearray8(self):
+        raise pickle.UnpicklingError("BYTEARRAY8 is not used by weight pickles")
+
+    dispatch[pickle.BYTEARRAY8[0]] = _refuse_bytearray8
+
     def find_class(self, module: str, name: str):
         try:
             return _ALLOWED[(module, name)]
@@ -73,5 +84,5 @@ def loads_pickle(data: bytes, name: str = "<bytes>"):
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{name}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error, OverflowError, MemoryError) as err:
         raise VidactError(f"{name}: not a readable pickle checkpoint ({type(err).__name__}: {err}); re-download it") from None

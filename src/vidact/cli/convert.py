@@ -1,0 +1,26 @@
+"""``vidact convert IN OUT``: any supported checkpoint to vidact's safetensors format."""
+
+from __future__ import annotations
+
+import argparse
+
+from vidact.weights.checkpoint import convert_to_native
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a checkpoint (PySlowFast .pyth/.pkl, PyTorchVideo hub, safetensors) to vidact's format",
+        description="Convert a checkpoint to vidact's .safetensors file. The model config comes from the "
+        "checkpoint when it stores one, else from --cfg.",
+    )
+    parser.add_argument("input", help="checkpoint to read")
+    parser.add_argument("output", help="vidact .safetensors file to write")
+    parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config, for checkpoints that store none (Caffe2 .pkl, hub files)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = convert_to_native(args.input, args.output, cfg_path=args.cfg)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,127 @@
+"""The download cache against a local HTTP server serving real checkpoint files."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import shared_path
+
+from vidact.errors import VidactError
+from vidact.paths import weights_dir
+from vidact.weights.checkpoint import read_checkpoint
+from vidact.weights.download import download
+
+PARITY = ("fixtures", "parity", "tiny_k400_slowfast")
+FILES = {"SLOWFAST_TINY.pyth": "model.pyth", "SLOWFAST_TINY.pkl": "model_c2.pkl"}
+
+
+class Server:
+    """A threaded HTTP server on 127.0.0.1; ``/drop/NAME`` sends half of NAME and closes."""
+
+    def __init__(self):
+        self.files = {name: shared_path(*PARITY, source).read_bytes() for name, source in FILES.items()}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                drop = self.path.startswith("/drop/")
+                body = server.files.get(self.path.removeprefix("/drop/").lstrip("/"))
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if drop else body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def cache_files() -> list[Path]:
+    folder = weights_dir()
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_download_into_cache_with_progress(server, name, capsys):
+    path = download(f"{server.url}/{name}")
+    assert path == weights_dir() / name
+    assert path.read_bytes() == server.files[name]
+    assert cache_files() == [path]
+    assert "100%" in capsys.readouterr().err  # tqdm reached the Content-Length
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.format == ("pyslowfast" if name.endswith(".pyth") else "caffe2")
+
+
+def test_cached_file_is_reused_without_a_request(server):
+    url = f"{server.url}/SLOWFAST_TINY.pyth"
+    first = download(url, progress=False)
+    assert len(server.requests) == 1
+    assert download(url, progress=False) == first
+    assert len(server.requests) == 1
+
+
+def test_connection_dropped_half_way_leaves_nothing(server):
+    url = f"{server.url}/drop/SLOWFAST_TINY.pkl"
+    with pytest.raises(VidactError) as excinfo:
+        download(url, progress=False)
+    message = str(excinfo.value)
+    assert url in message and str(weights_dir() / "SLOWFAST_TINY.pkl") in message and "\n" not in message
+    assert cache_files() == []
+
+
+def test_sha256_is_checked(server, tmp_path):
+    url = f"{server.url}/SLOWFAST_TINY.pyth"
+    with pytest.raises(VidactError, match="sha256"):
+        download(url, sha256="0" * 64, progress=False)
+    assert cache_files() == []
+    good = hashlib.sha256(server.files["SLOWFAST_TINY.pyth"]).hexdigest()
+    dest = tmp_path / "pinned.pyth"
+    assert download(url, dest, sha256=good.upper(), progress=False) == dest
+    assert torch.equal(read_checkpoint(dest).state_dict["head.projection.bias"], read_checkpoint(shared_path(*PARITY, "model.pyth")).state_dict["head.projection.bias"])
+
+
+def test_http_error_names_url_and_cache_path(server):
+    url = f"{server.url}/MISSING.pyth"
+    with pytest.raises(VidactError, match="HTTP 404") as excinfo:
+        download(url, progress=False)
+    assert str(weights_dir() / "MISSING.pyth") in str(excinfo.value)
+    assert cache_files() == []
+
+
+def test_offline_error_names_url_and_cache_path():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/SLOWFAST_8x8_R50.pkl"
+    with pytest.raises(VidactError) as excinfo:
+        download(url, progress=False)
+    message = str(excinfo.value)
+    assert url in message and str(weights_dir() / "SLOWFAST_8x8_R50.pkl") in message and "\n" not in message
+    assert cache_files() == []

@@ -1,0 +1,449 @@
+"""Checkpoint formats: Caffe2 names, PySlowFast .pyth, PyTorchVideo hub names, vidact safetensors, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+from torch import nn
+
+from vidact.cli.main import main
+from vidact.config.model import ModelConfig
+from vidact.errors import VidactError
+from vidact.weights import caffe2, native, pytorchvideo
+from vidact.weights.checkpoint import Checkpoint, load_into, read_checkpoint, sniff_format
+
+PARITY_CASES = ("tiny_k400_slowfast", "tiny_ava_slowfast_r101_nln", "tiny_x3d", "tiny_slow_i3d_nln")
+C2NAME_FILES = ("AVA_SLOWFAST_32x2_R101_50_50", "K400_SLOWFAST_8x8_R50", "X3D_M")
+KEY_FILES = (
+    "K400_SLOWFAST_8x8_R50", "AVA_SLOWFAST_32x2_R101_50_50", "K400_SLOWFAST_4x16_R50", "K400_SLOW_8x8_R50",
+    "K400_SLOW_4x16_R50", "K400_I3D_8x8_R50", "K400_I3D_NLN_8x8_R50", "X3D_XS", "X3D_S", "X3D_M", "X3D_L",
+    "AVA_SLOWFAST_64x2_R101_50_50", "AVA_SLOW_8x8_R50",
+)  # fmt: skip
+# PyTorchVideo hub listing -> (variant, matching PySlowFast listing); the README names the pairs.
+PTV_PAIRS = {
+    "ptv_hub_slowfast_r50_state_dict": ("slowfast", "K400_SLOWFAST_8x8_R50"),
+    "ptv_hub_slowfast_r50_detection_state_dict": ("slowfast_detection", "K400_SLOWFAST_8x8_R50"),
+    "ptv_hub_slow_r50_state_dict": ("slow", "K400_SLOW_8x8_R50"),
+    "ptv_hub_x3d_m_state_dict": ("x3d", "X3D_M"),
+}
+
+
+def keys_listing(name: str) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in shared_path("fixtures", "keys", f"{name}.txt").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        key, shape, _ = line.split("\t")
+        shapes[key] = tuple(int(d) for d in re.findall(r"\d+", shape))
+    return shapes
+
+
+def ptv_listing(name: str) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in shared_path("fixtures", "ptv_keys", f"{name}.txt").read_text().splitlines():
+        if m := re.fullmatch(r"(\S+) \((.*)\)", line):
+            shapes[m[1]] = tuple(int(d) for d in re.findall(r"\d+", m[2]))
+    return shapes
+
+
+def pyth_state(case: str) -> dict[str, torch.Tensor]:
+    return torch.load(shared_path("fixtures", "parity", case, "model.pyth"), weights_only=True)["model_state"]
+
+
+class StateModule(nn.Module):
+    """A module whose state_dict has exactly the given names and shapes (a stand-in for a built model)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], *, fill: float = 0.0):
+        super().__init__()
+        for name, shape in shapes.items():
+            *path, leaf = name.split(".")
+            owner = self
+            for part in path:
+                if not hasattr(owner, part):
+                    owner.add_module(part, nn.Module())
+                owner = getattr(owner, part)
+            if leaf == "num_batches_tracked":
+                owner.register_buffer(leaf, torch.tensor(0))
+            elif leaf.startswith("running_"):
+                owner.register_buffer(leaf, torch.full(shape, fill))
+            else:
+                owner.register_parameter(leaf, nn.Parameter(torch.full(shape, fill)))
+
+
+def one_line_error(excinfo, path) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+# --- Caffe2 names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listing", C2NAME_FILES)
+def test_c2_names_map_both_ways_exactly(listing):
+    rows = [line.split("\t") for line in shared_path("fixtures", "c2names", f"{listing}.txt").read_text().splitlines() if not line.startswith("#")]
+    assert rows
+    to_c2 = caffe2.pytorch_to_c2_names(pt for _, pt, _ in rows)
+    for c2_name, pt_name, _ in rows:
+        assert caffe2.c2_to_pytorch_name(c2_name) == pt_name
+        assert to_c2[pt_name] == c2_name
+
+
+@pytest.mark.parametrize("listing", KEY_FILES)
+def test_every_model_name_survives_inverse_then_forward(listing):
+    names = list(keys_listing(listing))
+    to_c2 = caffe2.pytorch_to_c2_names(names)
+    assert set(to_c2) == {n for n in names if not n.endswith("num_batches_tracked")}
+    assert len(set(to_c2.values())) == len(to_c2)
+    for name, c2_name in to_c2.items():
+        assert caffe2.c2_to_pytorch_name(c2_name) == name
+
+
+def test_c2_fit_rules_trailing_ones_sub_bn_tiling_and_skips():
+    blobs = {
+        "pred_w": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "res_conv1_bn_rm": np.array([1.0, 2.0], dtype=np.float32),
+        "res_conv1_bn_s": np.ones(5, dtype=np.float32),  # 5 does not divide 4: mismatch
+        "conv1_w_momentum": np.zeros(3, dtype=np.float32),
+        "model_iter": np.array(1000),
+        "lr": np.array(0.1, dtype=np.float32),
+        "foo_w": np.zeros(1, dtype=np.float32),
+    }
+    state = caffe2.convert_blobs(blobs)
+    assert set(state) == {"head.projection.weight", "s1.pathway0_stem.bn.running_mean", "s1.pathway0_stem.bn.weight", "foo.weight"}
+    target = {
+        "head.projection.weight": (3, 2, 1, 1, 1),
+        "s1.pathway0_stem.bn.split_bn.running_mean": (6,),
+        "s1.pathway0_stem.bn.weight": (4,),
+    }
+    fit = caffe2.fit_to_target(state, target)
+    assert torch.equal(fit.state_dict["head.projection.weight"], torch.arange(6.0).reshape(3, 2, 1, 1, 1))
+    assert fit.state_dict["s1.pathway0_stem.bn.split_bn.running_mean"].tolist() == [1, 2, 1, 2, 1, 2]
+    assert fit.shape_mismatched == [("s1.pathway0_stem.bn.weight", (5,), (4,))]
+    assert fit.unexpected == ["foo.weight"]
+
+
+def test_c2_has_no_temporal_inflation():
+    state = caffe2.convert_blobs({"conv1_w": np.zeros((4, 3, 7, 7), dtype=np.float32)})
+    fit = caffe2.fit_to_target(state, {"s1.pathway0_stem.conv.weight": (4, 3, 5, 7, 7)})
+    assert fit.state_dict == {}
+    assert fit.shape_mismatched == [("s1.pathway0_stem.conv.weight", (4, 3, 7, 7, 1), (4, 3, 5, 7, 7))]
+
+
+# --- parity checkpoints ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_caffe2_pickle_gives_the_pyth_tensors_exactly(case):
+    expected = pyth_state(case)
+    checkpoint = read_checkpoint(shared_path("fixtures", "parity", case, "model_c2.pkl"))
+    assert checkpoint.format == "caffe2" and checkpoint.cfg_text is None
+    fit = caffe2.fit_to_target(checkpoint.state_dict, {n: tuple(t.shape) for n, t in expected.items()})
+    assert fit.unexpected == [] and fit.shape_mismatched == []
+    assert set(fit.state_dict) == {n for n in expected if not n.endswith("num_batches_tracked")}
+    for name, tensor in fit.state_dict.items():
+        assert tensor.dtype == expected[name].dtype and torch.equal(tensor, expected[name]), name
+
+    model = StateModule({n: tuple(t.shape) for n, t in expected.items()}, fill=float("nan"))
+    report = load_into(model, checkpoint)
+    assert report.missing == [] and report.unexpected == [] and not report.head_reinitialised
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[n], t) for n, t in expected.items())
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_pyth_gives_model_state_and_cfg_text(case):
+    folder = shared_path("fixtures", "parity", case)
+    checkpoint = read_checkpoint(folder / "model.pyth")
+    assert checkpoint.format == "pyslowfast"
+    assert checkpoint.cfg_text == (folder / "config.yaml").read_text()
+    assert checkpoint.metadata["epoch"] == 0
+    expected = pyth_state(case)
+    assert list(checkpoint.state_dict) == list(expected)
+    assert all(torch.equal(checkpoint.state_dict[n], t) for n, t in expected.items())
+
+
+def test_clear_name_patterns_and_legacy_torch_format(tmp_path):
+    path = tmp_path / "legacy.pyth"
+    state = {"module.head.projection.weight": torch.randn(3, 4), "module.head.projection.bias": torch.randn(3)}
+    torch.save({"epoch": 4, "model_state": state}, path, _use_new_zipfile_serialization=False)
+    assert sniff_format(path) == "torch"
+    checkpoint = read_checkpoint(path, clear_name_patterns=("module.",))
+    assert checkpoint.metadata["epoch"] == 4
+    assert set(checkpoint.state_dict) == {"head.projection.weight", "head.projection.bias"}
+    assert torch.equal(checkpoint.state_dict["head.projection.weight"], state["module.head.projection.weight"])
+
+
+# --- loading into a model -----------------------------------------------------------------
+
+
+def test_head_of_another_size_is_reinitialised_and_reported(caplog):
+    state = pyth_state("tiny_k400_slowfast")
+    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    shapes["head.projection.weight"] = (7, shapes["head.projection.weight"][1])
+    shapes["head.projection.bias"] = (7,)
+    model = StateModule(shapes, fill=5.0)
+    with pytest.warns(UserWarning, match="re-initialised"):
+        report = load_into(model, Checkpoint(shared_path("fixtures", "parity", "tiny_k400_slowfast", "model.pyth"), "pyslowfast", state))
+    assert report.head_reinitialised
+    assert sorted(n for n, _, _ in report.shape_mismatched) == ["head.projection.bias", "head.projection.weight"]
+    assert "head.projection.weight" in report.missing
+    head = model.state_dict()
+    assert torch.all(head["head.projection.bias"] == 0)
+    assert 0 < head["head.projection.weight"].std() < 0.1  # N(0, 0.01), no longer the fill value
+    assert torch.equal(head["s1.pathway0_stem.conv.weight"], state["s1.pathway0_stem.conv.weight"])
+    assert "re-initialised" in caplog.text
+
+
+def test_wrong_architecture_is_one_line_error():
+    path = shared_path("fixtures", "parity", "tiny_x3d", "model.pyth")
+    model = StateModule({n: tuple(t.shape) for n, t in pyth_state("tiny_k400_slowfast").items()})
+    with pytest.raises(VidactError) as excinfo:
+        load_into(model, path)
+    assert "do not fit" in one_line_error(excinfo, path)
+    with pytest.warns(UserWarning, match="re-initialised"):  # X3D's 400-way head vs the 10-way model
+        report = load_into(model, path, strict_architecture=False)
+    assert report.loaded and len(report.missing) > len(report.loaded)
+
+
+def test_inflation_repeats_over_time_and_divides(tmp_path):
+    weight2d = torch.randn(4, 3, 3, 3)
+    path = tmp_path / "c2d.pyth"
+    torch.save({"model_state": {"s1.pathway0_stem.conv.weight": weight2d, "s1.pathway0_stem.bn.weight": torch.ones(4)}}, path)
+    model = StateModule({"s1.pathway0_stem.conv.weight": (4, 3, 5, 3, 3), "s1.pathway0_stem.bn.weight": (4,)})
+    report = load_into(model, path, strict_architecture=False)
+    assert report.shape_mismatched == [("s1.pathway0_stem.conv.weight", (4, 3, 3, 3), (4, 3, 5, 3, 3))]
+    report = load_into(model, path, inflate=True)
+    assert report.inflated == ["s1.pathway0_stem.conv.weight"] and report.missing == []
+    inflated = model.state_dict()["s1.pathway0_stem.conv.weight"]
+    assert torch.allclose(inflated.sum(dim=2), weight2d, atol=1e-6)
+    assert all(torch.equal(inflated[:, :, t], weight2d / 5) for t in range(5))
+
+
+# --- unsafe and damaged files ---------------------------------------------------------------
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"blobs": {"conv1_w": _Payload(marker)}}, protocol=2))
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    assert "system" in one_line_error(excinfo, path)
+    assert not marker.exists()
+
+
+def test_malicious_torch_file_refused_by_weights_only(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pyth"
+    torch.save({"model_state": {"w": torch.zeros(1)}, "x": _Payload(marker)}, path)
+    assert path.read_bytes()[:2] == b"PK"
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    message = one_line_error(excinfo, path)
+    assert "weights_only" in message and "system" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("source", ["model.pyth", "model_c2.pkl"])
+def test_truncated_checkpoint_is_one_line_error(tmp_path, source):
+    data = shared_path("fixtures", "parity", "tiny_k400_slowfast", source).read_bytes()
+    path = tmp_path / source
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    assert "re-download" in one_line_error(excinfo, path)
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(4096), b"\x80\x02}q\x00", b"<html>404 not found</html>"], ids=["empty", "random", "empty-dict", "html"])
+def test_empty_random_and_foreign_files_are_one_line_errors(tmp_path, content):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(content)
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    one_line_error(excinfo, path)
+
+
+def test_forged_pickle_lengths_do_not_allocate(tmp_path):
+    import struct
+    import tracemalloc
+
+    from vidact.weights.safe_pickle import load_pickle
+
+    memo = tmp_path / "memo.pkl"  # LONG_BINPUT at a huge index: the C unpickler would size its memo to it
+    memo.write_bytes(b"\x80\x02Nr" + struct.pack("<I", 50_000_000) + b".")
+    tracemalloc.start()
+    try:
+        assert load_pickle(memo) is None
+        assert tracemalloc.get_traced_memory()[1] < 50_000_000
+    finally:
+        tracemalloc.stop()
+    bytearray8 = tmp_path / "bytearray8.pkl"  # would zero-fill 1 TiB before reading
+    bytearray8.write_bytes(b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b".")
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(bytearray8)
+    one_line_error(excinfo, bytearray8)
+
+
+def test_truncated_native_file_is_one_line_error(tmp_path):
+    path = native.save_native(tmp_path / "w.safetensors", {"a": torch.randn(100)})
+    data = path.read_bytes()
+    path.write_bytes(data[:-40])
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    assert "damaged" in one_line_error(excinfo, path)
+
+
+# --- PyTorchVideo hub names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ptv_name", sorted(PTV_PAIRS))
+def test_pytorchvideo_names_round_trip_against_pyslowfast_listing(ptv_name):
+    variant, pyslowfast_name = PTV_PAIRS[ptv_name]
+    ptv = ptv_listing(ptv_name)
+    reference = keys_listing(pyslowfast_name)
+    assert pytorchvideo.detect_variant(ptv) == variant
+    converted = {pytorchvideo.ptv_to_pyslowfast_name(n, variant): n for n in ptv}
+    missing = set(reference) - set(converted)
+    if variant == "x3d":  # hub X3D has no BatchNorm after the stage-2 shortcut
+        assert missing == {f"s2.pathway0_res0.branch1_bn.{leaf}" for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    else:
+        assert missing == set()
+    assert set(converted) <= set(reference)
+    for name, ptv_key in converted.items():
+        assert pytorchvideo.pyslowfast_to_ptv_name(name, variant) == ptv_key
+        if not (variant == "slowfast_detection" and name.startswith("head.")):  # 80-way AVA head vs 400-way listing
+            assert ptv[ptv_key] == reference[name], name
+
+
+def test_pytorchvideo_x3d_state_gets_identity_bn_and_converts_back():
+    ptv = {n: torch.randn(s) if s else torch.tensor(0) for n, s in ptv_listing("ptv_hub_x3d_m_state_dict").items()}
+    state = pytorchvideo.from_pytorchvideo(ptv)
+    assert set(state) == set(keys_listing("X3D_M"))
+    bn = nn.BatchNorm3d(24).eval()
+    bn.load_state_dict({k.split("branch1_bn.")[1]: v for k, v in state.items() if "s2.pathway0_res0.branch1_bn." in k})
+    x = torch.randn(2, 24, 3, 4, 4) * 10
+    assert torch.equal(bn(x), x)
+    back = pytorchvideo.to_pytorchvideo(state, "x3d")
+    assert set(back) == set(ptv) and all(torch.equal(back[n], ptv[n]) for n in ptv)
+    state["s2.pathway0_res0.branch1_bn.weight"] = torch.full((24,), 2.0)
+    with pytest.raises(VidactError, match="not an identity"):
+        pytorchvideo.to_pytorchvideo(state, "x3d")
+
+
+def test_hub_checkpoint_is_read_with_pyslowfast_names(tmp_path):
+    ptv = {n: torch.randn(s) if s else torch.tensor(0) for n, s in ptv_listing("ptv_hub_slow_r50_state_dict").items()}
+    path = tmp_path / "SLOW_8x8_R50.pyth"
+    torch.save({"model_state": ptv}, path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.format == "pytorchvideo"
+    assert set(checkpoint.state_dict) == set(keys_listing("K400_SLOW_8x8_R50"))
+    assert torch.equal(checkpoint.state_dict["s5.pathway0_res2.branch2.c_bn.running_var"], ptv["blocks.4.res_blocks.2.branch2.norm_c.running_var"])
+
+
+# --- vidact's own format -------------------------------------------------------------------
+
+
+def _mixed_state():
+    return {
+        "conv.weight": torch.randn(4, 3, 1, 3, 3),
+        "bn.num_batches_tracked": torch.tensor(7),
+        "half": torch.randn(5).half(),
+        "brain": torch.randn(2, 3).bfloat16(),
+        "mask": torch.tensor([True, False]),
+        "empty": torch.zeros(0, 3),
+    }
+
+
+def test_native_round_trip_tensors_and_metadata(tmp_path):
+    state = _mixed_state()
+    config = ModelConfig(arch="x3d", num_classes=11)
+    path = native.save_native(tmp_path / "m.safetensors", state, model_config=config, labels=["a", "b c"], source="model.pyth")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.format == "vidact"
+    assert checkpoint.model_config == config
+    assert checkpoint.metadata["labels"] == ["a", "b c"] and checkpoint.metadata["source"] == "model.pyth"
+    assert list(checkpoint.state_dict) == list(state)
+    for name, tensor in state.items():
+        got = checkpoint.state_dict[name]
+        assert got.dtype == tensor.dtype and got.shape == tensor.shape and torch.equal(got, tensor), name
+
+
+def test_native_is_readable_by_safetensors_and_reads_its_files(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch", reason="dev extra")
+    from safetensors import safe_open
+
+    state = _mixed_state()
+    config = ModelConfig(num_classes=3)
+    path = native.save_native(tmp_path / "ours.safetensors", state, model_config=config, labels=["x"])
+    theirs = safetensors_torch.load_file(path)
+    assert set(theirs) == set(state) and all(torch.equal(theirs[n], t) for n, t in state.items())
+    with safe_open(path, framework="pt") as f:
+        assert json.loads(f.metadata()["labels"]) == ["x"]
+
+    other = tmp_path / "theirs.safetensors"
+    safetensors_torch.save_file(state, other, metadata={"format": "pt"})
+    checkpoint = read_checkpoint(other)
+    assert checkpoint.format == "safetensors" and checkpoint.model_config is None
+    assert all(torch.equal(checkpoint.state_dict[n], t) for n, t in state.items())
+
+
+# --- vidact convert ------------------------------------------------------------------------
+
+
+def test_convert_pyth_uses_stored_cfg(tmp_path):
+    folder = shared_path("fixtures", "parity", "tiny_x3d")
+    out = tmp_path / "x3d.safetensors"
+    assert main(["convert", str(folder / "model.pyth"), str(out)]) == 0
+    converted = read_checkpoint(out)
+    assert converted.model_config.arch == "x3d"
+    assert converted.metadata["source_format"] == "pyslowfast"
+    expected = pyth_state("tiny_x3d")
+    assert all(torch.equal(converted.state_dict[n], t) for n, t in expected.items())
+
+
+def test_convert_caffe2_needs_cfg(tmp_path, capsys):
+    folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    out = tmp_path / "sf.safetensors"
+    assert main(["convert", str(folder / "model_c2.pkl"), str(out)]) == 2
+    assert "--cfg" in capsys.readouterr().err and not out.exists()
+    assert main(["convert", str(folder / "model_c2.pkl"), str(out), "--cfg", str(folder / "config.yaml")]) == 0
+    converted = read_checkpoint(out)
+    assert converted.model_config.arch == "slowfast" and converted.model_config.num_classes == 10
+    assert converted.caffe2_layout
+    model = StateModule({n: tuple(t.shape) for n, t in pyth_state("tiny_k400_slowfast").items()})
+    assert load_into(model, out).missing == []
+
+
+@pytest.mark.parametrize("case", ["tiny_x3d", "tiny_k400_slowfast"])
+def test_real_model_from_stored_cfg_loads_both_formats(case):
+    from vidact.models.build import build_model
+    from vidact.weights.checkpoint import checkpoint_model_config
+
+    folder = shared_path("fixtures", "parity", case)
+    model = build_model(checkpoint_model_config(read_checkpoint(folder / "model.pyth")))
+    expected = pyth_state(case)
+    for source in ("model_c2.pkl", "model.pyth"):
+        report = load_into(model, folder / source)
+        assert report.missing == [] and report.unexpected == [] and report.shape_mismatched == []
+        assert all(torch.equal(model.state_dict()[n], t) for n, t in expected.items() if not n.endswith("num_batches_tracked"))
+    other = "tiny_k400_slowfast" if case == "tiny_x3d" else "tiny_x3d"
+    with pytest.raises(VidactError, match="do not fit"):
+        load_into(model, shared_path("fixtures", "parity", other, "model_c2.pkl"))
