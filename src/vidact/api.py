@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -83,10 +82,7 @@ def create_model(
     if checkpoint_path is not None:
         from vidact.weights.checkpoint import load_into
 
-        report = load_into(model, checkpoint_path)
-        model.load_report = report
-        if report.head_reinitialised:
-            warnings.warn(f"{checkpoint_path}: classifier head has another size; initialised afresh", stacklevel=2)
+        model.load_report = load_into(model, checkpoint_path)  # warns itself about a re-initialised head
     return model
 
 
