@@ -21,3 +21,16 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("boom")
     assert not target.exists()
     assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_atomic_output_gets_the_umask_mode(tmp_path):
+    import os
+
+    target = tmp_path / "shared.txt"
+    umask = os.umask(0o022)
+    try:
+        with atomic_open(target) as f:
+            f.write("x")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,70 @@
+"""``vidact run --cfg FILE.yaml [--opts KEY VALUE ...]``: run a PySlowFast config as it is.
+
+Like PySlowFast's ``tools/run_net.py``: train when ``TRAIN.ENABLE``, then test when
+``TEST.ENABLE``, then the demo when ``DEMO.ENABLE`` (the AVA demo with
+``DETECTION.ENABLE``, the Kinetics demo without). ``--opts`` comes last; bare
+``KEY VALUE`` pairs after the config, as ``run_net.py`` takes them, work too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run a PySlowFast config: train, test and/or demo as its ENABLE keys say",
+        description="Run a PySlowFast YAML config unmodified (TRAIN/TEST/DEMO.ENABLE), with PySlowFast --opts overrides.",
+    )
+    p.add_argument("--cfg", required=True, metavar="FILE.yaml", help="PySlowFast config (or vidact run YAML)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                   help="overrides, last on the line, e.g. DEMO.INPUT_VIDEO in.mp4 NUM_GPUS 0")
+    p.add_argument("pairs", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vidact.config.run_io import load_run_config
+    from vidact.errors import VidactError
+
+    # Bare pairs swallow a later "--opts" (argparse's remainder); drop the marker itself.
+    opts = [item for item in args.pairs if item != "--opts"] + args.opts
+    run = load_run_config(args.cfg, opts)
+    if not (run.train.enable or run.test.enable or run.demo.enable):
+        raise VidactError(f"{args.cfg}: TRAIN.ENABLE, TEST.ENABLE and DEMO.ENABLE are all False; enable one (--opts DEMO.ENABLE True)")
+    progress = not args.no_progress
+    if run.train.enable or run.test.enable:
+        _train_and_test(run, progress)
+    if run.demo.enable:
+        if run.model.detection.enable:
+            from vidact.pipeline.detect import run_ava_demo
+
+            run_ava_demo(run)
+            print(f"wrote {run.demo.output_file}")
+        else:
+            from vidact.pipeline.kinetics_demo import run_kinetics_demo
+
+            summary = run_kinetics_demo(run, progress=progress)
+            print(f"wrote {summary.output}: {summary.num_frames} frames, {summary.num_tasks} clips, weights {summary.checkpoint}")
+    return 0
+
+
+def _train_and_test(run, progress: bool) -> None:
+    """``vidact train`` then ``vidact test``, as their commands run them."""
+    from vidact.engine import distributed as dist
+    from vidact.engine.trainer import test, train
+
+    try:
+        if run.train.enable:
+            result = train(run, progress=progress)
+            if dist.is_main_process() and result.final_metrics:
+                print(json.dumps({"epochs": run.solver.max_epoch, **result.final_metrics}, sort_keys=True))
+        if run.test.enable:
+            metrics = test(run)
+            if dist.is_main_process():
+                print(json.dumps(metrics, sort_keys=True))
+    finally:
+        dist.cleanup()

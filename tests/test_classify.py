@@ -1,0 +1,214 @@
+"""``vidact classify`` / ``predict`` and :func:`vidact.classify`: views, timeline, JSON, rendering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+from torch import nn
+
+import vidact
+from vidact.cli.main import main
+from vidact.config.model import InputSpec
+from vidact.config.pyslowfast import load_model_config
+from vidact.errors import VidactError
+from vidact.io.sampling import kinetics_clip_indices
+from vidact.io.video import VideoReader
+from vidact.pipeline.classify import _crops, _window_bounds, parse_views
+from vidact.transforms import kinetics_test_clip, pack_pathways
+
+VIDEO = ("data", "videos", "mmaction2_demo.mp4")  # 340x256, 28 fps, 280 frames, 10.0 s
+TINY = ("fixtures", "parity", "tiny_k400_slowfast")
+
+
+class RecordingModel(nn.Module):
+    """Stands in for a classifier: softmax of per-channel input means, inputs recorded."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.inputs: list[list[torch.Tensor]] = []
+
+    def forward(self, pathways):
+        self.inputs.append([p.clone() for p in pathways])
+        fast = pathways[-1]
+        features = fast.mean(dim=(2, 3, 4))  # N x 3
+        logits = torch.cat([features, -features, features.square(), features[:, :1]], dim=1)  # N x 10
+        return logits.softmax(dim=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_cli_result(tmp_path_factory):
+    """One CLI run with the tiny Kinetics model: one view, 5 s windows, JSON and render.
+
+    (Three crops x ten clips are checked with a stand-in model below: the tiny model takes
+    seconds per view on a busy CPU.)
+    """
+    out = tmp_path_factory.mktemp("classify")
+    video = shared_path(*VIDEO)
+    argv = [
+        "classify", str(video), "--cfg", str(shared_path(*TINY, "config.yaml")),
+        "--weights", str(shared_path(*TINY, "model.pyth")), "--views", "1x1", "--window", "5", "--stride", "5",
+        "--top-k", "3", "--json", str(out / "result.json"), "--render", str(out / "timeline.mp4"), "--no-progress",
+    ]
+    status = main(argv)
+    return status, out, video
+
+
+def test_classify_cli_json_views_and_timeline(tiny_cli_result):
+    status, out, video = tiny_cli_result
+    assert status == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["views"]["spatial_crops"] == 1 and result["views"]["temporal_clips"] == 1
+    assert len(result["classes"]) == 10
+    views = result["view_scores"]
+    assert [v["crop"] for v in views] == [1]
+    for view in views:
+        assert len(view["scores"]) == 10
+        assert sum(view["scores"]) == pytest.approx(1.0, abs=1e-5)
+        assert 0.0 <= view["start"] < view["end"] <= result["duration"]
+    # Whole video: the views' scores summed (reported divided by their number).
+    mean = np.mean([v["scores"] for v in views], axis=0)
+    np.testing.assert_allclose(result["scores"], mean, atol=1e-6)
+    best = [c["index"] for c in result["top_k"]]
+    assert best == list(np.argsort(-mean, kind="stable")[:3])
+    assert [c["name"] for c in result["top_k"]] == [result["classes"][i] for i in best]
+
+    # Timeline: 5 s windows covering the whole 10 s video without gaps.
+    assert result["num_frames"] == 280 and result["duration"] == pytest.approx(10.0)
+    windows = result["timeline"]["windows"]
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 5.0), (5.0, 10.0)]
+    for window in windows:
+        scores = [c["score"] for c in window["top_k"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+        assert all(c["name"] == result["classes"][c["index"]] for c in window["top_k"])
+
+
+def test_classify_render_keeps_frames_rate_and_size(tiny_cli_result):
+    _, out, video = tiny_cli_result
+    with VideoReader(video) as source, VideoReader(out / "timeline.mp4") as rendered:
+        assert (rendered.num_frames, rendered.fps) == (source.num_frames, source.fps)
+        assert (rendered.width, rendered.height) == (source.width, source.height)
+        drawn, plain = rendered.frame_at(2.0).rgb.astype(int), source.frame_at(2.0).rgb.astype(int)
+    # The panel is drawn top-left; the rest of the frame is the source (up to re-encoding).
+    assert np.abs(drawn[:20, :60] - plain[:20, :60]).mean() > 20
+    assert np.abs(drawn[150:, 150:] - plain[150:, 150:]).mean() < 4
+
+
+def test_views_follow_the_kinetics_protocol(shared):
+    """3x10: each clip's frames are PySlowFast's, each crop is kinetics_test_clip's."""
+    video = shared_path(*VIDEO)
+    config = load_model_config(shared_path(*TINY, "config.yaml"))
+    model = RecordingModel(config)
+    result = vidact.classify(video, model, views="3x10", top_k=4, progress=False)
+    assert [(v.clip_index, v.spatial_index) for v in result.view_scores] == [(k, s) for k in range(10) for s in range(3)]
+    assert len(model.inputs) == 10  # the three crops of a clip run as one batch
+    for view in result.view_scores:
+        assert view.scores.sum() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(result.scores, np.mean([v.scores for v in result.view_scores], axis=0), atol=1e-7)
+
+    spec = config.input
+    clip = 7
+    indices = kinetics_clip_indices(280, 28.0, spec, clip, 10).tolist()
+    with VideoReader(video) as reader:
+        frames = np.stack([f.rgb for f in reader if f.index in set(indices)])
+        frames = frames[[sorted(set(indices)).index(i) for i in indices]]
+    expected = pack_pathways(torch.stack([kinetics_test_clip(frames, spec, s, 3) for s in range(3)]), spec)
+    for got, want in zip(model.inputs[clip], expected):
+        torch.testing.assert_close(got, want)
+    view = result.view_scores[3 * clip]
+    assert view.start == pytest.approx(indices[0] / 28) and view.end == pytest.approx(indices[-1] / 28)
+
+
+def test_single_view_is_the_middle_centre_clip(shared):
+    config = load_model_config(shared_path(*TINY, "config.yaml"))
+    model = RecordingModel(config)
+    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", progress=False)
+    (view,) = result.view_scores
+    clip_seconds = config.input.clip_span / config.input.target_fps
+    assert view.spatial_index == 1
+    # Centred: as much of the video before the clip as after it (within a frame).
+    assert view.start == pytest.approx(10.0 - (view.start + clip_seconds), abs=2 / 28)
+    assert tuple(model.inputs[0][1].shape) == (1, 3, 32, 256, 256)
+
+
+def test_three_crops_match_kinetics_test_clip():
+    spec = InputSpec(num_frames=4, sampling_rate=2, test_crop_size=32, train_jitter_scales=(40, 48))
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 50, 70, 3), dtype=np.uint8)
+    for crops, spatial in ((3, (0, 1, 2)), (1, (1,))):
+        expected = torch.stack([kinetics_test_clip(frames, spec, s, crops) for s in spatial])
+        torch.testing.assert_close(_crops(frames, spec, spatial, crops), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "duration, window, stride, expected",
+    [
+        (10.0, 5.0, 5.0, [(0, 5), (5, 10)]),
+        (10.0, 4.0, 4.0, [(0, 4), (4, 8), (8, 10)]),
+        (10.0, 4.0, 3.0, [(0, 4), (3, 7), (6, 10)]),
+        (3.0, 5.0, 5.0, [(0, 3)]),
+    ],
+)
+def test_windows_cover_the_video(duration, window, stride, expected):
+    np.testing.assert_allclose(_window_bounds(duration, window, stride), expected)
+
+
+def test_timeline_tiles_the_video_and_windows_average_their_tiles(shared):
+    config = load_model_config(shared_path(*TINY, "config.yaml"))
+    model = RecordingModel(config)
+    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", window=5.0, stride=2.5, progress=False)
+    assert [(w.start, w.end) for w in result.windows] == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0)]
+    tiles = result.timeline_clips
+    # 10 s at 64 / 30 s per clip: 5 back-to-back clips, the last one moved back to end with the video.
+    assert len(tiles) == 5 and len(model.inputs) == 1 + 5
+    assert tiles[0].start == 0.0 and tiles[-1].end == pytest.approx(279 / 28)
+    assert all(b.start <= a.end + 1 / 28 + 1e-9 for a, b in zip(tiles, tiles[1:]))  # no gap between clips
+    for window in result.windows:
+        centred = [t for t in tiles if window.start <= (t.start + t.end) / 2 < window.end + 1e-9]
+        assert centred
+        np.testing.assert_allclose(window.scores, np.mean([t.scores for t in centred], axis=0), atol=1e-7)
+        assert window.top_k[0].index == int(np.argmax(window.scores))
+
+
+def test_predict_prints_top5_of_the_middle_clip(tiny_cli_result, capsys):
+    """predict is classify's single middle view: same clip, same top-5."""
+    _, out, _ = tiny_cli_result
+    view = json.loads((out / "result.json").read_text())["view_scores"][0]
+    status = main([
+        "predict", str(shared_path(*VIDEO)), "--cfg", str(shared_path(*TINY, "config.yaml")),
+        "--weights", str(shared_path(*TINY, "model.pyth")),
+    ])
+    assert status == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"clip {view['start']:.2f}-{view['end']:.2f} s" in lines[0] and "clip 3.9" in lines[0]  # (10 - 64/30) / 2
+    ranked = lines[1:]
+    assert [line.split(".")[0] for line in ranked] == ["1", "2", "3", "4", "5"]
+    scores = [float(line.split()[1]) for line in ranked]
+    expected = sorted(view["scores"], reverse=True)[:5]
+    np.testing.assert_allclose(scores, expected, atol=6e-4)  # printed with 3 decimals
+    assert [line.split(maxsplit=2)[2] for line in ranked] == [
+        f"class {i}" for i in np.argsort(-np.array(view["scores"]), kind="stable")[:5]
+    ]
+
+
+@pytest.mark.parametrize("views", ["3x0", "2x10", "ten", "3x10x1"])
+def test_bad_views_are_refused(views):
+    with pytest.raises(VidactError, match="views"):
+        parse_views(views)
+
+
+def test_detection_models_are_refused_before_building(shared):
+    with pytest.raises(VidactError, match="detection model"):
+        vidact.classify(
+            shared_path(*VIDEO), shared_path("fixtures", "parity", "tiny_ava_slowfast_r101_nln", "config.yaml"),
+            weights="unused.pyth", progress=False,
+        )
+
+
+def test_config_without_weights_is_refused(shared, capsys):
+    status = main(["classify", str(shared_path(*VIDEO)), "--cfg", str(shared_path(*TINY, "config.yaml"))])
+    assert status == 2
+    assert "--weights" in capsys.readouterr().err
