@@ -13,7 +13,7 @@ from vidact.config.model import ModelConfig
 from vidact.errors import VidactError
 from vidact.weights.zoo import ZooEntry, get_entry, list_models
 
-__all__ = ["create_model", "list_models", "resolve_model"]
+__all__ = ["classify", "create_model", "detect", "list_models", "resolve_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +107,27 @@ def load_labels(model: nn.Module) -> tuple[str, ...] | None:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def detect(source, **options):
+    """Persons, track ids and actions in a video: iterate for typed per-keyframe results.
+
+    ``vidact.api.detect("video.mp4", detector="fastestdet")`` returns a
+    :class:`vidact.pipeline.detect.DetectionRun`; see :func:`vidact.pipeline.detect.detect`
+    for the options and :func:`vidact.pipeline.detect.detect_video` for writing the files.
+    """
+    from vidact.pipeline.detect import detect as run_detection
+
+    return run_detection(source, **options)
+
+
+def classify(path: str | os.PathLike, model: str | os.PathLike | ModelConfig | nn.Module | None = None, **options):
+    """Top-k actions of a whole video (Kinetics multi-view) and optionally a timeline.
+
+    ``vidact.classify("video.mp4", "slowfast_8x8_r50", views="3x10", window=2.0)`` returns a
+    :class:`vidact.pipeline.classify.ClassifyResult`; see :func:`vidact.pipeline.classify.classify`
+    for the options.
+    """
+    from vidact.pipeline.classify import classify as run_classify
+
+    return run_classify(path, *(() if model is None else (model,)), **options)
