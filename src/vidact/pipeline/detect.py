@@ -1,0 +1,1097 @@
+"""Spatio-temporal action detection on raw video: persons, their tracks and their actions.
+
+Schedule: keyframes at ``k / rate`` seconds (default 1 Hz, AVA's keyframe rate). On each
+keyframe a person detector finds boxes, ByteTrack gives them ids, and the action model
+scores every person at once on the clip of ``NUM_FRAMES x SAMPLING_RATE`` frames centred on
+the keyframe: the instants ``t + k / target_fps`` (``k`` stepping by the sampling rate over
+``[-span/2, span/2)``, as :func:`vidact.io.sampling.centered_clip_indices_at_time`), each
+taken from the last frame shown at or before it, by the frames' real timestamps.
+Frames are resized and normalised as PySlowFast's AVA demo does
+(:func:`vidact.transforms.ava_test_clip`), boxes scaled with
+:func:`vidact.transforms.scale_boxes`.
+
+Stages run in their own threads joined by bounded queues, so decoding, detection, clip
+preparation, the action model, drawing and encoding overlap:
+
+    decode -> [frame store] -> detect+track -> prepare clip -> act -> results
+                           \\-> render (every frame, boxes interpolated) -> encode
+
+Each frame is decoded once and kept in a bounded store until no clip and no frame still to
+be drawn needs it; the decoder waits while the store is full, so memory stays at about the
+longest clip plus a small margin, whatever the video's length. A live source (webcam,
+stream) is never paused: frames that arrive while the store is full are dropped, which
+bounds latency.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import queue
+import resource
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidact.config.model import InputSpec
+from vidact.config.pyslowfast_defaults import DEFAULTS
+from vidact.detect.base import Detections, PersonDetector
+from vidact.errors import VidactError
+from vidact.io.video import VideoReader
+from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
+from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
+
+# PySlowFast's DEMO.COMMON_CLASS_NAMES default: frequent AVA classes get the higher threshold.
+PYSLOWFAST_COMMON_CLASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(DEFAULTS["DEMO"]["COMMON_CLASS_NAMES"]))
+STAGES = ("decode", "detect", "track", "prepare", "act", "render", "encode")
+_POLL_S = 0.1  # how often blocked stages look for an abort
+_MAX_LABELS = 5  # actions written beside a box (all of them go to the data files)
+_FRAME_MARGIN = 8  # frames beyond the computed window: queue slack and timestamp jitter
+
+
+class DetectNotice(UserWarning):
+    """Something the user should know that is not an error (no person found, a key mapped)."""
+
+
+def notice(message: str) -> None:
+    """Emit a :class:`DetectNotice`; the CLI prints it as one line."""
+    warnings.warn(message, DetectNotice, stacklevel=2)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Action(NamedTuple):
+    """One action of one person: class index (0-based), its name and the model's score."""
+
+    index: int
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PersonActions:
+    """A person on a keyframe: track id (-1: not yet tracked), box in frame pixels, actions.
+
+    ``actions`` are those above threshold, highest score first; ``scores`` holds every
+    class's score (float32, one per class).
+    """
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    detection_score: float
+    actions: tuple[Action, ...]
+    scores: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class KeyframeResult:
+    """The persons found on one keyframe and what they do."""
+
+    time: float  # keyframe time, video seconds
+    frame_index: int  # the frame shown at that time
+    width: int
+    height: int
+    persons: tuple[PersonActions, ...]
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@dataclass(frozen=True)
+class ActionThresholds:
+    """Which actions count as present: a score threshold per class, or the top k classes.
+
+    :meth:`pyslowfast` gives PySlowFast's demo rule (``VIS_MODE: thres``): 0.7 for the common
+    classes, 0.3 for the others.
+    """
+
+    per_class: tuple[float, ...] | None = None
+    top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.per_class is None) == (self.top_k is None):
+            raise ValueError("give exactly one of per_class and top_k")
+        if self.top_k is not None and self.top_k < 1:
+            raise VidactError(f"top-k must be at least 1, got {self.top_k}")
+
+    @classmethod
+    def uniform(cls, threshold: float, num_classes: int) -> "ActionThresholds":
+        if not 0.0 <= threshold <= 1.0:
+            raise VidactError(f"action threshold {threshold} is not in [0, 1]; pass e.g. --threshold 0.5")
+        return cls(per_class=(float(threshold),) * num_classes)
+
+    @classmethod
+    def pyslowfast(
+        cls,
+        class_names: Sequence[str],
+        common_names: Sequence[str] = PYSLOWFAST_COMMON_CLASS_NAMES,
+        common: float = 0.7,
+        uncommon: float = 0.3,
+    ) -> "ActionThresholds":
+        common_set = set(common_names)
+        return cls(per_class=tuple(common if name in common_set else uncommon for name in class_names))
+
+    def select(self, scores: np.ndarray) -> list[int]:
+        """Indices of the classes present in ``scores``, highest score first."""
+        order = np.argsort(-scores, kind="stable")
+        if self.top_k is not None:
+            return [int(i) for i in order[: self.top_k]]
+        thresholds = np.asarray(self.per_class, dtype=np.float32)
+        if len(thresholds) != len(scores):
+            raise VidactError(f"{len(thresholds)} action thresholds for a model with {len(scores)} classes")
+        return [int(i) for i in order if scores[i] >= thresholds[i]]
+
+
+# --------------------------------------------------------------------------- the action model
+
+
+class ActionModel:
+    """An AVA box model with its input spec, class names and device: clip + boxes in, scores out."""
+
+    def __init__(self, model: nn.Module, class_names: Sequence[str], device: str | torch.device = "cpu"):
+        config = getattr(model, "config", None)
+        if config is None or not config.detection.enable:
+            raise VidactError("the action model has no box head (DETECTION.ENABLE false); use an AVA model")
+        if len(class_names) != config.num_classes:
+            raise VidactError(
+                f"{len(class_names)} class names for a model with {config.num_classes} classes; "
+                "pass a matching label file"
+            )
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.spec: InputSpec = config.input
+        self.class_names = tuple(class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def clip_offsets(self) -> np.ndarray:
+        """Seconds from the keyframe to each sampled instant of its clip."""
+        half = self.spec.clip_span // 2
+        return np.arange(-half, half, self.spec.sampling_rate, dtype=np.float64) / self.spec.target_fps
+
+    def prepare(self, scaled_frames: np.ndarray, boxes: np.ndarray, height: int, width: int):
+        """Model inputs from frames already scaled by :func:`scale_short_side_cv2` and pixel boxes
+        of the ``height x width`` source frame."""
+        clip = normalize(scaled_frames, self.spec).permute(3, 0, 1, 2).contiguous()
+        inputs = pack_pathways(clip, self.spec)
+        scaled = scale_boxes(np.asarray(boxes, np.float32), height, width, self.spec.test_crop_size)
+        rois = torch.cat([torch.zeros(len(scaled), 1), torch.as_tensor(scaled, dtype=torch.float32)], dim=1)
+        return inputs, rois
+
+    @torch.inference_mode()
+    def __call__(self, inputs: list[torch.Tensor], rois: torch.Tensor) -> np.ndarray:
+        """Scores ``(persons, classes)`` for prepared inputs."""
+        device_inputs = [x.to(self.device, non_blocking=True) for x in inputs]
+        scores = self.model(device_inputs, rois.to(self.device))
+        return scores.float().cpu().numpy()
+
+
+def default_class_names(model: nn.Module, label_file: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Class names for an AVA model: a label file, else the zoo entry's, else AVA's 80 classes."""
+    num_classes = model.config.num_classes
+    if label_file is not None:
+        from vidact.data.labels import read_label_map
+
+        path = Path(label_file)
+        if not path.is_file():
+            raise VidactError(f"label file not found: {path}; pass a JSON, pbtxt or text label map")
+        labels = read_label_map(path)
+        if not labels.is_dense or len(labels) != num_classes:
+            raise VidactError(
+                f"{path}: {len(labels)} classes, with gaps or not the model's {num_classes}; pass the model's label map"
+            )
+        return tuple(labels.as_list())
+    from vidact.api import load_labels
+    from vidact.data.label_sets import AVA80
+
+    names = load_labels(model)
+    if names is not None:
+        return tuple(names)
+    if num_classes == len(AVA80):
+        return AVA80
+    return tuple(f"class {i}" for i in range(num_classes))
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+class _Aborted(Exception):
+    """Raised inside a stage when another stage failed or the consumer stopped."""
+
+
+@dataclass
+class _Entry:
+    index: int
+    time: float
+    rgb: np.ndarray
+    scaled: np.ndarray | None = None  # short side scaled for the model, made on first use
+
+
+class _Shared:
+    """The frame store and the keyframe board, under one condition variable.
+
+    Frames are released once they are before the clip floor (no pending clip needs them)
+    and before the render floor (drawn). ``put`` blocks while the store is full unless a
+    stage is blocked waiting for frames that only a fuller store can give.
+    """
+
+    def __init__(self, capacity: int, live: bool, rendering: bool):
+        self.cond = threading.Condition()
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.capacity = capacity
+        self.live = live
+        self.rendering = rendering
+        self.frames: deque[_Entry] = deque()
+        self.eof = False
+        self.last_time = -math.inf
+        self.clip_floor = -math.inf  # time: frames wholly before it serve no pending clip
+        self.render_floor = 0 if rendering else math.inf  # frame index: next frame to draw
+        self.frame_waits: dict[int, int] = {}  # thread id -> keyframe it waits for frames for
+        self.unprepared = 0  # the oldest keyframe whose clip is not prepared yet
+        self.render_waiting: int | None = None  # the keyframe the renderer waits for
+        self.peak_frames = 0
+        self.dropped_frames = 0
+        self.tracked: dict[int, tuple[float, TrackedDetections]] = {}
+        self.results: dict[int, KeyframeResult] = {}
+        self.num_keyframes: int | None = None  # known once detection has finished
+        self.busy = dict.fromkeys(STAGES, 0.0)
+
+    def fail(self, error: BaseException) -> None:
+        with self.cond:
+            if self.error is None and not isinstance(error, _Aborted):
+                self.error = error
+            self.abort.set()
+            self.cond.notify_all()
+
+    def _wait(self) -> None:
+        if self.abort.is_set():
+            raise _Aborted
+        self.cond.wait(_POLL_S)
+        if self.abort.is_set():
+            raise _Aborted
+
+    # frames -----------------------------------------------------------------
+
+    def put(self, index: int, seconds: float, rgb: np.ndarray) -> None:
+        with self.cond:
+            while len(self.frames) >= self.capacity and not self._stuck():
+                if self.live:
+                    self.dropped_frames += 1
+                    return
+                self._wait()
+            self.frames.append(_Entry(index, seconds, rgb))
+            self.last_time = seconds
+            self._collect()
+            self.peak_frames = max(self.peak_frames, len(self.frames))
+            self.cond.notify_all()
+
+    def _stuck(self) -> bool:
+        # The stage everything waits for (the oldest keyframe still to prepare, or the keyframe the
+        # renderer needs) waits for frames the full store cannot take: only a fuller store helps.
+        # With the capacity computed in DetectionRun this happens only on irregular timestamps.
+        still_drawing = self.rendering and math.isfinite(self.render_floor)
+        limit = self.render_waiting if still_drawing else self.unprepared
+        return limit is not None and any(number <= limit for number in self.frame_waits.values())
+
+    def finish(self) -> None:
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def wait_past(self, seconds: float, keyframe: int) -> bool:
+        """Block until a frame later than ``seconds`` is decoded (True) or the video ended (False).
+
+        ``keyframe`` is the keyframe the caller needs the frames for.
+        """
+        with self.cond:
+            me = threading.get_ident()
+            self.frame_waits[me] = keyframe
+            try:
+                while self.last_time <= seconds and not self.eof:
+                    self._wait()
+            finally:
+                del self.frame_waits[me]
+            return self.last_time > seconds
+
+    def frame_at(self, seconds: float) -> _Entry:
+        """The held frame shown at ``seconds``: the last at or before it (the first if none is)."""
+        with self.cond:
+            chosen = self.frames[0]
+            for entry in self.frames:
+                if entry.time > seconds + 1e-6:  # an instant on a frame's own time picks that frame
+                    break
+                chosen = entry
+            return chosen
+
+    def next_frame(self, after_index: int) -> _Entry | None:
+        """The first held frame with an index above ``after_index``; None at the end."""
+        with self.cond:
+            while True:
+                for entry in self.frames:
+                    if entry.index > after_index:
+                        return entry
+                if self.eof:
+                    return None
+                self._wait()
+
+    def set_clip_floor(self, seconds: float, next_keyframe: int) -> None:
+        """Keyframes before ``next_keyframe`` are prepared; no clip needs frames wholly before ``seconds``."""
+        with self.cond:
+            self.clip_floor = seconds
+            self.unprepared = next_keyframe
+            self._collect()
+            self.cond.notify_all()
+
+    def set_render_floor(self, index: float) -> None:
+        with self.cond:
+            self.render_floor = index
+            self._collect()
+            self.cond.notify_all()
+
+    def _collect(self) -> None:
+        # A frame stays while it is the last one at or before the clip floor: that instant still picks it.
+        while (
+            len(self.frames) > 1
+            and self.frames[1].time <= self.clip_floor + 1e-6
+            and self.frames[0].index < self.render_floor
+        ):
+            self.frames.popleft()
+
+    # keyframes --------------------------------------------------------------
+
+    def publish_tracked(self, number: int, seconds: float, tracked: TrackedDetections) -> None:
+        with self.cond:
+            self.tracked[number] = (seconds, tracked)
+            self.cond.notify_all()
+
+    def publish_result(self, number: int, result: KeyframeResult) -> None:
+        with self.cond:
+            self.results[number] = result
+            self.cond.notify_all()
+
+    def end_keyframes(self, count: int) -> None:
+        with self.cond:
+            self.num_keyframes = count
+            self.cond.notify_all()
+
+    def wait_keyframe(self, number: int, need_result: bool) -> bool:
+        """Block until keyframe ``number`` is tracked (or has its result); False if it does not exist."""
+        with self.cond:
+            self.render_waiting = number
+            try:
+                while True:
+                    if self.num_keyframes is not None and number >= self.num_keyframes:
+                        return False
+                    if number in (self.results if need_result else self.tracked):
+                        return True
+                    self.cond.notify_all()  # the decoder re-checks whether it is stuck
+                    self._wait()
+            finally:
+                self.render_waiting = None
+
+    def forget_keyframes_before(self, number: int) -> None:
+        with self.cond:
+            for table in (self.tracked, self.results):
+                for old in [k for k in table if k < number]:
+                    del table[old]
+
+
+def _put(shared: _Shared, q: queue.Queue, item: Any) -> None:
+    while True:
+        if shared.abort.is_set():
+            raise _Aborted
+        try:
+            q.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(shared: _Shared, q: queue.Queue) -> Any:
+    while True:
+        if shared.abort.is_set():
+            raise _Aborted
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+
+
+class _Timer:
+    """Adds the time spent in a ``with`` block to a stage's busy time."""
+
+    def __init__(self, shared: _Shared, stage: str):
+        self.shared, self.stage = shared, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.shared.busy[self.stage] += time.perf_counter() - self.start
+
+
+_END = object()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Job:
+    number: int
+    time: float
+    frame_index: int
+    width: int
+    height: int
+    tracked: TrackedDetections
+    inputs: list[torch.Tensor] | None = None
+    rois: torch.Tensor | None = None
+
+
+class DetectionRun:
+    """One pass over a video; iterate it for :class:`KeyframeResult` in time order.
+
+    Created by :func:`detect`. While iterating, the annotated video (if asked for) is
+    drawn and encoded alongside; it is complete once iteration ends. Afterwards
+    :attr:`metrics` holds the per-stage busy seconds, frames/s, peak frames held and
+    peak RSS. Stopping the iteration early stops every stage and discards the video.
+    """
+
+    def __init__(
+        self,
+        source: str | int | os.PathLike | VideoReader,
+        action_model: ActionModel,
+        detector: PersonDetector,
+        thresholds: ActionThresholds,
+        *,
+        rate: float = 1.0,
+        end: float | None = None,
+        video_path: str | os.PathLike | None = None,
+        video_fps: float | None = None,
+        tracker_factory: Callable[[float], PersonTracker] | None = None,
+    ):
+        if not rate > 0:
+            raise VidactError(f"prediction rate must be positive, got {rate}; pass e.g. --rate 1")
+        self.reader = source if isinstance(source, VideoReader) else VideoReader(source)
+        self.action_model = action_model
+        self.detector = detector
+        self.thresholds = thresholds
+        self.rate = float(rate)
+        self.end = end
+        self.video_path = Path(video_path) if video_path is not None else None
+        self.fps = float(self.reader.fps) if self.reader.fps else 30.0
+        self.video_fps = video_fps or self.reader.fps or 30
+        self.width, self.height = self.reader.width, self.reader.height
+        self.name = self.reader.name
+        # The tracker is updated once per keyframe: its "frame rate" is the keyframe rate.
+        self.tracker = (tracker_factory or (lambda rate: PersonTracker(frame_rate=rate)))(self.rate)
+        self._detector_takes_times = "timestamps" in inspect.signature(detector.__call__).parameters
+        offsets = action_model.clip_offsets()
+        self.clip_offsets = offsets
+        # Frames held at once: a clip; or, for drawing, from a frame to the next keyframe (its
+        # boxes are interpolated) or to the end of the nearer keyframe's clip (its actions).
+        window_s = max(offsets[-1] - offsets[0], 1.0 / self.rate, 0.5 / self.rate + offsets[-1]) + 1.0 / self.fps
+        self.capacity = math.ceil(window_s * self.fps) + 1 + _FRAME_MARGIN
+        self.frames_written = 0
+        self.metrics: dict[str, float] = {}
+        self._started = False
+
+    def __iter__(self) -> Iterator[KeyframeResult]:
+        if self._started:
+            raise RuntimeError("a DetectionRun can be iterated once")
+        self._started = True
+        rendering = self.video_path is not None
+        shared = _Shared(self.capacity, live=not self.reader.seekable, rendering=rendering)
+        self._shared = shared
+        prepare_q: queue.Queue = queue.Queue(maxsize=2)
+        act_q: queue.Queue = queue.Queue(maxsize=2)
+        out_q: queue.Queue = queue.Queue(maxsize=4)
+        encode_q: queue.Queue = queue.Queue(maxsize=4)
+        stages = [
+            (self._decode, ()),
+            (self._detect, (prepare_q,)),
+            (self._prepare, (prepare_q, act_q)),
+            (self._act, (act_q, out_q)),
+        ]
+        if rendering:
+            stages += [(self._render, (encode_q,)), (self._encode, (encode_q,))]
+        threads = [
+            threading.Thread(target=self._guard, args=(shared, fn, args), name=f"vidact-{fn.__name__[1:]}", daemon=True)
+            for fn, args in stages
+        ]
+        sampler = _gpu_sampler(self.action_model.device)
+        wall = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        finished = False
+        try:
+            while True:
+                item = _get(shared, out_q)
+                if item is _END:
+                    break
+                yield item
+            finished = True
+        except _Aborted:
+            pass
+        finally:
+            if not finished:
+                shared.fail(_Aborted())
+            for thread in threads:
+                thread.join()
+            self.reader.close()
+        if shared.error is not None:
+            raise shared.error
+        self._finish_metrics(time.perf_counter() - wall, sampler)
+
+    def _guard(self, shared: _Shared, fn, args) -> None:
+        try:
+            fn(shared, *args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
+            shared.fail(error)
+
+    # stages -------------------------------------------------------------------
+
+    def _decode(self, shared: _Shared) -> None:
+        last_needed = None if self.end is None else self.end + self.clip_offsets[-1]
+        frames = iter(self.reader)
+        try:
+            while True:
+                with _Timer(shared, "decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                shared.put(frame.index, frame.pts_seconds, frame.rgb)
+                if last_needed is not None and frame.pts_seconds > last_needed:
+                    break
+        finally:
+            frames.close()
+            shared.finish()
+
+    def _detect(self, shared: _Shared, prepare_q: queue.Queue) -> None:
+        number = 0
+        while self.end is None or number / self.rate <= self.end + 1e-9:
+            seconds = number / self.rate
+            if not shared.wait_past(seconds, number) and seconds > shared.last_time + 1.0 / self.fps - 1e-6:
+                break  # the video ended before this keyframe (past the last frame's display time)
+            entry = shared.frame_at(seconds)
+            with _Timer(shared, "detect"):
+                if self._detector_takes_times:
+                    found = self.detector([entry.rgb], timestamps=[seconds])[0]
+                else:
+                    found = self.detector([entry.rgb])[0]
+            with _Timer(shared, "track"):
+                tracked = self.tracker.update(found, seconds) if len(found) else self._track_nobody(seconds)
+            shared.publish_tracked(number, seconds, tracked)
+            _put(shared, prepare_q, _Job(number, seconds, entry.index, self.width, self.height, tracked))
+            number += 1
+        shared.end_keyframes(number)
+        _put(shared, prepare_q, _END)
+
+    def _track_nobody(self, seconds: float) -> TrackedDetections:
+        # Still update: the tracker ages its tracks by the keyframes it sees.
+        self.tracker.update(Detections.empty(), seconds)
+        return TrackedDetections.empty()
+
+    def _prepare(self, shared: _Shared, prepare_q: queue.Queue, act_q: queue.Queue) -> None:
+        model = self.action_model
+        while (job := _get(shared, prepare_q)) is not _END:
+            if len(job.tracked):
+                instants = job.time + self.clip_offsets
+                shared.wait_past(float(instants[-1]), job.number)
+                entries = [shared.frame_at(float(t)) for t in instants]
+                with _Timer(shared, "prepare"):
+                    for entry in entries:
+                        if entry.scaled is None:
+                            entry.scaled = scale_short_side_cv2(entry.rgb, model.spec.test_crop_size)
+                    clip = np.stack([entry.scaled for entry in entries])
+                    job.inputs, job.rois = model.prepare(clip, job.tracked.boxes, job.height, job.width)
+            shared.set_clip_floor(job.time + 1.0 / self.rate + float(self.clip_offsets[0]), job.number + 1)
+            _put(shared, act_q, job)
+        _put(shared, act_q, _END)
+
+    def _act(self, shared: _Shared, act_q: queue.Queue, out_q: queue.Queue) -> None:
+        names = self.action_model.class_names
+        while (job := _get(shared, act_q)) is not _END:
+            persons: list[PersonActions] = []
+            if job.inputs is not None:
+                with _Timer(shared, "act"):
+                    scores = self.action_model(job.inputs, job.rois)
+                for k in range(len(job.tracked)):
+                    chosen = self.thresholds.select(scores[k])
+                    persons.append(
+                        PersonActions(
+                            track_id=int(job.tracked.track_ids[k]),
+                            box=tuple(float(v) for v in job.tracked.boxes[k]),
+                            detection_score=float(job.tracked.scores[k]),
+                            actions=tuple(Action(i, names[i], float(scores[k, i])) for i in chosen),
+                            scores=scores[k],
+                        )
+                    )
+            result = KeyframeResult(job.time, job.frame_index, job.width, job.height, tuple(persons))
+            shared.publish_result(job.number, result)
+            _put(shared, out_q, result)
+        _put(shared, out_q, _END)
+
+    def _render(self, shared: _Shared, encode_q: queue.Queue) -> None:
+        from vidact.pipeline.render import action_label_lines, draw_box, draw_text_panel, track_color
+
+        num_classes = self.action_model.num_classes
+        index = -1
+        while (entry := shared.next_frame(index)) is not None:
+            index = entry.index
+            if self.end is not None and entry.time > self.end + 0.5 / self.fps:
+                break
+            before = max(0, math.floor(entry.time * self.rate + 1e-6))
+            has_before = shared.wait_keyframe(before, need_result=False)
+            has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
+            nearer = before
+            if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
+                nearer = before + 1
+            if not has_before:  # past the last keyframe: hold the last one
+                nearer = before = (shared.num_keyframes or 1) - 1
+            with _Timer(shared, "render"):
+                canvas = entry.rgb.copy()
+            if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
+                with _Timer(shared, "render"):
+                    before_time, tracked_before = shared.tracked[before]
+                    after = shared.tracked.get(before + 1) if has_after else None
+                    after_tracked, after_time = (after[1], after[0]) if after else (None, None)
+                    boxes = interpolate_tracks(tracked_before, before_time, after_tracked, after_time, entry.time)
+                    for k in range(len(boxes)):
+                        person = _person_for(shared.results[nearer], boxes.track_ids[k], boxes.boxes[k])
+                        track_id = int(boxes.track_ids[k])
+                        head = f"#{track_id}" if track_id != UNTRACKED else "person"
+                        actions = person.actions if person is not None else ()
+                        shown = actions[:_MAX_LABELS]
+                        lines = [head, *action_label_lines([(a.name, a.score) for a in shown], num_classes,
+                                                           {a.name: a.index for a in shown})]
+                        if len(actions) > len(shown):
+                            lines.append(f"+{len(actions) - len(shown)} more")
+                        color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
+                        draw_box(canvas, boxes.boxes[k], color, label_lines=lines)
+                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
+                shared.forget_keyframes_before(before - 1)
+            else:
+                with _Timer(shared, "render"):
+                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
+            _put(shared, encode_q, canvas)
+            shared.set_render_floor(index + 1)
+        shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
+        _put(shared, encode_q, _END)
+
+    def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
+        from vidact.io.video import VideoWriter
+
+        with VideoWriter(self.video_path, self.video_fps, self.width, self.height) as writer:
+            while (canvas := _get(shared, encode_q)) is not _END:
+                with _Timer(shared, "encode"):
+                    writer.write(canvas)
+                self.frames_written += 1
+            with _Timer(shared, "encode"):
+                if self.frames_written == 0:
+                    raise VidactError(f"{self.name}: no frame to write to {self.video_path}")
+
+    # metrics -----------------------------------------------------------------
+
+    def _finish_metrics(self, wall: float, sampler) -> None:
+        shared = self._shared
+        frames = self.frames_written if self.video_path is not None else None
+        metrics = {f"time_{stage}_s": round(seconds, 4) for stage, seconds in shared.busy.items()}
+        metrics.update(
+            wall_s=round(wall, 4),
+            keyframes=float(shared.num_keyframes or 0),
+            peak_frames_held=float(shared.peak_frames),
+            frame_capacity=float(self.capacity),
+            dropped_frames=float(shared.dropped_frames),
+            peak_rss_gib=round(peak_rss_bytes() / 2**30, 4),
+        )
+        if frames is not None:
+            metrics["frames"] = float(frames)
+            metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
+        if sampler is not None:
+            metrics.update(sampler.metrics())
+            sampler.close()
+        self.metrics = metrics
+
+
+def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> PersonActions | None:
+    """The keyframe person a drawn box belongs to: same track id, or the same box if untracked."""
+    for person in result.persons:
+        if track_id != UNTRACKED and person.track_id == track_id:
+            return person
+        if track_id == UNTRACKED and person.track_id == UNTRACKED and np.allclose(person.box, box):
+            return person
+    return None
+
+
+def _gpu_sampler(device: torch.device):
+    """A GPU sampler when the model runs on CUDA and NVML answers; None otherwise."""
+    if device.type != "cuda":
+        return None
+    from vidact.tools.gpu_monitor import GpuSampler
+
+    try:
+        sampler = GpuSampler()
+    except VidactError:
+        return None
+    return sampler if sampler.available else None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def load_action_model(
+    model: str | os.PathLike | nn.Module | Any = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    label_file: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+) -> ActionModel:
+    """An :class:`ActionModel` from a zoo name (weights ``"default"`` unless given), a YAML config or
+    :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice) or a built model."""
+    from vidact.api import create_model, default_device, resolve_model
+    from vidact.weights.zoo import DEFAULT_AVA_MODEL
+
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
+    if isinstance(model, nn.Module):
+        built = model
+    else:
+        spec = model if model is not None else DEFAULT_AVA_MODEL
+        resolved = resolve_model(spec)
+        if weights is None and resolved.entry is not None:
+            weights = "default"
+        if weights is None:
+            notice(f"{spec}: no weights given; the action model has random weights (scores are meaningless)")
+        built = create_model(spec, weights=weights)
+    names = tuple(class_names) if class_names is not None else default_class_names(built, label_file)
+    return ActionModel(built, names, device)
+
+
+def build_detector(
+    detector: str | PersonDetector = "torchvision",
+    *,
+    score_threshold: float | None = None,
+    device: str | torch.device = "cpu",
+    video_id: str | None = None,
+) -> PersonDetector:
+    """A person detector from a spec string (see :func:`vidact.detect.create_detector`) or as given."""
+    if not isinstance(detector, str):
+        return detector
+    from vidact.detect import create_detector
+
+    options = dict(score_threshold=score_threshold, device=str(device))
+    if detector.startswith("csv:") or detector.lower().endswith(".csv"):
+        try:  # a file with one video's boxes serves whatever the video is called
+            return create_detector(detector, **options)
+        except VidactError:
+            if video_id is None:
+                raise
+            return create_detector(detector, video_id=video_id, **options)
+    return create_detector(detector, **options)
+
+
+def detect(
+    source: str | int | os.PathLike,
+    *,
+    detector: str | PersonDetector = "torchvision",
+    model: str | os.PathLike | nn.Module | ActionModel | None = None,
+    weights: str | os.PathLike | None = None,
+    rate: float = 1.0,
+    device: str | torch.device | None = None,
+    thresholds: ActionThresholds | float | None = None,
+    detector_threshold: float | None = None,
+    label_file: str | os.PathLike | None = None,
+    end: float | None = None,
+    video_path: str | os.PathLike | None = None,
+    video_fps: float | None = None,
+) -> DetectionRun:
+    """Detect persons and their actions in a video; iterate the result for :class:`KeyframeResult`.
+
+    Args:
+        source: a video file, a webcam index or a stream URL.
+        detector: a person-detector spec (``"torchvision"``, ``"fastestdet"``, ``"csv:PATH"``,
+            a path, ...) or a detector object.
+        model: an AVA zoo name (default :data:`vidact.weights.zoo.DEFAULT_AVA_MODEL`), a YAML
+            config, a built model (with ``model.config``) or an :class:`ActionModel`.
+        weights: a checkpoint; zoo models default to their official weights.
+        rate: predictions per second (keyframes at ``k / rate`` s).
+        thresholds: an :class:`ActionThresholds`, one threshold for every class, or None for
+            PySlowFast's common (0.7) / uncommon (0.3) rule.
+        end: stop after the keyframe at this time (seconds), for a part of a long video.
+        video_path: also draw the boxes, track ids and actions on every frame into this MP4.
+        video_fps: that video's frame rate (default: the source's).
+    """
+    reader = VideoReader(source)  # unreadable input fails here, before a model is fetched or a file written
+    try:
+        action_model = model if isinstance(model, ActionModel) else load_action_model(
+            model, weights, device=device, label_file=label_file
+        )
+        if thresholds is None:
+            thresholds = ActionThresholds.pyslowfast(action_model.class_names)
+        elif not isinstance(thresholds, ActionThresholds):
+            thresholds = ActionThresholds.uniform(float(thresholds), action_model.num_classes)
+        person_detector = build_detector(
+            detector, score_threshold=detector_threshold, device=action_model.device, video_id=_video_id(source)
+        )
+        return DetectionRun(
+            reader, action_model, person_detector, thresholds, rate=rate, end=end, video_path=video_path,
+            video_fps=video_fps,
+        )
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _video_id(source: str | int | os.PathLike) -> str:
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return f"webcam{source}"
+    text = os.fspath(source)
+    if "://" in text and not text.startswith("file://"):
+        return "stream"
+    return Path(text).stem
+
+
+@dataclass(frozen=True)
+class DetectOutputs:
+    """The files written for one video and the run's metrics."""
+
+    video: Path | None
+    actions_csv: Path
+    tracks_csv: Path
+    jsonl: Path
+    timeline: Path | None
+    metrics_json: Path
+    keyframes: int
+    persons: int
+    metrics: dict[str, float]
+
+
+def output_paths(out_dir: str | os.PathLike, video_id: str) -> dict[str, Path]:
+    """Where :func:`detect_video` writes each output of ``video_id`` inside ``out_dir``."""
+    out = Path(out_dir)
+    return {
+        "video": out / f"{video_id}.detect.mp4",
+        "actions_csv": out / f"{video_id}.actions.csv",
+        "tracks_csv": out / f"{video_id}.tracks.csv",
+        "jsonl": out / f"{video_id}.keyframes.jsonl",
+        "timeline": out / f"{video_id}.timeline.png",
+        "metrics_json": out / f"{video_id}.metrics.json",
+    }
+
+
+def detect_video(
+    source: str | int | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    video: bool = True,
+    timeline: bool = True,
+    video_path: str | os.PathLike | None = None,
+    on_keyframe: Callable[[KeyframeResult], None] | None = None,
+    **options: Any,
+) -> DetectOutputs:
+    """Run :func:`detect` on one video and write every output into ``out_dir`` (each atomically).
+
+    Outputs (``ID`` = the file name without extension): ``ID.detect.mp4`` (annotated video,
+    unless ``video=False``; ``video_path`` puts it elsewhere), ``ID.actions.csv`` (AVA format,
+    every class's score per person and keyframe), ``ID.tracks.csv`` (the same boxes with track
+    ids), ``ID.keyframes.jsonl``, ``ID.timeline.png`` and ``ID.metrics.json``. ``options`` go to
+    :func:`detect`.
+    """
+    from vidact.pipeline import outputs
+
+    video_id = _video_id(source)
+    paths = output_paths(out_dir, video_id)
+    if video_path is not None:
+        paths["video"] = Path(video_path)
+    run = detect(source, video_path=paths["video"] if video else None, **options)
+    results: list[KeyframeResult] = []
+    for result in run:
+        results.append(result)
+        if on_keyframe is not None:
+            on_keyframe(result)
+    persons = sum(len(r.persons) for r in results)
+    if persons == 0:
+        notice(f"{run.name}: no person found on any of {len(results)} keyframes; the outputs are empty")
+    names = run.action_model.class_names
+    outputs.write_actions_csv(paths["actions_csv"], video_id, results)
+    outputs.write_tracks_csv(paths["tracks_csv"], video_id, results)
+    outputs.write_jsonl(paths["jsonl"], video_id, results)
+    if timeline:
+        outputs.write_timeline(paths["timeline"], video_id, results, names, rate=run.rate)
+    outputs.write_json(paths["metrics_json"], {"video_id": video_id, "source": run.name, **run.metrics})
+    return DetectOutputs(
+        video=paths["video"] if video else None,
+        actions_csv=paths["actions_csv"],
+        tracks_csv=paths["tracks_csv"],
+        jsonl=paths["jsonl"],
+        timeline=paths["timeline"] if timeline else None,
+        metrics_json=paths["metrics_json"],
+        keyframes=len(results),
+        persons=persons,
+        metrics=run.metrics,
+    )
+
+
+def shard(items: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:
+    """This process's share of ``items`` under ``torchrun`` (``RANK``/``WORLD_SIZE``): every world_size-th item."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if not 0 <= rank < world_size:
+        raise VidactError(f"rank {rank} is outside a world of {world_size} processes")
+    return list(items[rank::world_size])
+
+
+def read_video_list(path: str | os.PathLike) -> list[Path]:
+    """Video paths from a text file, one a line (blank lines and ``#`` comments skipped), relative to the file."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise VidactError(f"{path}: cannot read the video list ({error.strerror or error}); check the path") from None
+    videos = [Path(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]
+    videos = [video if video.is_absolute() else path.parent / video for video in videos]
+    stems = [video.stem for video in videos]
+    duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicates:
+        raise VidactError(f"{path}: several videos are named {duplicates[0]!r}; their outputs would collide")
+    return videos
+
+
+def detect_many(
+    videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike, **options: Any
+) -> list[DetectOutputs]:
+    """:func:`detect_video` on this rank's share of ``videos`` (all of them in a single process).
+
+    The model and detector are built once; each video gets its own tracker, so the results
+    do not depend on which process handles which video.
+    """
+    mine = shard(videos)
+    if not mine:
+        return []
+    for video in mine:  # fail on unreadable input before fetching models or writing anything
+        if isinstance(video, (str, os.PathLike)) and _video_id(video) != "stream":
+            VideoReader(video).close()
+    device = options.pop("device", None)
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    action_model = load_action_model(
+        options.pop("model", None),
+        options.pop("weights", None),
+        device=device,
+        label_file=options.pop("label_file", None),
+    )
+    detector = options.pop("detector", "torchvision")
+    if isinstance(detector, str) and not detector.startswith("csv:") and not detector.endswith(".csv"):
+        detector = build_detector(detector, score_threshold=options.pop("detector_threshold", None),
+                                  device=action_model.device)
+    return [detect_video(video, out_dir, model=action_model, detector=detector, **options) for video in mine]
+
+
+# --------------------------------------------------------------------------- PySlowFast's demo
+
+
+def run_ava_demo(
+    run_config,
+    *,
+    detector: str | PersonDetector | None = None,
+    device: str | torch.device | None = None,
+    rate: float = 1.0,
+) -> DetectOutputs:
+    """PySlowFast's AVA demo (``DEMO.ENABLE`` and ``DETECTION.ENABLE``) from a :class:`RunConfig`.
+
+    Reads ``DEMO.INPUT_VIDEO`` (or ``DEMO.WEBCAM``), writes the annotated video to
+    ``DEMO.OUTPUT_FILE`` and vidact's data outputs beside it (same stem). The checkpoint is
+    ``TEST.CHECKPOINT_FILE_PATH``, else ``TRAIN.CHECKPOINT_FILE_PATH``. ``DEMO.PREDS_BOXES``
+    replaces the detector; ``DEMO.DETECTRON2_*`` map to vidact's Detectron2-compatible Faster
+    R-CNN (a notice says so) unless ``detector`` is given. Thresholds follow ``DEMO.VIS_MODE``.
+    """
+    demo = run_config.demo
+    if not demo.enable:
+        raise VidactError(f"{run_config.source}: DEMO.ENABLE is false; set DEMO.ENABLE True to run the demo")
+    if not run_config.model.detection.enable:
+        raise VidactError(f"{run_config.source}: DETECTION.ENABLE is false; the AVA demo needs a box model")
+    source: str | int | None = demo.webcam if demo.webcam >= 0 else demo.input_video
+    if source is None:
+        raise VidactError(f"{run_config.source}: set DEMO.INPUT_VIDEO to a video file (or DEMO.WEBCAM to a camera)")
+    if demo.output_file is None:
+        output = Path(run_config.output_dir) / f"{_video_id(source)}.detect.mp4"
+        notice(f"DEMO.OUTPUT_FILE is empty: vidact does not open a window; writing {output}")
+    else:
+        output = Path(demo.output_file)
+    checkpoint = run_config.checkpoint.test_path or run_config.checkpoint.train_path
+    if checkpoint is None:
+        notice("no TEST.CHECKPOINT_FILE_PATH or TRAIN.CHECKPOINT_FILE_PATH: the model has random weights")
+    elif not Path(checkpoint).is_file():
+        key = "TEST" if run_config.checkpoint.test_path else "TRAIN"
+        raise VidactError(f"{key}.CHECKPOINT_FILE_PATH={checkpoint}: no such file; pass the checkpoint's path")
+    if device is None:
+        device = "cuda" if run_config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    action_model = _demo_model(run_config, checkpoint, device, demo.label_file)
+    if demo.vis_mode == "top-k":
+        thresholds = ActionThresholds(top_k=demo.top_k)
+    else:
+        thresholds = ActionThresholds.pyslowfast(
+            action_model.class_names,
+            demo.common_class_names if demo.label_file else (),
+            demo.common_class_threshold,
+            demo.uncommon_class_threshold,
+        )
+    if detector is None:
+        detector = _demo_detector(demo, action_model.device)
+    return detect_video(
+        source,
+        output.parent,
+        video_path=output,
+        model=action_model,
+        detector=detector,
+        thresholds=thresholds,
+        rate=rate,
+        video_fps=demo.output_fps if demo.output_fps > 0 else None,
+    )
+
+
+def _demo_model(run_config, checkpoint, device, label_file) -> ActionModel:
+    from vidact.api import create_model
+
+    built = create_model(run_config.model, weights=checkpoint)
+    return ActionModel(built, default_class_names(built, label_file), device)
+
+
+def _demo_detector(demo, device: torch.device) -> PersonDetector:
+    if demo.preds_boxes:
+        from vidact.detect.precomputed import PrecomputedDetector
+
+        notice(f"DEMO.PREDS_BOXES: person boxes from {demo.preds_boxes} instead of a detector")
+        return PrecomputedDetector(demo.preds_boxes, starting_second=demo.starting_second)
+    from vidact.weights.detectron2 import detector_spec_from_demo
+
+    name, threshold = detector_spec_from_demo(demo.detector_config, demo.detector_weights, demo.detector_threshold)
+    notice(
+        f"DEMO.DETECTRON2_CFG={demo.detector_config}: using vidact's Detectron2-compatible Faster R-CNN "
+        f"(detectron2:{name}, person threshold {threshold}); Detectron2 itself is not needed"
+    )
+    spec = name if name.endswith((".pkl", ".pth")) else f"detectron2:{name}"
+    return build_detector(spec, score_threshold=threshold, device=device)

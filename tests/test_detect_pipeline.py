@@ -1,0 +1,275 @@
+"""`vidact detect`: schedule, tracking, parity with a direct model call, outputs, failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+from PIL import Image
+
+import vidact
+from vidact.cli.main import main
+from vidact.config.pyslowfast import load_model_config
+from vidact.data.ava_csv import read_ava_csv
+from vidact.data.label_sets import AVA80
+from vidact.data.labels import LabelMap
+from vidact.detect.precomputed import PrecomputedDetector
+from vidact.evaluation.ava import evaluate_ava
+from vidact.io.sampling import centered_clip_indices_at_time
+from vidact.io.video import VideoReader
+from vidact.pipeline import outputs
+from vidact.pipeline.detect import ActionModel, ActionThresholds, DetectNotice, default_class_names, detect_video
+from vidact.pipeline.render import PASTEL2, class_color, draw_box, draw_text_panel
+from vidact.transforms import ava_test_clip, pack_pathways, scale_boxes
+
+INTEL = "intel_one-by-one-person-detection.mp4"  # 10 fps, 768x432; empty until ~6 s, a woman 7-19 s
+STRUCTURALIZE = "mmaction2_test_video_structuralize.mp4"  # 29.97 fps, 300 frames, 426x240
+# Person boxes (normalised) for the parity run: a keyframe whose clip is clamped at the start,
+# and one clamped at the end with two persons (batched in one call).
+PARITY_BOXES = {
+    0.0: [(0.10, 0.15, 0.45, 0.95)],
+    10.0: [(0.05, 0.10, 0.40, 0.90), (0.50, 0.20, 0.90, 0.99)],
+}
+
+
+def _tiny_case() -> Path:
+    return shared_path("fixtures", "parity", "tiny_ava_slowfast_r101_nln")
+
+
+def _fastestdet() -> str:
+    return str(shared_path("data", "weights", "fastestdet", "FastestDet.onnx"))
+
+
+def _schema_errors(path: Path) -> list[str]:
+    validator = jsonschema.Draft202012Validator(outputs.jsonl_schema())
+    return [e.message for line in path.read_text().splitlines() for e in validator.iter_errors(json.loads(line))]
+
+
+@pytest.fixture(scope="module")
+def micro_model() -> ActionModel:
+    """The tiny AVA parity model fed 8 frames (stride 8) instead of 32: same weights, 4x cheaper."""
+    case = _tiny_case()
+    config = load_model_config(case / "config.yaml")
+    config = config.replace(input=dataclasses.replace(config.input, num_frames=8, sampling_rate=8))
+    model = vidact.create_model(config, weights=case / "model.pyth")
+    return ActionModel(model, default_class_names(model), "cpu")
+
+
+@pytest.fixture(scope="module")
+def intel_run(micro_model, tmp_path_factory):
+    """FastestDet + tracker + the micro model on the intel clip's first 19 s, data outputs only."""
+    out = tmp_path_factory.mktemp("intel")
+    found = []
+    result = detect_video(
+        shared_path("data", "videos", INTEL), out, model=micro_model, detector=_fastestdet(), end=19.0,
+        video=False, timeline=False, on_keyframe=found.append,
+    )
+    return result, found
+
+
+def test_persons_found_where_visible_and_not_on_empty_opening(intel_run):
+    result, keyframes = intel_run
+    assert [k.time for k in keyframes] == [float(t) for t in range(20)]
+    assert all(len(k.persons) == 0 for k in keyframes[:6])  # 0-5 s: an empty room
+    assert all(len(k.persons) >= 1 for k in keyframes[7:20])
+    assert result.persons == sum(len(k.persons) for k in keyframes)
+    assert [k.frame_index for k in keyframes] == [10 * t for t in range(20)]  # the frame shown at each second
+
+
+def test_a_person_crossing_keeps_one_track_id(intel_run):
+    _, keyframes = intel_run
+    ids = {p.track_id for k in keyframes[8:20] for p in k.persons}  # walks in, stands, walks out
+    assert len(ids) == 1 and -1 not in ids
+    xs = [k.persons[0].box[0] for k in keyframes[8:20]]
+    assert max(xs) - min(xs) > 40  # she does move across the frame meanwhile
+
+
+def test_memory_stays_within_one_clip_and_a_margin(intel_run, micro_model):
+    result, _ = intel_run
+    clip_frames = math.ceil(micro_model.spec.clip_span / micro_model.spec.target_fps * 10)  # 10 fps source
+    assert result.metrics["peak_frames_held"] <= result.metrics["frame_capacity"] <= clip_frames + 10
+    assert result.metrics["dropped_frames"] == 0
+
+
+def test_outputs_agree_with_the_keyframe_results(intel_run):
+    result, keyframes = intel_run
+    assert _schema_errors(result.jsonl) == []
+    lines = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    assert len(lines) == len(keyframes)
+    for line, keyframe in zip(lines, keyframes):
+        assert [p["track_id"] for p in line["persons"]] == [p.track_id for p in keyframe.persons]
+        for written, person in zip(line["persons"], keyframe.persons):
+            assert [(a["id"], a["score"]) for a in written["actions"]] == [(a.index + 1, a.score) for a in person.actions]
+    tracks = [row.split(",") for row in result.tracks_csv.read_text().splitlines()]
+    assert len(tracks) == result.persons
+    assert [int(row[6]) for row in tracks] == [p.track_id for k in keyframes for p in k.persons]
+    rows = read_ava_csv(result.actions_csv, eighth_column="score")
+    assert len(rows) == result.persons * 80
+
+
+@pytest.fixture(scope="module")
+def parity_run(tmp_path_factory):
+    """`vidact detect` on a whole video with precomputed boxes and the tiny parity model, every class kept."""
+    out = tmp_path_factory.mktemp("parity")
+    boxes = out / "boxes.csv"
+    boxes.write_text(
+        "".join(f"structuralize,{t},{x1},{y1},{x2},{y2},,0.99\n" for t, bs in PARITY_BOXES.items() for x1, y1, x2, y2 in bs)
+    )
+    case = _tiny_case()
+    video = shared_path("data", "videos", STRUCTURALIZE)
+    argv = ["detect", str(video), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
+            "--detector", f"csv:{boxes}", "--rate", "0.5", "--threshold", "0", "--out", str(out / "results")]
+    assert main(argv) == 0
+    return out / "results", Path(video).stem, boxes
+
+
+def test_written_scores_equal_a_direct_model_call(parity_run):
+    results, video_id, boxes_csv = parity_run
+    case = _tiny_case()
+    model = vidact.create_model(case / "config.yaml", weights=case / "model.pyth").eval()
+    spec = model.config.input
+    with VideoReader(shared_path("data", "videos", STRUCTURALIZE)) as reader:
+        frames = np.stack([frame.rgb for frame in reader])
+        fps, height, width = float(reader.fps), reader.height, reader.width
+    lines = {line["time"]: line for line in map(json.loads, (results / f"{video_id}.keyframes.jsonl").open())}
+    assert sorted(lines) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    boxes = PrecomputedDetector(boxes_csv)
+    for time, expected_boxes in PARITY_BOXES.items():
+        pixel_boxes = boxes.detections_at(time, width, height).boxes
+        indices = centered_clip_indices_at_time(time, spec, fps, len(frames))
+        inputs = pack_pathways(ava_test_clip(frames[indices.numpy()], spec), spec)
+        rois = torch.from_numpy(np.c_[np.zeros(len(pixel_boxes)), scale_boxes(pixel_boxes, height, width, 256)])
+        with torch.no_grad():
+            direct = model(inputs, rois.float()).numpy()
+        persons = lines[time]["persons"]
+        assert len(persons) == len(expected_boxes)
+        for person, row in zip(persons, direct):
+            written = np.zeros(80, np.float32)
+            for action in person["actions"]:
+                written[action["id"] - 1] = action["score"]
+            assert len(person["actions"]) == 80  # threshold 0: every class
+            np.testing.assert_array_equal(written, row)
+    assert all(not lines[t]["persons"] for t in (2.0, 4.0, 6.0, 8.0))
+
+
+def test_csv_loads_in_the_ava_evaluator(parity_run, tmp_path):
+    results, video_id, _ = parity_run
+    pred = results / f"{video_id}.actions.csv"
+    rows = read_ava_csv(pred, eighth_column="score")
+    assert len(rows) == 3 * 80 and set(rows.timestamps) == {0, 10}
+    # Ground truth: each person does the action the model scores highest for them.
+    gt = tmp_path / "gt.csv"
+    best = rows.scores.reshape(-1, 80).argmax(axis=1)
+    boxes = rows.boxes[::80]
+    gt.write_text("".join(
+        f"{video_id},{t:04d},{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f},{c + 1},{i}\n"
+        for i, (t, b, c) in enumerate(zip(rows.timestamps[::80], boxes, best))
+    ))
+    labelmap = LabelMap({i + 1: name for i, name in enumerate(AVA80)})
+    result = evaluate_ava(gt, pred, labelmap)
+    assert sum(result.num_groundtruth.values()) == 3
+    assert 0.0 < result.map <= 1.0
+
+
+def test_video_keeps_frame_count_rate_and_size(parity_run):
+    results, video_id, _ = parity_run
+    with VideoReader(shared_path("data", "videos", STRUCTURALIZE)) as source:
+        expected = (sum(1 for _ in source), source.fps, source.width, source.height)
+    with VideoReader(results / f"{video_id}.detect.mp4") as drawn:
+        assert (sum(1 for _ in drawn), drawn.fps, drawn.width, drawn.height) == expected
+    assert _schema_errors(results / f"{video_id}.keyframes.jsonl") == []
+    with Image.open(results / f"{video_id}.timeline.png") as png:
+        assert png.format == "PNG" and png.width > 200
+    metrics = json.loads((results / f"{video_id}.metrics.json").read_text())
+    assert metrics["frames"] == expected[0] and metrics["keyframes"] == 6
+
+
+def test_no_person_gives_valid_empty_outputs_and_a_notice(micro_model, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = detect_video(shared_path("data", "videos", INTEL), tmp_path, model=micro_model,
+                              detector=_fastestdet(), end=3.0)
+    assert any(issubclass(w.category, DetectNotice) and "no person" in str(w.message) for w in caught)
+    assert result.persons == 0 and result.keyframes == 4
+    assert result.actions_csv.read_text() == "" and result.tracks_csv.read_text() == ""
+    assert _schema_errors(result.jsonl) == [] and len(result.jsonl.read_text().splitlines()) == 4
+    with VideoReader(result.video) as drawn:
+        assert sum(1 for _ in drawn) == 31  # frames 0.0 .. 3.0 s
+    assert result.timeline.stat().st_size > 0
+
+
+def test_unreadable_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 20)
+    out = tmp_path / "out"
+    assert main(["detect", str(bad), "--cfg", str(_tiny_case() / "config.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err
+    assert not out.exists()
+
+
+def test_thresholds_follow_pyslowfast_and_top_k():
+    names = ("stand", "sit", "dance")
+    rule = ActionThresholds.pyslowfast(names, common_names=("stand", "sit"))
+    assert rule.per_class == (0.7, 0.7, 0.3)
+    scores = np.array([0.69, 0.71, 0.31], np.float32)
+    assert rule.select(scores) == [1, 2]
+    assert ActionThresholds(top_k=2).select(scores) == [1, 0]
+    assert ActionThresholds.uniform(0.0, 3).select(scores) == [1, 0, 2]
+
+
+def test_render_primitives_draw_in_place_and_use_pastel2():
+    frame = np.zeros((120, 160, 3), np.uint8)
+    assert draw_box(frame, (20, 40, 100, 110), (255, 0, 0), label_lines=["#1", ("0.9 stand", (0, 0, 255))]) is frame
+    assert (frame[40:111, 20] == (255, 0, 0)).all() and frame[75, 60].sum() == 0  # outline only
+    assert (frame[:40, 20:60] == (0, 0, 255)).all(axis=-1).any()  # a label above the box
+    faded = np.zeros_like(frame)
+    draw_box(faded, (20, 40, 100, 110), (200, 200, 200), alpha=0.5)
+    assert faded[40, 50, 0] == 100
+    draw_text_panel(frame, ["hello"], origin=(150, 110))  # kept inside the frame
+    assert class_color(0, 80) == PASTEL2[0] and class_color(79, 80) == PASTEL2[7] and class_color(40, 80) == PASTEL2[4]
+
+
+def test_pyslowfast_demo_config_runs_with_preds_boxes(tmp_path):
+    """DEMO.* keys drive `run_ava_demo`: input, output file, precomputed boxes, label file, checkpoint."""
+    from vidact.config.pyslowfast import load_run_config
+    from vidact.pipeline.detect import run_ava_demo
+
+    case = _tiny_case()
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("clip,0903,0.1,0.1,0.5,0.9,,0.95\n")  # DEMO.STARTING_SECOND 900: the keyframe at 3 s
+    opts = [
+        "DEMO.ENABLE", "True", "DEMO.INPUT_VIDEO", str(shared_path("data", "videos", STRUCTURALIZE)),
+        "DEMO.OUTPUT_FILE", str(tmp_path / "out" / "demo.mp4"), "DEMO.PREDS_BOXES", str(boxes),
+        "DEMO.LABEL_FILE_PATH", str(shared_path("configs", "pyslowfast", "fork", "ava_classids.json")),
+        "TEST.CHECKPOINT_FILE_PATH", str(case / "model.pyth"), "NUM_GPUS", "0",
+        "DATA.NUM_FRAMES", "8", "DATA.SAMPLING_RATE", "8",  # the micro model, to keep the test fast
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DetectNotice)
+        result = run_ava_demo(load_run_config(case / "config.yaml", opts))
+    assert result.video == tmp_path / "out" / "demo.mp4" and result.video.is_file()
+    assert result.keyframes == 11 and result.persons == 1
+    lines = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    assert [line["time"] for line in lines if line["persons"]] == [3.0]
+
+
+def test_many_videos_are_shared_out_by_rank(tmp_path):
+    from vidact.pipeline.detect import read_video_list, shard
+
+    (tmp_path / "list.txt").write_text("# clips\na.mp4\n\nsub/b.mp4\n/abs/c.mp4\n")
+    videos = read_video_list(tmp_path / "list.txt")
+    assert videos == [tmp_path / "a.mp4", tmp_path / "sub" / "b.mp4", Path("/abs/c.mp4")]
+    shares = [shard(videos, rank, 2) for rank in range(2)]
+    assert shares == [[videos[0], videos[2]], [videos[1]]]
+    (tmp_path / "dup.txt").write_text("x/a.mp4\ny/a.mp4\n")
+    with pytest.raises(vidact.VidactError, match="collide"):
+        read_video_list(tmp_path / "dup.txt")
