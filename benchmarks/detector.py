@@ -44,7 +44,7 @@ def build_detectors():
     import torch
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
-    from vidact.detect.detectron2_frcnn import Detectron2FasterRCNN, Detectron2PersonDetector
+    from vidact.detectors.detectron2_frcnn import Detectron2FasterRCNN, Detectron2PersonDetector
 
     torch.manual_seed(0)
     ours = Detectron2FasterRCNN(

@@ -21,7 +21,7 @@ from vidact.config.pyslowfast import load_model_config
 from vidact.data.ava_csv import read_ava_csv
 from vidact.data.label_sets import AVA80
 from vidact.data.labels import LabelMap
-from vidact.detect.precomputed import PrecomputedDetector
+from vidact.detectors.precomputed import PrecomputedDetector
 from vidact.evaluation.ava import evaluate_ava
 from vidact.io.sampling import centered_clip_indices_at_time
 from vidact.io.video import VideoReader

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from conftest import shared_path
 
-from vidact.detect import create_detector
-from vidact.detect.onnx import OnnxPersonDetector, _decode_fastestdet, resize_area
-from vidact.detect.precomputed import PrecomputedDetector
-from vidact.detect.torchvision_frcnn import TorchvisionPersonDetector, cached_weights_path
+from vidact.detectors import create_detector
+from vidact.detectors.onnx import OnnxPersonDetector, _decode_fastestdet, resize_area
+from vidact.detectors.precomputed import PrecomputedDetector
+from vidact.detectors.torchvision_frcnn import TorchvisionPersonDetector, cached_weights_path
 from vidact.errors import VidactError
 
 FASTESTDET = ("data", "weights", "fastestdet", "FastestDet.onnx")

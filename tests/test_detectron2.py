@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from conftest import shared_path
-from vidact.detect.base import Detections, PersonDetector
-from vidact.detect.detectron2_frcnn import Detectron2FasterRCNN, Detectron2PersonDetector, _shortest_edge_size
+from vidact.detectors.base import Detections, PersonDetector
+from vidact.detectors.detectron2_frcnn import Detectron2FasterRCNN, Detectron2PersonDetector, _shortest_edge_size
 from vidact.errors import VidactError
 from vidact.weights.detectron2 import (
     DETECTRON2_ZOO,

@@ -11,8 +11,8 @@ import torch
 from conftest import shared_path
 from torchvision.ops import box_iou
 
-from vidact.detect.base import Detections
-from vidact.detect.onnx import OnnxPersonDetector
+from vidact.detectors.base import Detections
+from vidact.detectors.onnx import OnnxPersonDetector
 from vidact.errors import VidactError
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
 

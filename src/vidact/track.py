@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidact.detect._common import import_optional
-from vidact.detect.base import Detections
+from vidact.detectors._common import import_optional
+from vidact.detectors.base import Detections
 
 UNTRACKED = -1
 # The trackers package measures its lost-track buffer in frames at this reference rate.

@@ -45,7 +45,7 @@ from torch import nn
 
 from vidact.config.model import InputSpec
 from vidact.config.pyslowfast_defaults import DEFAULTS
-from vidact.detect.base import Detections, PersonDetector
+from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
 from vidact.io.video import VideoReader
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
@@ -797,10 +797,10 @@ def build_detector(
     device: str | torch.device = "cpu",
     video_id: str | None = None,
 ) -> PersonDetector:
-    """A person detector from a spec string (see :func:`vidact.detect.create_detector`) or as given."""
+    """A person detector from a spec string (see :func:`vidact.detectors.create_detector`) or as given."""
     if not isinstance(detector, str):
         return detector
-    from vidact.detect import create_detector
+    from vidact.detectors import create_detector
 
     options = dict(score_threshold=score_threshold, device=str(device))
     if detector.startswith("csv:") or detector.lower().endswith(".csv"):
@@ -1082,7 +1082,7 @@ def _demo_model(run_config, checkpoint, device, label_file) -> ActionModel:
 
 def _demo_detector(demo, device: torch.device) -> PersonDetector:
     if demo.preds_boxes:
-        from vidact.detect.precomputed import PrecomputedDetector
+        from vidact.detectors.precomputed import PrecomputedDetector
 
         notice(f"DEMO.PREDS_BOXES: person boxes from {demo.preds_boxes} instead of a detector")
         return PrecomputedDetector(demo.preds_boxes, starting_second=demo.starting_second)

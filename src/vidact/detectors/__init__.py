@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidact.detect._common import MinBoxSizeFilter
-from vidact.detect.base import Detections, PersonDetector
+from vidact.detectors._common import MinBoxSizeFilter
+from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
 from vidact.paths import weights_dir
 
@@ -63,7 +63,7 @@ def create_detector(
     suffix = Path(spec).suffix.lower()
 
     if kind == "csv" or suffix == ".csv":
-        from vidact.detect.precomputed import PrecomputedDetector
+        from vidact.detectors.precomputed import PrecomputedDetector
 
         if person_class is not None:
             raise VidactError(f"precomputed boxes ({spec}) are all persons: drop the person class option")
@@ -73,7 +73,7 @@ def create_detector(
         options["person_class"] = person_class
 
     if kind == "detectron2" or suffix in (".pkl", ".pth"):
-        from vidact.detect.detectron2_frcnn import Detectron2PersonDetector
+        from vidact.detectors.detectron2_frcnn import Detectron2PersonDetector
 
         detector = Detectron2PersonDetector.from_checkpoint(
             argument if kind == "detectron2" else spec,
@@ -85,12 +85,12 @@ def create_detector(
         return MinBoxSizeFilter(detector, min_box_size) if min_box_size > 0 else detector
 
     if spec == "torchvision":
-        from vidact.detect.torchvision_frcnn import TorchvisionPersonDetector
+        from vidact.detectors.torchvision_frcnn import TorchvisionPersonDetector
 
         return TorchvisionPersonDetector.from_pretrained(device=device, **options)
 
     if spec in ("fastestdet", "yolo") or suffix == ".onnx":
-        from vidact.detect.onnx import OnnxPersonDetector
+        from vidact.detectors.onnx import OnnxPersonDetector
 
         if spec == "fastestdet":
             path = _named_onnx("fastestdet", weights_dir() / "fastestdet" / "FastestDet.onnx", f"download {FASTESTDET_URL}")

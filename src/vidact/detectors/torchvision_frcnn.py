@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidact.detect._common import finish_detections
-from vidact.detect.base import Detections
+from vidact.detectors._common import finish_detections
+from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
 # torchvision detection models number COCO classes from 1; 0 is the background.
@@ -26,7 +26,7 @@ def cached_weights_path() -> Path:
 
 
 class TorchvisionPersonDetector:
-    """A :class:`~vidact.detect.base.PersonDetector` around a torchvision detection model.
+    """A :class:`~vidact.detectors.base.PersonDetector` around a torchvision detection model.
 
     ``model`` is any torchvision-style detector: in eval mode it takes a list of CHW float
     [0, 1] RGB tensors and returns, per image, a dict with ``boxes`` (in that image's

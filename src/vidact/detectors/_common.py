@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
-from vidact.detect.base import Detections
+from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
 

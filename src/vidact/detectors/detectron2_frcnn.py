@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, roi_align
 
-from vidact.detect.base import Detections
+from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 from vidact.weights.detectron2 import (
     COCO_PERSON_CLASS,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidact.detect._common import finish_detections
-from vidact.detect.base import Detections
+from vidact.detectors._common import finish_detections
+from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
 

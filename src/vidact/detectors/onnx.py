@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidact.detect._common import finish_detections, import_optional
-from vidact.detect.base import Detections
+from vidact.detectors._common import finish_detections, import_optional
+from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
 FORMATS = ("fastestdet", "yolo")
@@ -144,7 +144,7 @@ def _providers(device: str) -> list:
 
 
 class OnnxPersonDetector:
-    """A :class:`~vidact.detect.base.PersonDetector` running a FastestDet or YOLO ONNX model."""
+    """A :class:`~vidact.detectors.base.PersonDetector` running a FastestDet or YOLO ONNX model."""
 
     def __init__(
         self,
