@@ -75,3 +75,12 @@ def test_create_model_from_name_carries_its_entry():
 def test_default_weights_need_a_zoo_name(tmp_path):
     with pytest.raises(VidactError, match="zoo model name"):
         vidact.create_model(ZOO["x3d_xs"].config, weights="default")
+
+
+def test_docs_table_is_generated_from_the_zoo():
+    from pathlib import Path
+
+    from vidact.cli.models import markdown_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    assert docs.endswith(markdown_table()), "regenerate docs/models.md with `vidact models --markdown`"

@@ -10,6 +10,7 @@ from vidact.weights.zoo import ZOO, ZooEntry, get_entry, list_models
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the model zoo")
     p.add_argument("--task", choices=["kinetics", "ava"], help="only models of this task")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table with URLs (docs/models.md)")
     p.set_defaults(func=_models)
 
     p = subparsers.add_parser("download", help="download a zoo model's checkpoint into the cache")
@@ -26,9 +27,27 @@ def _accuracy(entry: ZooEntry) -> str:
     return " ".join(f"{k} {v:g}" for k, v in entry.metrics.items()) or "-"
 
 
+def markdown_table(task: str | None = None) -> str:
+    """The zoo as a Markdown table, generated from the entries (docs/models.md is this)."""
+    lines = [
+        "| name | task | input (frames x rate @ crop) | params | GFLOPs | published | source | checkpoint |",
+        "|---|---|---|---:|---:|---|---|---|",
+    ]
+    for name in list_models(task):
+        entry = ZOO[name]
+        lines.append(
+            f"| `{name}` | {entry.task} | {_input(entry)} | {entry.params / 1e6:.2f}M | {entry.gflops:.2f} "
+            f"| {_accuracy(entry)} | {entry.source} | [{entry.url.rsplit('/', 1)[-1]}]({entry.url}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _models(args: argparse.Namespace) -> int:
     from vidact.paths import weights_dir
 
+    if args.markdown:
+        print(markdown_table(args.task), end="")
+        return 0
     cache = weights_dir()
     rows = [("name", "task", "input", "params", "GFLOPs", "published", "cached")]
     for name in list_models(args.task):
