@@ -1,0 +1,355 @@
+"""Inference mode: a frozen, faster copy of a model for a given device and precision.
+
+:func:`optimize_for_inference` returns an :class:`InferenceModel` wrapping a deep copy
+of the network (the original stays trainable and untouched) in which
+
+* every BatchNorm that directly follows a convolution (no op in between, as the
+  ``forward`` methods listed in :data:`FOLDABLE` are written) is folded into that
+  convolution's weight and bias, computed in float64;
+* on CPU every Conv3d runs oneDNN's kernel, with the ReLU after it (:data:`FUSABLE_RELU`)
+  fused in (eager mode only; ``torch.compile`` does its own fusions);
+* spatial-only max-pools (temporal kernel 1) run as 2D pools over the frames, and
+  1x1x1 pools (SlowFast's per-pathway pool) are dropped: ATen's CPU 3D max-pool is
+  unvectorised;
+* weights and inputs use the ``channels_last_3d`` layout, on which oneDNN's fp32 and
+  bf16 kernels are fastest (measured: docs/performance.md);
+* the forward runs under ``torch.autocast`` in bf16 or fp16 when chosen, with the
+  weights cast once up front so nothing is re-cast per call;
+* optionally ``torch.compile`` (inductor, with freezing, its cache kept under
+  ``vidact_home()/inductor``); on CUDA the compiled model uses CUDA graphs
+  (``mode="reduce-overhead"``).
+
+Outputs are always float32 on the model's device.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidact.errors import VidactError
+from vidact.models.heads import X3DHead
+from vidact.models.nonlocal_block import NonLocal
+from vidact.models.resnet3d import (
+    BasicTransform,
+    BottleneckTransform,
+    FuseFastToSlow,
+    ResBlock,
+    ResNetStem,
+)
+from vidact.models.x3d import X3DStem, X3DTransform
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# (conv, bn) child names per block class whose forward feeds the conv's output straight
+# into the BN and uses it nowhere else. Read off each class's ``forward``; a BN missing
+# here is simply left unfolded (correct, only slower). X3D's SE and Swish come after b_bn.
+FOLDABLE: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
+    ResNetStem: (("conv", "bn"),),
+    FuseFastToSlow: (("conv_f2s", "bn"),),
+    BottleneckTransform: (("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn")),
+    BasicTransform: (("a", "a_bn"), ("b", "b_bn")),
+    ResBlock: (("branch1", "branch1_bn"),),
+    NonLocal: (("conv_out", "bn"),),
+    X3DStem: (("conv", "bn"),),
+    X3DTransform: (("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn")),
+    X3DHead: (("conv_5", "conv_5_bn"), ("lin_5", "lin_5_bn")),
+}
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """What :func:`optimize_for_inference` chose."""
+
+    device: str
+    precision: str  # "fp32", "bf16" or "fp16"
+    channels_last: bool
+    compile: bool
+    folded_bn: int  # BatchNorms folded into convolutions
+    unfolded_bn: int  # BatchNorms left as they were
+
+
+# ---------------------------------------------------------------- precision choice
+
+
+def _cpu_flags() -> set[str]:
+    from vidact.tools.doctor import parse_cpuinfo
+
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())[1]
+    except OSError:
+        return set()
+
+
+def select_precision(
+    device: str | torch.device, *, cpu_flags: set[str] | None = None, cuda_bf16: bool | None = None
+) -> str:
+    """The fastest precision that is native on ``device``: ``"bf16"`` or ``"fp32"``.
+
+    CPU: bf16 when doctor's verdict says bf16 is native (AVX-512 BF16, AMX, Arm BF16) and
+    torch has oneDNN; ``cpu_flags`` defaults to ``/proc/cpuinfo``'s. CUDA: bf16 when the
+    GPU supports it natively (Ampere and newer; ``cuda_bf16`` overrides the query).
+    fp16 is never chosen automatically (it can overflow); ask for it explicitly.
+    """
+    from vidact.tools.doctor import bf16_verdict
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        if cuda_bf16 is None:
+            cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        return "bf16" if cuda_bf16 else "fp32"
+    if device.type == "cpu":
+        flags = _cpu_flags() if cpu_flags is None else cpu_flags
+        native, _ = bf16_verdict(flags)
+        return "bf16" if native and torch.backends.mkldnn.is_available() else "fp32"
+    return "fp32"
+
+
+# ---------------------------------------------------------------- graph rewrites
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv3d, bn: nn.modules.batchnorm._BatchNorm) -> None:
+    """Fold an eval-mode ``bn`` into the preceding ``conv`` in place: ``bn(conv(x)) == conv(x)`` after."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise VidactError(f"{bn} has no running statistics to fold; build it with track_running_stats=True")
+    inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
+    scale = inv_std if bn.weight is None else bn.weight.double() * inv_std
+    shift = -bn.running_mean.double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    if conv.bias is not None:
+        shift = shift + conv.bias.double() * scale
+    dtype = conv.weight.dtype
+    conv.weight.copy_((conv.weight.double() * scale.view(-1, *[1] * (conv.weight.dim() - 1))).to(dtype))
+    conv.bias = nn.Parameter(shift.to(dtype), requires_grad=conv.weight.requires_grad)
+
+
+def _fold_batchnorms(model: nn.Module) -> int:
+    folded = 0
+    for module in list(model.modules()):
+        for conv_name, bn_name in FOLDABLE.get(type(module), ()):
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                fold_conv_bn(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+class FramewiseMaxPool(nn.Module):
+    """A 3D max-pool with temporal kernel 1 and stride 1, run as a 2D pool over every frame.
+
+    Same result as the :class:`nn.MaxPool3d` it replaces; ATen's CPU 3D pool is
+    unvectorised, the 2D one is not.
+    """
+
+    def __init__(self, pool: nn.MaxPool3d) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = (tuple(_triple(v)[1:]) for v in (
+            pool.kernel_size, pool.stride, pool.padding))
+        self.dilation = tuple(_triple(pool.dilation)[1:])
+        self.ceil_mode = pool.ceil_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = x.shape
+
+        def pool(y: torch.Tensor) -> torch.Tensor:
+            return F.max_pool2d(y, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+        if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+            # (N, T, H, W, C) in memory: frames folded into the batch is a channels-last 4D view.
+            y = pool(x.transpose(1, 2).reshape(n * t, c, h, w))
+            return y.reshape(n, t, c, *y.shape[2:]).transpose(1, 2)
+        y = pool(x.reshape(n, c * t, h, w))
+        return y.reshape(n, c, t, *y.shape[2:])
+
+
+def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3  # type: ignore[return-value]
+
+
+def _rewrite_pools(model: nn.Module) -> None:
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if not isinstance(child, nn.MaxPool3d) or child.return_indices:
+                continue
+            kernel, stride, padding = _triple(child.kernel_size), _triple(child.stride), _triple(child.padding)
+            if kernel == (1, 1, 1) and stride == (1, 1, 1) and padding == (0, 0, 0):
+                setattr(module, name, nn.Identity())
+            elif kernel[0] == 1 and stride[0] == 1 and padding[0] == 0:
+                setattr(module, name, FramewiseMaxPool(child))
+
+
+# (conv, bn, activation) child names where the activation directly follows the BN (or
+# conv): after folding, oneDNN applies it as a post-op of the convolution.
+FUSABLE_RELU: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
+    ResNetStem: (("conv", "relu"),),
+    FuseFastToSlow: (("conv_f2s", "relu"),),
+    BottleneckTransform: (("a", "a_relu"), ("b", "b_relu")),
+    BasicTransform: (("a", "a_relu"),),
+    X3DStem: (("conv", "relu"),),
+    X3DTransform: (("a", "a_relu"),),
+    X3DHead: (("conv_5", "conv_5_relu"),),
+}
+
+
+class OneDNNConv3d(nn.Conv3d):
+    """A Conv3d that always runs oneDNN's kernel, with an optional fused ReLU.
+
+    ATen sends small batch-1 3D convolutions to its unvectorised fallback
+    (``slow_conv3d``) and runs ReLU as a separate pass over memory; oneDNN does both
+    in one kernel.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d, relu: bool) -> OneDNNConv3d:
+        fused = copy.copy(conv)
+        fused.__class__ = cls
+        fused.post_op = "relu" if relu else "none"
+        return fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        # Not covered by autocast: cast inputs that an fp32-only op (3D max-pool) upcast.
+        return torch.ops.mkldnn._convolution_pointwise(
+            x.to(self.weight.dtype), self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
+            self.post_op, [], "",
+        )
+
+
+def _use_onednn_convs(model: nn.Module) -> None:
+    for module in list(model.modules()):
+        for conv_name, relu_name in FUSABLE_RELU.get(type(module), ()):
+            conv, relu = getattr(module, conv_name, None), getattr(module, relu_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(relu, nn.ReLU):
+                setattr(module, conv_name, OneDNNConv3d.from_conv(conv, relu=True))
+                setattr(module, relu_name, nn.Identity())
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Conv3d:
+                setattr(module, name, OneDNNConv3d.from_conv(child, relu=False))
+
+
+def _contiguous_input(module: nn.Module, args: tuple) -> tuple:
+    # NonLocal flattens conv outputs with .view(), which needs the default layout...
+    return (args[0].contiguous(),) + args[1:]
+
+
+def _channels_last_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    # ... and the blocks after it must get channels_last back: a layout mismatch makes
+    # every later residual add and convolution copy its inputs.
+    return output.contiguous(memory_format=torch.channels_last_3d)
+
+
+# ---------------------------------------------------------------- the wrapper
+
+
+class InferenceModel(nn.Module):
+    """A frozen, optimised network: ``model(inputs[, boxes])`` -> float32 outputs, no autograd.
+
+    Carries the original's ``config`` and ``zoo_entry``; ``settings`` says what was applied.
+    """
+
+    def __init__(self, network: nn.Module, settings: InferenceSettings, source: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.settings = settings
+        self.config = getattr(source, "config", None)
+        self.zoo_entry = getattr(source, "zoo_entry", None)
+        self.device = torch.device(settings.device)
+        self._dtype = DTYPES[settings.precision]
+        self._run: Callable = network
+        if settings.compile:
+            self._run = _compile(network, self.device)
+
+    def forward(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
+        memory_format = torch.channels_last_3d if self.settings.channels_last else torch.preserve_format
+        xs = [x.to(self.device, self._dtype, non_blocking=True).contiguous(memory_format=memory_format)
+              for x in inputs]
+        args: tuple = (xs,) if boxes is None else (xs, boxes.to(self.device, torch.float32))
+        autocast = torch.autocast(self.device.type, self._dtype, enabled=self._dtype != torch.float32)
+        with torch.inference_mode(), autocast:
+            out = self._run(*args)
+        return out.float()
+
+    def train(self, mode: bool = True) -> InferenceModel:
+        if mode:
+            raise VidactError("an InferenceModel cannot be trained; train the original model instead")
+        return super().train(False)
+
+
+def _compile(network: nn.Module, device: torch.device) -> Callable:
+    # Keep inductor's compiled kernels between runs (the first compile takes minutes).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_inductor_cache_dir()))
+    import torch._inductor.config as inductor_config
+
+    # Freezing constant-folds the (already folded) weights and lets oneDNN prepack them.
+    inductor_config.freezing = True
+    mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on GPU
+    return torch.compile(network, mode=mode, dynamic=False)
+
+
+def _inductor_cache_dir() -> Path:
+    from vidact.paths import vidact_home
+
+    return vidact_home() / "inductor"
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    compile: bool = False,
+    channels_last: bool | None = None,
+) -> InferenceModel:
+    """A frozen, faster copy of ``model`` for inference on ``device``; ``model`` is left as it was.
+
+    Args:
+        model: a vidact network (``create_model`` / ``build_model``), any train/eval state.
+        device: where to run.
+        precision: ``"auto"`` (:func:`select_precision`), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        compile: also ``torch.compile`` it (slow first call; cached on disk; CUDA graphs on GPU).
+        channels_last: use the channels_last_3d layout; ``None`` picks it where it pays
+            (always, see docs/performance.md).
+    """
+    if precision not in PRECISIONS:
+        raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VidactError("device cuda was asked for but torch sees no GPU; use --device cpu or run `vidact doctor`")
+    if precision == "auto":
+        precision = select_precision(device)
+    if channels_last is None:
+        channels_last = True
+
+    network = copy.deepcopy(model).eval()
+    folded = _fold_batchnorms(network)
+    unfolded = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
+    _rewrite_pools(network)
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and not compile:
+        # (torch.compile does the same fusions itself, from the plain convolutions.)
+        _use_onednn_convs(network)
+    if channels_last:
+        for module in network.modules():
+            if isinstance(module, NonLocal):
+                module.register_forward_pre_hook(_contiguous_input)
+                module.register_forward_hook(_channels_last_output)
+        network = network.to(memory_format=torch.channels_last_3d)
+    network = network.to(device=device, dtype=DTYPES[precision])
+    network.requires_grad_(False)
+    settings = InferenceSettings(
+        device=str(device), precision=precision, channels_last=channels_last, compile=compile,
+        folded_bn=folded, unfolded_bn=unfolded,
+    )
+    return InferenceModel(network, settings, model)

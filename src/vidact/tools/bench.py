@@ -1,0 +1,275 @@
+"""``vidact bench``: model latency per inference mode, against a GEMM peak measured in the same run.
+
+For every model: eager fp32 (the baseline), then the optimised mode
+(:func:`vidact.models.optimize.optimize_for_inference`) at each precision asked for.
+Modes are timed round-robin (one call of each in turn, per repeat), so load from
+other processes hits them alike and the speedups are side-by-side ratios. Achieved
+GFLOP/s is 2 x the model's multiply-adds (fvcore convention, counted on the eager
+warm-up call) / median latency, compared with a square matrix product's GFLOP/s at
+the mode's precision.
+
+Pipelines (``detect`` end to end) plug in through :func:`register_pipeline_bench`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from vidact.config.model import ModelConfig
+from vidact.errors import VidactError
+from vidact.fileutil import atomic_open
+
+DEFAULT_MODELS = ("slowfast_8x8_r50", "ava_slowfast_32x2_r101_v2.2", "x3d_m")
+DETECTION_BOXES = 3  # person boxes per clip for AVA models, as in the reference measurement
+
+
+@dataclass
+class BenchRecord:
+    """One model (or pipeline stage) in one mode. Times in seconds, rates in GFLOP/s."""
+
+    model: str
+    mode: str  # "eager_fp32", "optimized_<precision>[_compiled]", or a pipeline's stage name
+    precision: str
+    device: str
+    threads: int
+    latency_s: float  # median
+    latency_min_s: float
+    repeats: int
+    gmacs: float | None = None  # multiply-adds per call, 1e9
+    gflop_per_s: float | None = None  # 2 x gmacs / latency
+    peak_gflop_per_s: float | None = None  # GEMM at this precision, same run
+    fraction_of_peak: float | None = None
+    speedup: float | None = None  # eager fp32 latency / this latency
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    device: torch.device
+    repeats: int = 5
+    warmup: int = 1
+    threads: int = 1
+
+
+# A pipeline bench returns its records (one per stage, plus "total"); the detect
+# pipeline registers one named "detect".
+PipelineBench = Callable[[BenchOptions], list[BenchRecord]]
+PIPELINE_BENCHES: dict[str, PipelineBench] = {}
+
+
+def register_pipeline_bench(name: str) -> Callable[[PipelineBench], PipelineBench]:
+    """Decorator: make ``fn(options) -> list[BenchRecord]`` runnable as ``vidact bench --pipeline NAME``."""
+
+    def register(fn: PipelineBench) -> PipelineBench:
+        PIPELINE_BENCHES[name] = fn
+        return fn
+
+    return register
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_peak(dtype: torch.dtype, device: torch.device, size: int = 4096, repeats: int = 3) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matrix product at ``dtype`` (best of ``repeats``, after a warm-up)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device, dtype)
+    b = torch.randn(size, size, generator=generator).to(device, dtype)
+    best = float("inf")
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            _synchronize(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            _synchronize(device)
+            if i:  # the first call is the warm-up
+                best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def bench_inputs(config, device: torch.device | str = "cpu") -> tuple:
+    """Call arguments for one clip of ``config``'s model: ``(pathways,)`` or ``(pathways, boxes)``.
+
+    Frames at the test crop size; detection models get a 4:5 frame (256x320 for AVA)
+    and :data:`DETECTION_BOXES` person boxes. Latency does not depend on the values.
+    """
+    spec = config.input
+    height = spec.test_crop_size
+    width = height * 5 // 4 if config.detection.enable else height
+    frames = [spec.num_frames // config.slowfast.alpha, spec.num_frames] if config.num_pathways == 2 \
+        else [spec.num_frames]
+    generator = torch.Generator().manual_seed(0)
+    pathways = [torch.randn(1, 3, t, height, width, generator=generator).to(device) for t in frames]
+    if not config.detection.enable:
+        return (pathways,)
+    boxes = torch.tensor([[0, 0.05, 0.10, 0.40, 0.90], [0, 0.45, 0.05, 0.95, 0.95], [0, 0.20, 0.25, 0.65, 0.85]])
+    boxes = boxes[:DETECTION_BOXES] * torch.tensor([1, width, height, width, height])
+    return (pathways, boxes.to(device))
+
+
+def _time_round_robin(
+    calls: dict[str, Callable[[], object]], options: BenchOptions
+) -> dict[str, list[float]]:
+    for call in calls.values():
+        for _ in range(options.warmup):
+            call()
+    times: dict[str, list[float]] = {mode: [] for mode in calls}
+    for _ in range(options.repeats):
+        for mode, call in calls.items():
+            _synchronize(options.device)
+            start = time.perf_counter()
+            call()
+            _synchronize(options.device)
+            times[mode].append(time.perf_counter() - start)
+    return times
+
+
+def bench_model(
+    model: nn.Module,
+    name: str,
+    precisions: Sequence[str],
+    options: BenchOptions,
+    peaks: dict[str, float],
+    compile: bool = False,
+) -> list[BenchRecord]:
+    """Eager fp32 and the optimised mode at each of ``precisions``, timed side by side."""
+    from vidact.models.flops import count_gflops
+    from vidact.models.optimize import optimize_for_inference
+
+    model = model.eval().to(options.device)
+    args = bench_inputs(model.config, options.device)
+    gmacs = count_gflops(model, *args)  # also the eager warm-up call (not under inference_mode: it counts 0 there)
+
+    calls: dict[str, Callable[[], object]] = {}
+    mode_precision = {"eager_fp32": "fp32"}
+
+    def eager() -> object:
+        with torch.no_grad():  # as the reference, and plain users, run it
+            return model(*args)
+
+    calls["eager_fp32"] = eager
+    for precision in precisions:
+        optimized = optimize_for_inference(model, device=options.device, precision=precision, compile=compile)
+        mode = f"optimized_{precision}" + ("_compiled" if compile else "")
+        calls[mode] = lambda optimized=optimized: optimized(*args)
+        mode_precision[mode] = precision
+    times = _time_round_robin(calls, options)
+
+    baseline = statistics.median(times["eager_fp32"])
+    records = []
+    for mode, samples in times.items():
+        latency = statistics.median(samples)
+        rate = 2 * gmacs / latency
+        peak = peaks.get(mode_precision[mode])
+        records.append(BenchRecord(
+            model=name, mode=mode, precision=mode_precision[mode], device=str(options.device),
+            threads=options.threads, latency_s=latency, latency_min_s=min(samples), repeats=len(samples),
+            gmacs=gmacs, gflop_per_s=rate, peak_gflop_per_s=peak,
+            fraction_of_peak=rate / peak if peak else None, speedup=baseline / latency,
+        ))
+    return records
+
+
+def default_precisions(device: torch.device) -> list[str]:
+    """fp32, plus bf16 where it is native (see :func:`~vidact.models.optimize.select_precision`)."""
+    from vidact.models.optimize import select_precision
+
+    chosen = select_precision(device)
+    return ["fp32"] if chosen == "fp32" else ["fp32", chosen]
+
+
+def environment(options: BenchOptions) -> dict:
+    """The facts a reader needs to compare runs: CPU, torch, threads, device."""
+    from vidact.tools.doctor import _cpu
+
+    cpu = _cpu(torch)
+    return {
+        "cpu": cpu["model"], "cpu_flags": sorted(k for k, v in cpu["flags"].items() if v),
+        "cores_usable": cpu["cores_usable"], "threads": options.threads, "device": str(options.device),
+        "gpu": torch.cuda.get_device_name(options.device) if options.device.type == "cuda" else None,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_bench(
+    models: Sequence[str | os.PathLike | ModelConfig] = DEFAULT_MODELS,
+    *,
+    precisions: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    repeats: int = 5,
+    compile: bool = False,
+    pipelines: Sequence[str] = (),
+    gemm_size: int = 4096,
+    on_record: Callable[[BenchRecord], None] | None = None,
+) -> dict:
+    """Run the benchmark; returns ``{"environment", "gemm_peak_gflop_per_s", "records"}``.
+
+    ``models`` are zoo names, config files or configs (random weights: latency does
+    not depend on them). ``on_record`` sees each record as soon as it is measured.
+    """
+    from vidact.api import create_model, default_device
+
+    if repeats < 1:
+        raise VidactError(f"--repeats {repeats} must be at least 1")
+    unknown = [p for p in pipelines if p not in PIPELINE_BENCHES]
+    if unknown:
+        known = ", ".join(sorted(PIPELINE_BENCHES)) or "none registered"
+        raise VidactError(f"unknown pipeline bench {unknown[0]!r}; available: {known}")
+    device = torch.device(device) if device is not None else default_device()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    options = BenchOptions(device=device, repeats=repeats, threads=torch.get_num_threads())
+    precisions = list(precisions) if precisions else default_precisions(device)
+
+    from vidact.models.optimize import DTYPES
+
+    peaks = {p: gemm_peak(DTYPES[p], device, size=gemm_size) for p in dict.fromkeys(["fp32", *precisions])}
+    records: list[BenchRecord] = []
+
+    def emit(new: list[BenchRecord]) -> None:
+        records.extend(new)
+        if on_record is not None:
+            for record in new:
+                on_record(record)
+
+    for name in models:
+        model = create_model(name)
+        label = f"{name.arch} config" if isinstance(name, ModelConfig) else os.fspath(name)
+        emit(bench_model(model, label, precisions, options, peaks, compile=compile))
+        del model
+    for pipeline in pipelines:
+        emit(PIPELINE_BENCHES[pipeline](options))
+    return {
+        "environment": environment(options),
+        "gemm_peak_gflop_per_s": peaks,
+        "records": [dataclasses.asdict(r) for r in records],
+    }
+
+
+def write_json(result: dict, path: str | os.PathLike) -> None:
+    """Write a :func:`run_bench` result atomically."""
+    with atomic_open(path) as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+
+def format_record(record: BenchRecord) -> str:
+    """One table row: model, mode, latency, GFLOP/s and share of the GEMM peak, speedup."""
+    rate = "" if record.gflop_per_s is None else f"{record.gflop_per_s:8.1f} GFLOP/s"
+    share = "" if record.fraction_of_peak is None else f" ({record.fraction_of_peak:4.0%} of GEMM)"
+    speedup = "" if record.speedup is None else f"  x{record.speedup:.2f}"
+    return f"{record.model:32s} {record.mode:24s} {record.latency_s * 1000:9.1f} ms {rate}{share}{speedup}"

@@ -1,0 +1,205 @@
+"""Inference mode (BN folding, oneDNN convs, channels_last, bf16) and the ``vidact bench`` tool."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+from torch import nn
+
+from vidact.api import create_model
+from vidact.errors import VidactError
+from vidact.models import count_gflops
+from vidact.models.optimize import (
+    FramewiseMaxPool,
+    InferenceModel,
+    fold_conv_bn,
+    optimize_for_inference,
+    select_precision,
+)
+from vidact.tools import bench
+
+PARITY_CASES = ["tiny_k400_slowfast", "tiny_ava_slowfast_r101_nln", "tiny_slow_i3d_nln", "tiny_x3d"]
+
+
+def load_case(name: str) -> tuple[nn.Module, tuple, torch.Tensor]:
+    case = shared_path("fixtures", "parity", name)
+    model = create_model(case / "config.yaml", weights=case / "model.pyth").eval()
+    inputs = np.load(case / "inputs.npz")
+    pathways = [torch.from_numpy(inputs[k]) for k in sorted(inputs.files) if k.startswith("pathway")]
+    args = (pathways, torch.from_numpy(inputs["boxes"])) if "boxes" in inputs.files else (pathways,)
+    return model, args, torch.from_numpy(np.load(case / "expected.npz")["output"])
+
+
+@pytest.fixture(scope="module", params=PARITY_CASES)
+def parity_case(request):
+    return request.param, *load_case(request.param)
+
+
+def test_optimized_fp32_matches_eager_on_parity_fixtures(parity_case):
+    name, model, args, expected = parity_case
+    optimized = optimize_for_inference(model, precision="fp32")
+    assert optimized.settings.unfolded_bn == 0, f"{name}: a BatchNorm was left unfolded (missing from FOLDABLE?)"
+    assert optimized.settings.folded_bn > 0
+    assert optimized.settings.channels_last
+    output = optimized(*args)
+    assert output.dtype == torch.float32 and output.shape == expected.shape
+    torch.testing.assert_close(output, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_optimized_bf16_close_to_fp32_on_parity_fixtures(parity_case):
+    name, model, args, expected = parity_case
+    optimized = optimize_for_inference(model, precision="bf16")
+    output = optimized(*args)
+    assert output.dtype == torch.float32
+    relative_l2 = ((output - expected).norm() / expected.norm()).item()
+    assert relative_l2 < 2e-2, f"{name}: bf16 relative L2 error {relative_l2:.3g}"
+    # Same top class per clip (per box for AVA).
+    assert torch.equal(output.argmax(-1), expected.argmax(-1))
+
+
+def test_contiguous_layout_also_matches():
+    # The non-default layout goes through the same folding; non-local blocks included.
+    model, args, expected = load_case("tiny_slow_i3d_nln")
+    optimized = optimize_for_inference(model, precision="fp32", channels_last=False)
+    torch.testing.assert_close(optimized(*args), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_original_model_is_left_trainable_and_unchanged():
+    model, args, expected = load_case("tiny_x3d")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimized = optimize_for_inference(model, precision="bf16")
+    assert model.state_dict().keys() == before.keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
+    assert not any(p.requires_grad for p in optimized.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(model(*args), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_wrapper_keeps_config_and_refuses_training():
+    model, _, _ = load_case("tiny_x3d")
+    optimized = optimize_for_inference(model, precision="fp32")
+    assert isinstance(optimized, InferenceModel)
+    assert optimized.config is model.config
+    assert optimized.zoo_entry is None
+    with pytest.raises(VidactError, match="cannot be trained"):
+        optimized.train()
+
+
+def test_fold_conv_bn_is_exact_with_bias_and_affine():
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv3d(4, 6, (3, 3, 3), padding=1, bias=True)
+    bn = nn.BatchNorm3d(6).eval()
+    with torch.no_grad():
+        for tensor in (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+        bn.running_var.copy_(torch.rand(6, generator=generator) + 0.1)
+    x = torch.randn(2, 4, 3, 5, 5, generator=generator)
+    with torch.no_grad():
+        expected = bn(conv(x))
+        fold_conv_bn(conv, bn)
+        torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_framewise_max_pool_equals_max_pool_3d(channels_last):
+    pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+    x = torch.randn(2, 5, 3, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    out = FramewiseMaxPool(pool)(x)
+    assert torch.equal(out, pool(x))
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),
+        ({"avx2", "avx512f", "amx_tile", "amx_bf16"}, "bf16"),
+        ({"avx2", "avx512f"}, "fp32"),
+        (set(), "fp32"),
+    ],
+)
+def test_cpu_precision_follows_doctor_flags(flags, expected):
+    assert select_precision("cpu", cpu_flags=flags) == expected
+
+
+def test_cuda_precision_follows_bf16_support():
+    assert select_precision("cuda", cuda_bf16=True) == "bf16"
+    assert select_precision("cuda", cuda_bf16=False) == "fp32"
+
+
+def test_bad_precision_is_a_one_line_error():
+    model, _, _ = load_case("tiny_x3d")
+    with pytest.raises(VidactError, match="precision 'int8' is not supported") as error:
+        optimize_for_inference(model, precision="int8")
+    assert "\n" not in str(error.value)
+
+
+def small_x3d_config():
+    from vidact.api import resolve_model
+
+    config = resolve_model(shared_path("fixtures", "parity", "tiny_x3d", "config.yaml")).config
+    return config.replace(input=dataclasses.replace(config.input, num_frames=4, test_crop_size=96, train_crop_size=96))
+
+
+def test_bench_records_every_mode_with_speedups_and_writes_json(tmp_path):
+    config = small_x3d_config()
+
+    @bench.register_pipeline_bench("fake_pipeline")
+    def fake(options: bench.BenchOptions) -> list[bench.BenchRecord]:
+        return [bench.BenchRecord("fake", "stage:decode", "fp32", str(options.device), options.threads, 0.5, 0.4, 1)]
+
+    seen = []
+    try:
+        result = bench.run_bench(
+            [config], precisions=["fp32", "bf16"], device="cpu", repeats=2, gemm_size=64,
+            pipelines=["fake_pipeline"], on_record=seen.append,
+        )
+    finally:
+        del bench.PIPELINE_BENCHES["fake_pipeline"]
+    records = result["records"]
+    assert [r["mode"] for r in records] == ["eager_fp32", "optimized_fp32", "optimized_bf16", "stage:decode"]
+    assert len(seen) == len(records)
+    model_records = records[:3]
+    assert model_records[0]["speedup"] == 1.0
+    gmacs = model_records[0]["gmacs"]
+    assert gmacs == pytest.approx(count_gflops(create_model(config), *bench.bench_inputs(config)))
+    for record in model_records:
+        assert record["repeats"] == 2 and record["latency_min_s"] <= record["latency_s"]
+        assert record["gmacs"] == gmacs
+        assert record["gflop_per_s"] == pytest.approx(2 * gmacs / record["latency_s"])
+        assert record["peak_gflop_per_s"] == result["gemm_peak_gflop_per_s"][record["precision"]] > 0
+        assert record["speedup"] == pytest.approx(model_records[0]["latency_s"] / record["latency_s"])
+
+    out = tmp_path / "bench.json"
+    bench.write_json(result, out)
+    assert json.loads(out.read_text())["records"] == records
+
+
+def test_bench_rejects_unknown_pipeline_and_bad_repeats():
+    with pytest.raises(VidactError, match="unknown pipeline bench 'nope'"):
+        bench.run_bench([], pipelines=["nope"], gemm_size=64)
+    with pytest.raises(VidactError, match="--repeats 0"):
+        bench.run_bench([], repeats=0, gemm_size=64)
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    from vidact.cli.main import main
+
+    config = shared_path("fixtures", "parity", "tiny_x3d", "config.yaml")
+    out = tmp_path / "out.json"
+    code = main(["bench", "--model", str(config), "--precision", "fp32", "--repeats", "1",
+                 "--gemm-size", "64", "--device", "cpu", "--json", str(out)])
+    assert code == 0
+    modes = [r["mode"] for r in json.loads(out.read_text())["records"]]
+    assert modes == ["eager_fp32", "optimized_fp32"]
+    assert "optimized_fp32" in capsys.readouterr().out
