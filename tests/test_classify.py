@@ -103,7 +103,7 @@ def test_views_follow_the_kinetics_protocol(shared):
     video = shared_path(*VIDEO)
     config = load_model_config(shared_path(*TINY, "config.yaml"))
     model = RecordingModel(config)
-    result = vidact.classify(video, model, views="3x10", top_k=4, progress=False)
+    result = vidact.classify(video, model, views="3x10", top_k=4, precision="eager", progress=False)
     assert [(v.clip_index, v.spatial_index) for v in result.view_scores] == [(k, s) for k in range(10) for s in range(3)]
     assert len(model.inputs) == 10  # the three crops of a clip run as one batch
     for view in result.view_scores:
@@ -126,7 +126,7 @@ def test_views_follow_the_kinetics_protocol(shared):
 def test_single_view_is_the_middle_centre_clip(shared):
     config = load_model_config(shared_path(*TINY, "config.yaml"))
     model = RecordingModel(config)
-    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", progress=False)
+    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", precision="eager", progress=False)
     (view,) = result.view_scores
     clip_seconds = config.input.clip_span / config.input.target_fps
     assert view.spatial_index == 1
@@ -159,7 +159,7 @@ def test_windows_cover_the_video(duration, window, stride, expected):
 def test_timeline_tiles_the_video_and_windows_average_their_tiles(shared):
     config = load_model_config(shared_path(*TINY, "config.yaml"))
     model = RecordingModel(config)
-    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", window=5.0, stride=2.5, progress=False)
+    result = vidact.classify(shared_path(*VIDEO), model, views="1x1", window=5.0, stride=2.5, precision="eager", progress=False)
     assert [(w.start, w.end) for w in result.windows] == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0)]
     tiles = result.timeline_clips
     # 10 s at 64 / 30 s per clip: 5 back-to-back clips, the last one moved back to end with the video.

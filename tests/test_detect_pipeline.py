@@ -117,7 +117,8 @@ def test_outputs_agree_with_the_keyframe_results(intel_run):
 
 @pytest.fixture(scope="module")
 def parity_run(tmp_path_factory):
-    """`vidact detect` on a whole video with precomputed boxes and the tiny parity model, every class kept."""
+    """`vidact detect` on a whole video with precomputed boxes and the tiny parity model, every class kept
+    (the eager path: the optimised ones are held to their tolerances in tests/test_optimize.py)."""
     out = tmp_path_factory.mktemp("parity")
     boxes = out / "boxes.csv"
     boxes.write_text(
@@ -126,7 +127,7 @@ def parity_run(tmp_path_factory):
     case = _tiny_case()
     video = shared_path("data", "videos", STRUCTURALIZE)
     argv = ["detect", str(video), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
-            "--detector", f"csv:{boxes}", "--rate", "0.5", "--threshold", "0", "--out", str(out / "results")]
+            "--detector", f"csv:{boxes}", "--rate", "0.5", "--threshold", "0", "--precision", "eager", "--out", str(out / "results")]
     assert main(argv) == 0
     return out / "results", Path(video).stem, boxes
 

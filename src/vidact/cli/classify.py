@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from vidact.cli._args import add_precision_arguments
 from vidact.weights.zoo import DEFAULT_KINETICS_MODEL
 
 
@@ -19,6 +20,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     )
     parser.add_argument("--labels", metavar="FILE", help="class names (label map: JSON, pbtxt or one name per line)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    add_precision_arguments(parser)
 
 
 def model_from_args(args: argparse.Namespace) -> str:
@@ -63,6 +65,8 @@ def _classify(args: argparse.Namespace) -> int:
         timeline=args.render is not None,
         top_k=args.top_k,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
         progress=not args.no_progress,
     )
     crops, clips = result.views

@@ -7,6 +7,8 @@ import contextlib
 import sys
 import warnings
 
+from vidact.cli._args import add_precision_arguments
+
 
 def register(subparsers) -> None:
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--end", type=float, metavar="SECONDS", help="stop after the keyframe at this time")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: the current one)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="where the models run (default: cuda when present)")
+    add_precision_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write the data files only, no drawn video")
     p.add_argument("--no-timeline", action="store_true", help="skip the timeline PNG")
     p.set_defaults(func=_detect)
@@ -91,6 +94,8 @@ def _detect(args: argparse.Namespace) -> int:
             thresholds=thresholds,
             end=args.end,
             device=args.device,
+            precision=args.precision,
+            compile=args.compile,
             video=not args.no_video,
             timeline=not args.no_timeline,
         )

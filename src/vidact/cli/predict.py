@@ -29,6 +29,8 @@ def _predict(args: argparse.Namespace) -> int:
         views="1x1",
         top_k=5,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
         progress=False,
     )
     view = result.view_scores[0]

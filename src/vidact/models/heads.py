@@ -27,7 +27,8 @@ def _activation(name: str, class_dim: int) -> nn.Module:
 def _positions_to_output(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(N, T, H, W, classes) logits -> training logits or eval position-averaged scores."""
     if not head.training:
-        x = head.act(x).mean((1, 2, 3))
+        # Scores in float32 even under bf16/fp16 autocast, so that they sum to 1 as they should.
+        x = head.act(x.float()).mean((1, 2, 3))
     return x.reshape(x.shape[0], -1)
 
 
@@ -148,4 +149,4 @@ class ResNetRoIHead(nn.Module):
         x = torch.cat(pooled, 1)
         if hasattr(self, "dropout"):
             x = self.dropout(x)
-        return self.act(self.projection(x.flatten(1)))
+        return self.act(self.projection(x.flatten(1)).float())  # float32 scores under autocast too

@@ -353,3 +353,20 @@ def optimize_for_inference(
         folded_bn=folded, unfolded_bn=unfolded,
     )
     return InferenceModel(network, settings, model)
+
+
+PRECISIONS = ("auto", "eager", "fp32", "bf16", "fp16")
+
+
+def inference_model(
+    model: nn.Module, *, device: str | torch.device = "cpu", precision: str = "auto", compile: bool = False
+) -> nn.Module:
+    """What the jobs run: ``model`` as it is for ``precision="eager"`` (the reference path),
+    else :func:`optimize_for_inference` with that precision ("auto" picks from the hardware)."""
+    if precision not in PRECISIONS:
+        raise VidactError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "eager":
+        if compile:
+            raise VidactError("--compile needs an optimised precision (auto, fp32, bf16 or fp16), not eager")
+        return model.eval().to(device)
+    return optimize_for_inference(model, device=device, precision=precision, compile=compile)

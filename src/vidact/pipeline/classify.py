@@ -418,6 +418,8 @@ def classify(
     timeline: bool = False,
     top_k: int = 5,
     device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
     progress: bool = True,
 ) -> ClassifyResult:
     """Classify the actions of a whole video, optionally with a sliding-window timeline.
@@ -437,12 +439,16 @@ def classify(
         timeline: compute the timeline (implied by ``window`` or ``stride``).
         top_k: how many classes to report, for the video and for each window.
         device: where the model runs (default: CUDA when available).
+        precision: inference mode: "auto" (optimised; bf16 where the hardware has it, else
+            fp32), "fp32", "bf16", "fp16" or "eager" (the unoptimised reference path).
+        compile: also ``torch.compile`` the optimised model.
         progress: show a progress bar over the clips (on a terminal).
 
     Raises :class:`VidactError` for an unreadable video or unusable model/weights, before
     any work is done.
     """
     from vidact.api import default_device
+    from vidact.models.optimize import inference_model
 
     crops, clips = parse_views(views)
     if top_k < 1:
@@ -456,7 +462,7 @@ def classify(
         class_names = class_names_for(net, labels)
         top_k = min(top_k, len(class_names))
         device = torch.device(device) if device is not None else default_device()
-        net = net.eval().to(device)
+        net = inference_model(net, device=device, precision=precision, compile=compile)
         spec: InputSpec = net.config.input
 
         duration = num_frames / fps

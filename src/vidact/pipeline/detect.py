@@ -767,6 +767,8 @@ def load_action_model(
     device: str | torch.device | None = None,
     label_file: str | os.PathLike | None = None,
     class_names: Sequence[str] | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> ActionModel:
     """An :class:`ActionModel` from a zoo name (weights ``"default"`` unless given), a YAML config or
     :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice) or a built model."""
@@ -787,7 +789,9 @@ def load_action_model(
             notice(f"{spec}: no weights given; the action model has random weights (scores are meaningless)")
         built = create_model(spec, weights=weights)
     names = tuple(class_names) if class_names is not None else default_class_names(built, label_file)
-    return ActionModel(built, names, device)
+    from vidact.models.optimize import inference_model
+
+    return ActionModel(inference_model(built, device=device, precision=precision, compile=compile), names, device)
 
 
 def build_detector(
@@ -827,6 +831,8 @@ def detect(
     end: float | None = None,
     video_path: str | os.PathLike | None = None,
     video_fps: float | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> DetectionRun:
     """Detect persons and their actions in a video; iterate the result for :class:`KeyframeResult`.
 
@@ -843,11 +849,14 @@ def detect(
         end: stop after the keyframe at this time (seconds), for a part of a long video.
         video_path: also draw the boxes, track ids and actions on every frame into this MP4.
         video_fps: that video's frame rate (default: the source's).
+        precision: the action model's inference mode: "auto" (optimised, bf16 where the hardware
+            has it), "fp32", "bf16", "fp16" or "eager" (the unoptimised reference path).
+        compile: also ``torch.compile`` the optimised model.
     """
     reader = VideoReader(source)  # unreadable input fails here, before a model is fetched or a file written
     try:
         action_model = model if isinstance(model, ActionModel) else load_action_model(
-            model, weights, device=device, label_file=label_file
+            model, weights, device=device, label_file=label_file, precision=precision, compile=compile
         )
         if thresholds is None:
             thresholds = ActionThresholds.pyslowfast(action_model.class_names)
@@ -1002,6 +1011,8 @@ def detect_many(
         options.pop("weights", None),
         device=device,
         label_file=options.pop("label_file", None),
+        precision=options.pop("precision", "auto"),
+        compile=options.pop("compile", False),
     )
     detector = options.pop("detector", "torchvision")
     if isinstance(detector, str) and not detector.startswith("csv:") and not detector.endswith(".csv"):
@@ -1074,10 +1085,7 @@ def run_ava_demo(
 
 
 def _demo_model(run_config, checkpoint, device, label_file) -> ActionModel:
-    from vidact.api import create_model
-
-    built = create_model(run_config.model, weights=checkpoint)
-    return ActionModel(built, default_class_names(built, label_file), device)
+    return load_action_model(run_config.model, checkpoint, device=device, label_file=label_file)
 
 
 def _demo_detector(demo, device: torch.device) -> PersonDetector:
