@@ -188,3 +188,18 @@ def test_train_clip_shape_and_determinism():
     a = train_clip(frames, spec, torch.Generator().manual_seed(3))
     b = train_clip(frames, spec, torch.Generator().manual_seed(3))
     assert a.shape == (3, 4, 32, 32) and torch.equal(a, b)
+
+
+def test_bgr_network_gets_its_mean_on_the_right_channel():
+    import dataclasses
+
+    from vidact.config.model import InputSpec
+    from vidact.transforms import normalize, pack_pathways
+
+    spec = dataclasses.replace(InputSpec(num_frames=1), mean=(0.1, 0.2, 0.3), std=(1.0, 1.0, 1.0), channel_order="BGR")
+    red = np.zeros((1, 1, 1, 3), np.uint8)
+    red[..., 0] = 255  # one pure red RGB pixel
+    clip = normalize(red, spec).permute(3, 0, 1, 2)[None]  # N C T H W, still RGB
+    (packed,) = pack_pathways(clip, spec)
+    # Network channel 2 is red: 1.0 - mean[2]; channels 0 (blue) and 1 (green) are 0 - their means.
+    assert packed.flatten().tolist() == pytest.approx([-0.1, -0.2, 0.7])

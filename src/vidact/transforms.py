@@ -142,10 +142,16 @@ def uniform_crop(frames: torch.Tensor, size: int, spatial_index: int) -> torch.T
 
 
 def normalize(frames: np.ndarray | torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` per channel on ``... x 3`` frames (RGB, uint8 or float in 0-255)."""
+    """``(x / 255 - mean) / std`` per channel on ``... x 3`` frames (RGB, uint8 or float in 0-255).
+
+    ``spec.mean``/``std`` are in the network's channel order; for a BGR network they are
+    reversed here because the frames are still RGB (:func:`pack_pathways` flips them later).
+    """
     tensor = torch.as_tensor(frames).float() / 255.0
     mean = torch.tensor(spec.mean, dtype=torch.float32)
     std = torch.tensor(spec.std, dtype=torch.float32)
+    if spec.channel_order.upper() == "BGR":
+        mean, std = mean.flip(0), std.flip(0)
     return (tensor - mean) / std
 
 
