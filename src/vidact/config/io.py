@@ -22,18 +22,9 @@ from vidact.fileutil import atomic_open
 VIDACT_MODEL_KEY = "vidact_model"
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so that safe YAML can write them."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def model_config_to_yaml(config: ModelConfig) -> str:
     """YAML text of ``config`` in vidact's format."""
-    return yaml.safe_dump({VIDACT_MODEL_KEY: _plain(to_dict(config))}, sort_keys=False)
+    return yaml.safe_dump({VIDACT_MODEL_KEY: to_dict(config)}, sort_keys=False)
 
 
 def dump_model_config(config: ModelConfig, path: str | os.PathLike) -> None:
