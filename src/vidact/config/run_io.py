@@ -21,6 +21,7 @@ for vidact files, values parsed as YAML.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -29,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from vidact.config.model import ModelConfig, model_config_from_dict
+from vidact.config.model import ModelConfig, model_config_from_dict, to_dict
 from vidact.config.run import RunConfig
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_open
@@ -46,17 +47,9 @@ __all__ = [
 VIDACT_RUN_KEY = "vidact_run"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def run_config_to_yaml(run: RunConfig) -> str:
     """YAML text of ``run`` in vidact's format (``source`` is not written)."""
-    data = _plain(dataclasses.asdict(run))
+    data = to_dict(run)
     data.pop("source")
     return yaml.safe_dump({VIDACT_RUN_KEY: data}, sort_keys=False)
 
@@ -150,7 +143,7 @@ def load_run_config(path: str | os.PathLike, opts: Sequence[str] | None = None) 
         raise VidactError(f"{path}: unexpected top-level keys {sorted(extra)} beside {VIDACT_RUN_KEY}; remove them")
     body = data[VIDACT_RUN_KEY] or {}
     if opts:
-        body = _plain(dict(body))
+        body = copy.deepcopy(body)  # opts edit it in place
         _apply_opts(body, list(opts), str(path))
     return run_config_from_dict(body, str(path))
 

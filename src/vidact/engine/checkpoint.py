@@ -1,0 +1,172 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A training checkpoint is a ``torch.save`` dict in PySlowFast's ``.pyth`` layout
+(``model_state``, ``optimizer_state``, ``epoch``), so :func:`vidact.weights.checkpoint.read_checkpoint`
+and ``create_model(weights=...)`` read its weights like any PySlowFast file, plus what
+an exact resume needs: the AMP grad scaler, the learning-rate schedule position, the
+random states (python, numpy, torch, CUDA) and the data sampler's epoch and seed.
+Files are ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth`` (1-based, as PySlowFast
+names them) and are written atomically; reading uses ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidact.errors import VidactError
+from vidact.fileutil import atomic_path
+
+__all__ = [
+    "capture_rng_state",
+    "checkpoint_dir",
+    "checkpoint_path",
+    "latest_checkpoint",
+    "load_optimizer_state",
+    "load_training_checkpoint",
+    "restore_rng_state",
+    "save_training_checkpoint",
+]
+
+FORMAT = "vidact-train-1"
+_NAME = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
+
+
+def checkpoint_dir(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def checkpoint_path(output_dir: str | os.PathLike, epoch: int) -> Path:
+    """The file for the state after 0-based ``epoch`` (named with ``epoch + 1``)."""
+    return checkpoint_dir(output_dir) / f"checkpoint_epoch_{epoch + 1:05d}.pyth"
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint of the last finished epoch in ``OUTPUT_DIR/checkpoints``, if any."""
+    folder = checkpoint_dir(output_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The python, numpy, torch and (when present) CUDA random states, as torch-loadable data."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`; the CUDA state is skipped on a machine without CUDA."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": numpy_state["bit_generator"],
+        "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+        "has_gauss": numpy_state["has_gauss"],
+        "gauss": numpy_state["gauss"],
+    })
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            warnings.warn("checkpoint saved CUDA random states for another number of GPUs; not restored", stacklevel=2)
+
+
+def save_training_checkpoint(
+    path: str | os.PathLike,
+    *,
+    epoch: int,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    scaler_state: dict[str, Any] | None,
+    scheduler_state: dict[str, Any],
+    sampler_state: dict[str, Any],
+    model_config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a training checkpoint atomically; ``epoch`` is the 0-based epoch just finished."""
+    payload = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "model_state": model_state,
+        "optimizer_state": optimizer_state,
+        "scaler_state": scaler_state,
+        "scheduler_state": scheduler_state,
+        "sampler_state": sampler_state,
+        "rng_state": capture_rng_state(),
+        "model_config": model_config,
+        "extra": extra or {},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_training_checkpoint` (no code is run)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise VidactError(f"{path}: checkpoint not found; check the path") from None
+    except Exception as err:  # truncated zip, foreign pickle, ...
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise VidactError(f"{path}: not a readable training checkpoint ({first_line}); delete it to start over") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise VidactError(f"{path}: not a vidact training checkpoint; pass it as TRAIN.CHECKPOINT_FILE_PATH to fine-tune from it")
+    return payload
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None, source: str) -> bool:
+    """Load ``state`` into ``optimizer`` when its parameter groups fit; else warn and keep the fresh state.
+
+    Groups fit when they have the same number of parameters each and every stored
+    per-parameter buffer has its parameter's shape (a changed head does not fit).
+    """
+    reason = _optimizer_mismatch(optimizer, state)
+    if reason is not None:
+        warnings.warn(f"{source}: optimizer state not loaded ({reason}); the optimizer starts afresh", stacklevel=2)
+        return False
+    optimizer.load_state_dict(state)
+    return True
+
+
+def _optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None) -> str | None:
+    if not isinstance(state, dict) or "param_groups" not in state or "state" not in state:
+        return "the checkpoint holds none"
+    stored_groups = state["param_groups"]
+    if len(stored_groups) != len(optimizer.param_groups):
+        return f"{len(stored_groups)} parameter groups stored, {len(optimizer.param_groups)} now"
+    params = []
+    for stored, group in zip(stored_groups, optimizer.param_groups):
+        if len(stored["params"]) != len(group["params"]):
+            return "parameter groups hold other parameters"
+        params.extend(zip(stored["params"], group["params"]))
+    for stored_id, param in params:
+        for name, buffer in state["state"].get(stored_id, {}).items():
+            if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
+                return f"buffer {name} has shape {tuple(buffer.shape)} for a parameter of shape {tuple(param.shape)}"
+    return None

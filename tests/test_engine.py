@@ -1,0 +1,205 @@
+"""Training engine: schedules, optimizer groups, exact resume, configs and the train/test commands."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import shared_path
+
+from vidact.config.model import InputSpec, ModelConfig, ResNetConfig, X3DConfig
+from vidact.config.run import CheckpointConfig, DataConfig, DataLoaderConfig, RunConfig, SolverConfig, TestConfig, TrainConfig
+from vidact.config.run_io import dump_run_config, load_run_config
+from vidact.data.synthetic import make_classification
+from vidact.engine.checkpoint import latest_checkpoint, load_optimizer_state
+from vidact.engine.hooks import HookBase
+from vidact.engine.optim import build_optimizer, lr_at_epoch
+from vidact.engine.trainer import train
+from vidact.errors import VidactError
+
+# X3D with half depth and narrow stages: a fraction of a second per step on two CPU cores.
+TINY_MODEL = ModelConfig(
+    arch="x3d", num_classes=4, dropout_rate=0.0, input_channels=(3,),
+    resnet=ResNetConfig(trans_func="x3d_transform"), x3d=X3DConfig(depth_factor=0.5, dim_c1=8, dim_c5=64),
+    input=InputSpec(num_frames=8, sampling_rate=2, train_crop_size=32, test_crop_size=32, train_jitter_scales=(32, 36)),
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_classification(tmp_path_factory.mktemp("synthetic"), num_classes=4, videos_per_class=2,
+                               val_per_class=1, height=32, width=40, num_frames=12)
+
+
+def tiny_run(data_dir, output_dir, **solver) -> RunConfig:
+    return RunConfig(
+        model=TINY_MODEL,
+        data=DataConfig(data_dir=str(data_dir)),
+        solver=SolverConfig(**{"base_lr": 0.05, "max_epoch": 2, "warmup_epochs": 1.0, "warmup_start_lr": 0.01, **solver}),
+        train=TrainConfig(batch_size=4, eval_period=100),
+        test=TestConfig(batch_size=4),
+        data_loader=DataLoaderConfig(num_workers=0, pin_memory=False),
+        checkpoint=CheckpointConfig(period=1),
+        output_dir=str(output_dir), num_gpus=0, seed=3,
+    )
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def test_cosine_with_warmup_matches_hand_computed_values():
+    solver = SolverConfig(base_lr=0.1, lr_policy="cosine", max_epoch=100, warmup_epochs=10.0,
+                          warmup_start_lr=0.01, cosine_end_lr=0.001)
+    cosine = lambda e: 0.001 + (0.1 - 0.001) * (math.cos(math.pi * e / 100) + 1) / 2  # noqa: E731
+    assert lr_at_epoch(solver, 0.0) == pytest.approx(0.01)
+    # Linear from 0.01 at epoch 0 to cosine(10) at epoch 10.
+    assert lr_at_epoch(solver, 4.5) == pytest.approx(0.01 + 4.5 * (cosine(10) - 0.01) / 10)
+    assert lr_at_epoch(solver, 10.0) == pytest.approx(cosine(10))
+    assert lr_at_epoch(solver, 50.0) == pytest.approx(0.0505)
+    assert lr_at_epoch(solver, 100.0) == pytest.approx(0.001)
+    after = SolverConfig(base_lr=0.1, max_epoch=100, warmup_epochs=10.0, cosine_after_warmup=True)
+    assert lr_at_epoch(after, 10.0) == pytest.approx(0.1)
+    assert lr_at_epoch(after, 55.0) == pytest.approx(0.05)
+
+
+def test_steps_with_relative_lrs_and_warmup():
+    solver = SolverConfig(base_lr=0.4, lr_policy="steps_with_relative_lrs", steps=(0, 30, 40), lrs=(1, 0.1, 0.01),
+                          max_epoch=50, warmup_epochs=2.0, warmup_start_lr=0.04)
+    assert lr_at_epoch(solver, 1.0) == pytest.approx(0.04 + (0.4 - 0.04) / 2)
+    assert lr_at_epoch(solver, 29.99) == pytest.approx(0.4)
+    assert lr_at_epoch(solver, 30.0) == pytest.approx(0.04)
+    assert lr_at_epoch(solver, 45.0) == pytest.approx(0.004)
+    with pytest.raises(VidactError, match="STEPS"):
+        lr_at_epoch(SolverConfig(lr_policy="steps_with_relative_lrs", steps=(5, 10), lrs=(1, 0.1)), 1.0)
+
+
+def test_optimizer_groups_follow_pyslowfast():
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    sgd = build_optimizer(model, SolverConfig(weight_decay=1e-4, bn_weight_decay=0.0, nesterov=True, momentum=0.9))
+    decays = sorted((g["weight_decay"], len(g["params"])) for g in sgd.param_groups)
+    assert decays == [(0.0, 2), (1e-4, 4)]  # BN weight+bias; conv and linear weight+bias
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    zero_1d = build_optimizer(model, SolverConfig(zero_wd_1d_param=True, optimizer="adamw", weight_decay=0.05))
+    assert isinstance(zero_1d, torch.optim.AdamW)
+    assert sorted((g["weight_decay"], len(g["params"])) for g in zero_1d.param_groups) == [(0.0, 2), (0.0, 2), (0.05, 2)]
+
+
+def test_optimizer_state_of_another_head_is_skipped_with_warning():
+    small, large = torch.nn.Linear(4, 2), torch.nn.Linear(4, 3)
+    opt_small = torch.optim.SGD(small.parameters(), lr=0.1, momentum=0.9)
+    small(torch.randn(2, 4)).sum().backward()
+    opt_small.step()
+    opt_large = torch.optim.SGD(large.parameters(), lr=0.1, momentum=0.9)
+    with pytest.warns(UserWarning, match="optimizer state not loaded"):
+        assert not load_optimizer_state(opt_large, opt_small.state_dict(), "ckpt.pyth")
+    assert load_optimizer_state(torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1, momentum=0.9),
+                                opt_small.state_dict(), "ckpt.pyth")
+
+
+# -- exact resume ---------------------------------------------------------------------------
+
+
+class _StopAfterEpoch(HookBase):
+    """Simulates a crash once epoch ``stop`` (0-based) is checkpointed."""
+
+    def __init__(self, stop: int) -> None:
+        self.stop = stop
+
+    def after_epoch(self) -> None:
+        if self.trainer.epoch == self.stop:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resumed_run_ends_with_identical_weights(synthetic, tmp_path):
+    whole = train(tiny_run(synthetic.root, tmp_path / "whole"), deterministic=True, progress=False)
+    killed_run = tiny_run(synthetic.root, tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        train(killed_run, deterministic=True, extra_hooks=[_StopAfterEpoch(0)], progress=False)
+    first_epoch = latest_checkpoint(tmp_path / "killed")
+    assert first_epoch.name == "checkpoint_epoch_00001.pyth"
+    # The resumed process loads with worker processes: augmentation must not depend on them.
+    resumed_run = killed_run.replace(data_loader=DataLoaderConfig(num_workers=2, pin_memory=False))
+    resumed = train(resumed_run, deterministic=True, progress=False)
+    assert resumed.start_epoch == 1 and resumed.checkpoints[-1].name == "checkpoint_epoch_00002.pyth"
+    expected = whole.trainer.module.state_dict()
+    got = resumed.trainer.module.state_dict()
+    assert expected.keys() == got.keys()
+    assert [name for name in expected if not torch.equal(expected[name], got[name])] == []
+    # The second epoch changed the weights, so the comparison above had something to catch.
+    after_first = torch.load(first_epoch, weights_only=True)["model_state"]
+    assert any(not torch.equal(after_first[n], got[n]) for n in got if got[n].is_floating_point())
+
+
+def test_checkpoints_are_readable_as_weights_and_fine_tune_with_new_head(synthetic, tmp_path):
+    from vidact.api import create_model
+
+    first = train(tiny_run(synthetic.root, tmp_path / "a", max_epoch=1).replace(tensorboard=True), progress=False)
+    assert list((tmp_path / "a" / "runs-kinetics").glob("events.out.tfevents.*"))
+    ckpt = first.checkpoints[-1]
+    model = create_model(TINY_MODEL, weights=ckpt)
+    trained = first.trainer.module.state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
+    with pytest.warns(UserWarning, match="optimizer state not loaded|head"):
+        fine = train(
+            tiny_run(synthetic.root, tmp_path / "b", max_epoch=1).replace(
+                model=TINY_MODEL.replace(num_classes=5), checkpoint=CheckpointConfig(train_path=str(ckpt), period=1),
+                # More than the 8 clips: one partial batch. bfloat16 autocast and clipping on the way.
+                train=TrainConfig(batch_size=64, eval_period=100, mixed_precision=True),
+                solver=SolverConfig(base_lr=0.05, max_epoch=1, clip_grad_norm=1.0),
+            ),
+            progress=False,
+        )
+    assert fine.start_epoch == 0 and fine.trainer.iters_per_epoch == 1
+    assert fine.trainer.amp_dtype == torch.bfloat16 and not fine.trainer.scaler.is_enabled()
+    assert math.isfinite(fine.final_metrics["train_epoch/loss"])
+    assert fine.trainer.module.head.projection.out_features == 5
+
+
+# -- configs and commands -------------------------------------------------------------------
+
+
+def test_c3_train_parses_into_run_config():
+    run = load_run_config(shared_path("configs", "pyslowfast", "fork", "c3_train.yaml"))
+    assert run.train.dataset == "ava" and run.train.batch_size == 16 and run.checkpoint.period == 1
+    assert run.solver.warmup_epochs == 34.0 and run.solver.max_epoch == 196 and run.train.loss == "bce"
+    assert run.model.num_classes == 80 and run.model.detection.enable
+
+
+def test_vidact_run_yaml_round_trips_with_opts(tmp_path):
+    run = tiny_run(tmp_path / "data", tmp_path / "out")
+    path = tmp_path / "run.yaml"
+    dump_run_config(run, path)
+    loaded = load_run_config(path)
+    assert loaded.replace(source="") == run
+    changed = load_run_config(path, ["solver.max_epoch", "7", "model.input.num_frames", "16"])
+    assert changed.solver.max_epoch == 7 and changed.model.input.num_frames == 16
+    path.write_text("vidact_run:\n  solver: {base_rate: 1}\n")
+    with pytest.raises(VidactError, match="unknown key vidact_run.solver.base_rate"):
+        load_run_config(path)
+
+
+def test_pyslowfast_kinetics_config_trains_and_tests_through_cli(synthetic, tmp_path, capsys):
+    from vidact.cli.main import main
+
+    cfg = shared_path("configs", "pyslowfast", "upstream", "configs", "Kinetics", "c2", "SLOWFAST_8x8_R50.yaml")
+    opts = ["DATA.PATH_TO_DATA_DIR", str(synthetic.root), "OUTPUT_DIR", str(tmp_path), "NUM_GPUS", "0",
+            "MODEL.NUM_CLASSES", "4", "RESNET.WIDTH_PER_GROUP", "4", "SLOWFAST.BETA_INV", "4",
+            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
+            "DATA.NUM_FRAMES", "8", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "6", "SOLVER.MAX_EPOCH", "1", "DATA_LOADER.NUM_WORKERS", "0",
+            "TEST.NUM_ENSEMBLE_VIEWS", "2"]
+    with pytest.warns(UserWarning):  # NUM_GPUS and precise BN warnings are expected here
+        assert main(["train", "--cfg", str(cfg), "--no-progress", "--opts", *opts]) == 0
+    assert (tmp_path / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()
+    capsys.readouterr()
+    assert main(["test", "--cfg", str(cfg), "--opts", *opts]) == 0
+    printed = capsys.readouterr().out
+    assert '"top1_acc"' in printed and '"mean_class_acc"' in printed
+
+
+def test_bad_list_file_is_one_line_error(tmp_path):
+    (tmp_path / "train.csv").write_text("video.mp4 notalabel\n")
+    run = tiny_run(tmp_path, tmp_path / "out")
+    with pytest.raises(VidactError, match=r"train.csv:1: expected 'path label'"):
+        train(run, progress=False)
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -1,0 +1,80 @@
+"""List-file classification dataset: parsing, training augmentation, multi-view test items."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidact.config.model import InputSpec
+from vidact.data.synthetic import make_classification
+from vidact.data.video_dataset import VideoClipDataset, read_list_file
+from vidact.errors import VidactError
+
+SPEC = InputSpec(num_frames=8, sampling_rate=2, train_crop_size=24, test_crop_size=32,
+                 train_jitter_scales=(32, 40), alpha=4, num_pathways=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_classification(tmp_path_factory.mktemp("clips"), num_classes=2, videos_per_class=2,
+                               val_per_class=1, height=32, width=48, num_frames=24)
+
+
+def test_list_file_separator_prefix_and_errors(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_text("a dir/clip one.mp4,3\n\nb.mp4,0\n")
+    entries = read_list_file(listing, separator=",", path_prefix="/videos")
+    assert [(e.path, e.label) for e in entries] == [("/videos/a dir/clip one.mp4", 3), ("/videos/b.mp4", 0)]
+    listing.write_text("ok.mp4 1\nbroken.mp4\n")
+    with pytest.raises(VidactError, match=r"train.csv:2: expected 'path label'"):
+        read_list_file(listing)
+    listing.write_text("\n")
+    with pytest.raises(VidactError, match="names no videos"):
+        read_list_file(listing)
+    with pytest.raises(VidactError, match="list file not found"):
+        read_list_file(tmp_path / "missing.csv")
+
+
+def test_training_items_are_augmented_reproducibly_per_epoch(data):
+    dataset = VideoClipDataset(data.train_list, SPEC, "train", seed=5)
+    item = dataset[1]
+    slow, fast = item["inputs"]
+    assert fast.shape == (3, 8, 24, 24) and slow.shape == (3, 2, 24, 24)
+    assert torch.equal(slow, fast[:, [0, 7]])  # linspace(0, 7, 2) of the fast frames
+    assert item["label"] == 0 and item["video_index"] == 1
+    again = VideoClipDataset(data.train_list, SPEC, "train", seed=5)[1]
+    assert torch.equal(again["inputs"][1], fast)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[1]["inputs"][1], fast)
+
+
+def test_flip_can_be_disabled(data):
+    # Without flips only the crop and the temporal window vary; with the frame fully kept
+    # (crop = scale = frame height, no jitter) a flip is the only difference left.
+    spec = InputSpec(num_frames=24, sampling_rate=1, train_crop_size=32, train_jitter_scales=(32, 32))
+    flipped = [VideoClipDataset(data.train_list, spec, "train", seed=s)[0]["inputs"][0] for s in range(8)]
+    plain = [VideoClipDataset(data.train_list, spec, "train", seed=s, random_flip=False)[0]["inputs"][0] for s in range(8)]
+    assert any(torch.equal(f, p.flip(-1)) and not torch.equal(f, p) for f, p in zip(flipped, plain))
+    assert not any(torch.equal(a.flip(-1), b) for a in plain for b in plain)
+
+
+def test_test_views_cover_every_clip_and_crop(data):
+    dataset = VideoClipDataset(data.test_list, SPEC, "test", num_ensemble_views=2, num_spatial_crops=3)
+    assert len(dataset) == 2 * 6 and dataset.views_per_video == 6
+    views = [dataset[i] for i in range(6)]
+    assert {v["video_index"] for v in views} == {0} and [v["view_index"] for v in views] == list(range(6))
+    fast = [v["inputs"][1] for v in views]
+    assert all(f.shape == (3, 8, 32, 32) for f in fast)
+    # Crops 0/1/2 of one clip differ (48 px wide frames); the two clips differ in time.
+    assert not torch.equal(fast[0], fast[1]) and not torch.equal(fast[1], fast[2])
+    assert not torch.equal(fast[1], fast[4])
+    single = VideoClipDataset(data.test_list, SPEC, "test", num_ensemble_views=1, num_spatial_crops=1)
+    assert len(single) == 2 and single[1]["video_index"] == 1 and single[1]["label"] == 1
+
+
+def test_undecodable_video_names_the_list_file(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    (tmp_path / "train.csv").write_text(f"{tmp_path / 'bad.mp4'} 0\n")
+    dataset = VideoClipDataset(tmp_path / "train.csv", SPEC, "train")
+    with pytest.raises(VidactError, match=r"train.csv: video .*bad.mp4 cannot be decoded"):
+        dataset[0]
