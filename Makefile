@@ -25,4 +25,4 @@ test: install-dev
 	$(BIN)/python -m pytest -q
 
 bench: install-dev
-	$(BIN)/python -m benchmarks
+	$(BIN)/vidact bench
