@@ -274,3 +274,33 @@ def test_many_videos_are_shared_out_by_rank(tmp_path):
     (tmp_path / "dup.txt").write_text("x/a.mp4\ny/a.mp4\n")
     with pytest.raises(vidact.VidactError, match="collide"):
         read_video_list(tmp_path / "dup.txt")
+
+
+def test_torchrun_ranks_write_what_one_process_writes(tmp_path):
+    """`vidact detect --list` under torchrun with two ranks: the same files as one process."""
+    import socket
+    import subprocess
+    import sys
+
+    videos = tmp_path / "videos.txt"
+    videos.write_text(f"{shared_path('data', 'videos', STRUCTURALIZE)}\n{shared_path('data', 'videos', INTEL)}\n")
+    case = _tiny_case()
+    common = ["detect", "--list", str(videos), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
+              "--detector", _fastestdet(), "--end", "1", "--precision", "eager", "--no-video", "--no-timeline"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+                "-m", "vidact.cli.main"]
+    for argv, out in ((torchrun, "ranks"), ([sys.executable, "-m", "vidact.cli.main"], "single")):
+        done = subprocess.run([*argv, *common, "--out", str(tmp_path / out)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        # One summary line per video in all: each rank took its share, not every video.
+        assert done.stdout.count(" keyframes, ") == 2, done.stdout
+    single = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert sorted(p.name for p in (tmp_path / "ranks").iterdir()) == single
+    assert any(name.endswith(".actions.csv") for name in single)
+    for name in single:
+        if name.endswith((".csv", ".jsonl")):
+            assert (tmp_path / "ranks" / name).read_text() == (tmp_path / "single" / name).read_text(), name
