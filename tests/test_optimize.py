@@ -203,3 +203,22 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     modes = [r["mode"] for r in json.loads(out.read_text())["records"]]
     assert modes == ["eager_fp32", "optimized_fp32"]
     assert "optimized_fp32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("video", ["mmaction2_demo.mp4", "mmaction2_test_video_structuralize.mp4"])
+def test_bf16_keeps_the_top1_class_on_shared_videos(video):
+    """The tiny Kinetics parity weights on real video: optimised bf16 and fp32 agree with eager."""
+    import vidact
+
+    case = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    model = vidact.create_model(case / "config.yaml", weights=case / "model.pyth")
+    path = shared_path("data", "videos", video)
+    results = {
+        precision: vidact.classify(path, model, views="1x1", precision=precision, progress=False)
+        for precision in ("eager", "fp32", "bf16")
+    }
+    eager = results["eager"].scores
+    assert results["fp32"].top_k[0].index == results["eager"].top_k[0].index
+    assert results["bf16"].top_k[0].index == results["eager"].top_k[0].index
+    np.testing.assert_allclose(results["fp32"].scores, eager, rtol=1e-4, atol=1e-6)
+    assert np.linalg.norm(results["bf16"].scores - eager) <= 2e-2 * np.linalg.norm(eager)
