@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--end", type=float, help="stop after this keyframe (a quick check)")
     parser.add_argument("--no-video", action="store_true", help="skip drawing and encoding")
+    parser.add_argument("--precision", default="eager", choices=("auto", "eager", "fp32", "bf16", "fp16"),
+                        help="action model inference mode (default eager, as the reference runs)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     for path in (args.cfg, args.video):
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         detector = args.detector
         if args.fixed_boxes:
             detector = _fixed_boxes_csv(Path(tmp), args.fixed_boxes, seconds=3600)
-        model = load_action_model(args.cfg, args.weights, device=args.device)
+        model = load_action_model(args.cfg, args.weights, device=args.device, precision=args.precision)
         result = detect_video(
             args.video, tmp, model=model, detector=detector, rate=args.rate, end=args.end,
             video=not args.no_video, timeline=False,

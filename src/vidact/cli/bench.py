@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per mode after a warm-up (default 5)")
     parser.add_argument("--pipeline", dest="pipelines", nargs="+", default=[], metavar="NAME",
-                        help="also time a pipeline end to end, per stage (e.g. detect)")
+                        help="also time a pipeline end to end, per stage (detect: needs --video)")
+    parser.add_argument("--video", help="the video the pipeline benches run on")
     parser.add_argument("--gemm-size", type=int, default=4096, help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="OUT", help="write the environment, GEMM peaks and records as JSON")
     parser.set_defaults(func=run)
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_bench(
         args.models or DEFAULT_MODELS, precisions=args.precisions, device=args.device, threads=args.threads,
-        repeats=args.repeats, compile=args.compile, pipelines=args.pipelines, gemm_size=args.gemm_size,
+        repeats=args.repeats, compile=args.compile, pipelines=args.pipelines, video=args.video, gemm_size=args.gemm_size,
         on_record=lambda record: print(format_record(record), flush=True),
     )
     peaks = ", ".join(f"{p} {v:.1f}" for p, v in result["gemm_peak_gflop_per_s"].items())
