@@ -6,7 +6,10 @@ Each video shows a few coloured rectangles ("actors") on a textured background a
 1. ``move sideways`` (horizontal oscillation), 2. ``move up and down``,
 3. ``pulse`` (grows and shrinks about its centre), 4. ``stand still``.
 
-Telling them apart needs motion, i.e. several frames, like AVA. Written layout
+Telling them apart needs motion, i.e. several frames, like AVA: colours, sizes, resting
+positions and oscillation periods are drawn independently of the action, so no single
+frame gives the label away. Periods vary per actor (0.8-1.6 s), so successive keyframes of
+one actor show different phases rather than the same clip again. Written layout
 (file names are PySlowFast's defaults and those of the fork's ``c3_train.yaml``, so
 only ``AVA.FRAME_DIR``, ``AVA.FRAME_LIST_DIR`` and ``AVA.ANNOTATION_DIR`` need setting)::
 
@@ -49,9 +52,6 @@ PREDICTED_TRAIN = "person_box_67091280_iou90/ava_detection_train_boxes_and_label
 PREDICTED_VAL = "person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv"
 FrameFormat = Literal["jpg", "png", "none"]
 
-_PERIOD = 1.0  # seconds per oscillation
-
-
 @dataclass(frozen=True)
 class Actor:
     """One rectangle: its resting centre and size in pixels, colour, action id, motion."""
@@ -63,11 +63,12 @@ class Actor:
     colour: tuple[int, int, int]
     phase: float  # of the oscillation, in periods
     amplitude: float  # of the movements, in pixels
+    period: float  # seconds per oscillation
 
     def box(self, t: float) -> tuple[float, float, float, float]:
         """``x1, y1, x2, y2`` in pixels at ``t`` seconds."""
         (cx, cy), (w, h) = self.center, self.size
-        wave = math.sin(2 * math.pi * (t / _PERIOD + self.phase))
+        wave = math.sin(2 * math.pi * (t / self.period + self.phase))
         if ACTIONS[self.action_id - 1] == "move sideways":
             cx += self.amplitude * wave
         elif ACTIONS[self.action_id - 1] == "move up and down":
@@ -116,12 +117,16 @@ def make_scene(video_id: str, rng: np.random.Generator, width: int, height: int,
             Actor(
                 person_id=person_id,
                 action_id=int(rng.integers(1, len(ACTIONS) + 1)),
-                center=(slot * (person_id + 0.5), rng.uniform(0.4, 0.6) * height),
+                # Off the slot centre at random, so a mover's displacement at the keyframe is no cue.
+                center=(slot * (person_id + 0.5 + rng.uniform(-0.1, 0.1)), rng.uniform(0.4, 0.6) * height),
                 size=(w, h),
                 colour=colour,
                 phase=float(rng.uniform(0, 1)),
                 # Large enough to show at the network's 16-pixel feature stride.
                 amplitude=0.15 * height,
+                # Per actor, so keyframes 1 s apart catch other phases; at least 3 samples
+                # per period at an 8-frame sampling stride (no aliasing).
+                period=float(rng.uniform(0.8, 1.6)),
             )
         )
     return Scene(video_id, width, height, seconds, np.clip(background, 0, 255).astype(np.uint8), tuple(actors))
