@@ -264,6 +264,7 @@ class _Shared:
         self.unprepared = 0  # the oldest keyframe whose clip is not prepared yet
         self.render_waiting: int | None = None  # the keyframe the renderer waits for
         self.peak_frames = 0
+        self.decoded_frames = 0
         self.dropped_frames = 0
         self.tracked: dict[int, tuple[float, TrackedDetections]] = {}
         self.results: dict[int, KeyframeResult] = {}
@@ -293,6 +294,7 @@ class _Shared:
                     self.dropped_frames += 1
                     return
                 self._wait()
+            self.decoded_frames += 1
             self.frames.append(_Entry(index, seconds, rgb))
             self.last_time = seconds
             self._collect()
@@ -709,7 +711,8 @@ class DetectionRun:
 
     def _finish_metrics(self, wall: float, sampler) -> None:
         shared = self._shared
-        frames = self.frames_written if self.video_path is not None else None
+        # Frames through the pipeline: all drawn ones when a video is written, else all decoded.
+        frames = self.frames_written if self.video_path is not None else shared.decoded_frames
         metrics = {f"time_{stage}_s": round(seconds, 4) for stage, seconds in shared.busy.items()}
         metrics.update(
             wall_s=round(wall, 4),
@@ -719,9 +722,8 @@ class DetectionRun:
             dropped_frames=float(shared.dropped_frames),
             peak_rss_gib=round(peak_rss_bytes() / 2**30, 4),
         )
-        if frames is not None:
-            metrics["frames"] = float(frames)
-            metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
+        metrics["frames"] = float(frames)
+        metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
         if sampler is not None:
             metrics.update(sampler.metrics())
             sampler.close()
