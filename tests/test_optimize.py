@@ -10,12 +10,17 @@ import pytest
 import torch
 from conftest import shared_path
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vidact.api import create_model
 from vidact.errors import VidactError
 from vidact.models import count_gflops
+from vidact.models.resnet3d import BasicTransform, BottleneckTransform, ResBlock
+from vidact.models.nonlocal_block import NonLocal
 from vidact.models.optimize import (
     FramewiseMaxPool,
+    FusedNonLocal,
+    FusedResBlock,
     InferenceModel,
     fold_conv_bn,
     optimize_for_inference,
@@ -109,14 +114,79 @@ def test_fold_conv_bn_is_exact_with_bias_and_affine():
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_framewise_max_pool_equals_max_pool_3d(channels_last):
-    pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
-    x = torch.randn(2, 5, 3, 9, 11)
+@pytest.mark.parametrize(
+    "pool",
+    [nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), nn.MaxPool3d((2, 2, 2), stride=(2, 2, 2))],
+    ids=["spatial", "non_local_2x2x2"],
+)
+def test_framewise_max_pool_equals_max_pool_3d(channels_last, pool):
+    x = torch.randn(2, 5, 5, 9, 11)  # odd frame count: the 2x2x2 pool drops the last frame
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     out = FramewiseMaxPool(pool)(x)
     assert torch.equal(out, pool(x))
     assert out.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+
+
+class FirstInput(nn.Module):
+    """Runs one block on the first pathway, as optimize_for_inference calls networks."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.block(inputs[0])
+
+
+class OpRecorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def randomize_batchnorms(module: nn.Module) -> nn.Module:
+    generator = torch.Generator().manual_seed(0)
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm3d):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return module.eval()
+
+
+# downsample: a strided ResBlock (projection shortcut, in-place sum) or a pooled NonLocal.
+@pytest.mark.parametrize("downsample", [False, True], ids=["plain", "downsample"])
+@pytest.mark.parametrize("block_kind", [BottleneckTransform, BasicTransform, NonLocal])
+def test_fused_residual_blocks_match_eager(block_kind, downsample):
+    torch.manual_seed(0)
+    if block_kind is not NonLocal:
+        dim_in = 16 if downsample else 32
+        branch2 = block_kind(dim_in, 32, temporal_kernel=3, stride=2 if downsample else 1, dim_inner=8)
+        block, fused_type = ResBlock(dim_in, 32, 2 if downsample else 1, branch2, 1e-5, 0.1), FusedResBlock
+    else:
+        block, fused_type = NonLocal(32, 16, pool_size=(2, 2, 2) if downsample else None), FusedNonLocal
+    network = randomize_batchnorms(FirstInput(block))
+    x = torch.randn(2, 32 if block_kind is NonLocal else dim_in, 4, 6, 5)
+    with torch.no_grad():
+        expected = network([x])
+    fp32 = optimize_for_inference(network, precision="fp32")
+    assert type(fp32.network.block) is fused_type
+    recorder = OpRecorder()
+    with recorder:
+        output = fp32([x])
+    # The channels_last path, not the unfused fallback, ran: no separate add/relu.
+    assert any("_convolution_pointwise" in op and "binary" in op for op in recorder.ops), recorder.ops
+    assert not any(op.startswith(("aten.add", "aten.relu")) for op in recorder.ops), recorder.ops
+    torch.testing.assert_close(output, expected, rtol=1e-4, atol=1e-5)
+    bf16 = optimize_for_inference(network, precision="bf16")([x])
+    assert ((bf16 - expected).norm() / expected.norm()).item() < 2e-2
 
 
 @pytest.mark.parametrize(
@@ -222,3 +292,12 @@ def test_bf16_keeps_the_top1_class_on_shared_videos(video):
     assert results["bf16"].top_k[0].index == results["eager"].top_k[0].index
     np.testing.assert_allclose(results["fp32"].scores, eager, rtol=1e-4, atol=1e-6)
     assert np.linalg.norm(results["bf16"].scores - eager) <= 2e-2 * np.linalg.norm(eager)
+
+
+def test_fp16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
+    from vidact.models.optimize import optimize_for_inference
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
+    model = create_model("x3d_xs")
+    with pytest.raises(VidactError, match="fp16 on this CPU"):
+        optimize_for_inference(model, device="cpu", precision="fp16")

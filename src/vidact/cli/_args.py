@@ -7,9 +7,9 @@ import argparse
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """``--precision`` and ``--compile``, shared by the commands that run a model."""
-    from vidact.models.optimize import PRECISIONS
+    from vidact.models.optimize import INFERENCE_MODES
 
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=INFERENCE_MODES, default="auto",
                         help="inference mode: auto (optimised; bf16 where the hardware has it, else fp32), "
                              "fp32, bf16, fp16, or eager (the unoptimised reference path)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the model (slow first run, cached)")

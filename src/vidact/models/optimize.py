@@ -7,10 +7,13 @@ of the network (the original stays trainable and untouched) in which
   ``forward`` methods listed in :data:`FOLDABLE` are written) is folded into that
   convolution's weight and bias, computed in float64;
 * on CPU every Conv3d runs oneDNN's kernel, with the ReLU after it (:data:`FUSABLE_RELU`)
-  fused in (eager mode only; ``torch.compile`` does its own fusions);
-* spatial-only max-pools (temporal kernel 1) run as 2D pools over the frames, and
-  1x1x1 pools (SlowFast's per-pathway pool) are dropped: ATen's CPU 3D max-pool is
-  unvectorised;
+  fused in, and each residual block's add (+ ReLU) fused into its last convolution
+  (:class:`FusedResBlock`, :class:`FusedNonLocal`) (eager mode only; ``torch.compile``
+  does its own fusions);
+* max-pools with non-overlapping temporal windows run as an elementwise max over frames
+  and 2D pools over the frames, 1x1x1 pools (SlowFast's per-pathway pool) are dropped,
+  and whole-clip temporal average pools become a mean: ATen's CPU 3D pools are
+  unvectorised (and run in float32 under autocast);
 * weights and inputs use the ``channels_last_3d`` layout, on which oneDNN's fp32 and
   bf16 kernels are fastest (measured: docs/performance.md);
 * the forward runs under ``torch.autocast`` in bf16 or fp16 when chosen, with the
@@ -25,6 +28,7 @@ Outputs are always float32 on the model's device.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,20 +150,27 @@ def _fold_batchnorms(model: nn.Module) -> int:
 
 
 class FramewiseMaxPool(nn.Module):
-    """A 3D max-pool with temporal kernel 1 and stride 1, run as a 2D pool over every frame.
+    """A 3D max-pool whose temporal windows do not overlap, run as an elementwise max over
+    frames followed by a 2D pool over every frame.
 
-    Same result as the :class:`nn.MaxPool3d` it replaces; ATen's CPU 3D pool is
-    unvectorised, the 2D one is not.
+    Same result as the :class:`nn.MaxPool3d` it replaces (temporal stride equal to the
+    temporal kernel, no temporal padding or dilation, floor mode); ATen's CPU 3D pool is
+    unvectorised and, under autocast, runs in float32; these ops are neither.
     """
 
     def __init__(self, pool: nn.MaxPool3d) -> None:
         super().__init__()
+        self.temporal_kernel = _triple(pool.kernel_size)[0]
         self.kernel_size, self.stride, self.padding = (tuple(_triple(v)[1:]) for v in (
             pool.kernel_size, pool.stride, pool.padding))
         self.dilation = tuple(_triple(pool.dilation)[1:])
         self.ceil_mode = pool.ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.temporal_kernel > 1:
+            frames = x.shape[2] // self.temporal_kernel * self.temporal_kernel
+            x = functools.reduce(torch.maximum, (
+                x[:, :, offset:frames:self.temporal_kernel] for offset in range(self.temporal_kernel)))
         n, c, t, h, w = x.shape
 
         def pool(y: torch.Tensor) -> torch.Tensor:
@@ -171,6 +182,23 @@ class FramewiseMaxPool(nn.Module):
             return y.reshape(n, t, c, *y.shape[2:]).transpose(1, 2)
         y = pool(x.reshape(n, c * t, h, w))
         return y.reshape(n, c, t, *y.shape[2:])
+
+
+class TemporalMeanPool(nn.AvgPool3d):
+    """An :class:`nn.AvgPool3d` over whole clips (kernel T x 1 x 1) computed as a mean over time.
+
+    Keeps ``kernel_size`` (heads check it). ATen's CPU 3D average pool is slow on a
+    channels_last map (and under autocast needs a float32 copy of it first); the mean
+    reads the (N, T, HWC) memory once, accumulating in float32 as autocast's pool did.
+    Other shapes go to the 3D pool.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] != _triple(self.kernel_size)[0]:
+            return super().forward(x)
+        if _is_channels_last(x):
+            return x.permute(0, 2, 3, 4, 1).mean(1, keepdim=True, dtype=torch.float32).permute(0, 4, 1, 2, 3)
+        return x.mean(2, keepdim=True, dtype=torch.float32)
 
 
 def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
@@ -185,8 +213,16 @@ def _rewrite_pools(model: nn.Module) -> None:
             kernel, stride, padding = _triple(child.kernel_size), _triple(child.stride), _triple(child.padding)
             if kernel == (1, 1, 1) and stride == (1, 1, 1) and padding == (0, 0, 0):
                 setattr(module, name, nn.Identity())
-            elif kernel[0] == 1 and stride[0] == 1 and padding[0] == 0:
+            elif kernel[0] == stride[0] and padding[0] == 0 and _triple(child.dilation)[0] == 1 and not (
+                    child.ceil_mode and kernel[0] > 1):
                 setattr(module, name, FramewiseMaxPool(child))
+        for name, child in list(module.named_children()):
+            if (type(child) is nn.AvgPool3d and _triple(child.kernel_size)[1:] == (1, 1)
+                    and _triple(child.stride) == (1, 1, 1) and _triple(child.padding) == (0, 0, 0)
+                    and child.divisor_override is None):
+                pool = copy.copy(child)
+                pool.__class__ = TemporalMeanPool
+                setattr(module, name, pool)
 
 
 # (conv, bn, activation) child names where the activation directly follows the BN (or
@@ -227,6 +263,99 @@ class OneDNNConv3d(nn.Conv3d):
         )
 
 
+class FusedResBlock(ResBlock):
+    """A :class:`ResBlock` whose residual add and ReLU run as post-ops of the branch's last convolution.
+
+    Needs the BNs folded and every convolution a :class:`OneDNNConv3d`; saves two full
+    passes over the block's output (the add and the ReLU).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch2 = self.branch2
+        last = branch2.c if isinstance(branch2, BottleneckTransform) else branch2.b
+        y = branch2.a(x)
+        if isinstance(branch2, BottleneckTransform):
+            y = branch2.b(y)
+        y = y.to(last.weight.dtype)
+        shortcut = x if self.branch1 is None else self.branch1(x)
+        if not _is_channels_last(y) and not _is_channels_last(last.weight):
+            # oneDNN fuses the add only in channels_last; its own fallback has no bf16 add_relu.
+            return torch.relu(last(y) + shortcut)
+        shortcut = shortcut.to(y.dtype).contiguous(memory_format=torch.channels_last_3d)
+        if self.branch1 is None:
+            # The input may still be referenced elsewhere: write the sum to a new tensor.
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                y, shortcut, last.weight, last.bias, last.padding, last.stride, last.dilation, last.groups,
+                "add", None, "relu", [], "",
+            )
+        # A fresh projection: accumulate into it in place (oneDNN's sum post-op).
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            shortcut, y, last.weight, last.bias, last.padding, last.stride, last.dilation, last.groups,
+            "add", None, "relu", [], "",
+        )
+
+
+class FusedNonLocal(NonLocal):
+    """A :class:`NonLocal` block that works in any layout, with the residual add fused into ``conv_out``.
+
+    The stock block flattens with ``.view``, which needs the default layout: in
+    channels_last it would cost two copies of the feature map per block. Here the
+    positions are taken as ``(N, THW, C)`` token matrices, which are views in
+    channels_last, and the result comes back in channels_last.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, t, h, w = x.shape
+        pooled = self.pool(x) if self.pool is not None else x
+        theta, phi, g = (_tokens(conv(y)) for conv, y in (
+            (self.conv_theta, x), (self.conv_phi, pooled), (self.conv_g, pooled)))
+        affinity = theta @ phi.transpose(1, 2)
+        if self.instantiation == "softmax":
+            affinity = torch.softmax(affinity * self.dim_inner**-0.5, dim=2)
+        else:
+            affinity = affinity / affinity.shape[2]
+        out = (affinity @ g).view(n, t, h, w, self.dim_inner).permute(0, 4, 1, 2, 3)
+        conv = self.conv_out
+        out = out.to(conv.weight.dtype)
+        if not _is_channels_last(x) or not _is_channels_last(out):
+            return x + conv(out)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            out, x.to(out.dtype), conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+            "add", None, None, [], None,
+        )
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    # (N, C, T, H, W) -> (N, THW, C): a view for channels_last_3d, a copy otherwise.
+    return x.permute(0, 2, 3, 4, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
+def _fusable_residual(block: ResBlock) -> bool:
+    """Whether ``block``'s branch is now oneDNN convolutions with nothing between them but fused ReLUs."""
+    branch2 = block.branch2
+    if isinstance(branch2, BottleneckTransform):
+        convs, relus, last, last_bn = (branch2.a, branch2.b, branch2.c), (branch2.a_relu, branch2.b_relu), "c", "c_bn"
+    elif isinstance(branch2, BasicTransform):
+        convs, relus, last, last_bn = (branch2.a, branch2.b), (branch2.a_relu,), "b", "b_bn"
+    else:
+        return False
+    shortcut_ok = block.branch1 is None or (
+        isinstance(block.branch1, OneDNNConv3d) and isinstance(block.branch1_bn, nn.Identity))
+    return (
+        isinstance(block.relu, nn.ReLU)
+        and shortcut_ok
+        and all(isinstance(c, OneDNNConv3d) and c.padding_mode == "zeros" and not isinstance(c.padding, str)
+                for c in convs)
+        and getattr(branch2, last).post_op == "none"
+        and all(isinstance(r, nn.Identity) for r in relus)
+        and isinstance(getattr(branch2, last_bn), nn.Identity)
+    )
+
+
 def _use_onednn_convs(model: nn.Module) -> None:
     for module in list(model.modules()):
         for conv_name, relu_name in FUSABLE_RELU.get(type(module), ()):
@@ -238,6 +367,12 @@ def _use_onednn_convs(model: nn.Module) -> None:
         for name, child in list(module.named_children()):
             if type(child) is nn.Conv3d:
                 setattr(module, name, OneDNNConv3d.from_conv(child, relu=False))
+    for module in model.modules():
+        if type(module) is ResBlock and _fusable_residual(module):
+            module.__class__ = FusedResBlock
+        elif (type(module) is NonLocal and isinstance(module.conv_out, OneDNNConv3d)
+              and module.conv_out.post_op == "none" and isinstance(module.bn, nn.Identity)):
+            module.__class__ = FusedNonLocal
 
 
 def _contiguous_input(module: nn.Module, args: tuple) -> tuple:
@@ -330,6 +465,8 @@ def optimize_for_inference(
         raise VidactError("device cuda was asked for but torch sees no GPU; use --device cpu or run `vidact doctor`")
     if precision == "auto":
         precision = select_precision(device)
+    if precision == "fp16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        raise VidactError("fp16 on this CPU needs AVX512-FP16 or AVX-NE-CONVERT, which it lacks; use --precision bf16 or fp32")
     if channels_last is None:
         channels_last = True
 
@@ -342,7 +479,7 @@ def optimize_for_inference(
         _use_onednn_convs(network)
     if channels_last:
         for module in network.modules():
-            if isinstance(module, NonLocal):
+            if type(module) is NonLocal:  # (FusedNonLocal handles any layout)
                 module.register_forward_pre_hook(_contiguous_input)
                 module.register_forward_hook(_channels_last_output)
         network = network.to(memory_format=torch.channels_last_3d)
@@ -355,7 +492,8 @@ def optimize_for_inference(
     return InferenceModel(network, settings, model)
 
 
-PRECISIONS = ("auto", "eager", "fp32", "bf16", "fp16")
+# What the jobs accept: the optimised precisions plus "eager", the unoptimised reference path.
+INFERENCE_MODES = ("eager", *PRECISIONS)
 
 
 def inference_model(
@@ -363,8 +501,8 @@ def inference_model(
 ) -> nn.Module:
     """What the jobs run: ``model`` as it is for ``precision="eager"`` (the reference path),
     else :func:`optimize_for_inference` with that precision ("auto" picks from the hardware)."""
-    if precision not in PRECISIONS:
-        raise VidactError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision not in INFERENCE_MODES:
+        raise VidactError(f"precision {precision!r} is not one of {', '.join(INFERENCE_MODES)}")
     if precision == "eager":
         if compile:
             raise VidactError("--compile needs an optimised precision (auto, fp32, bf16 or fp16), not eager")
