@@ -55,15 +55,22 @@ def model_config_from_yaml_data(data: Mapping, source: str) -> ModelConfig:
         raise VidactError(f"{source}: invalid model settings ({e})") from None
 
 
-def load_vidact_model_config(path: str | os.PathLike) -> ModelConfig:
-    """Read a model config written by :func:`dump_model_config`."""
+def read_yaml_file(path: str | os.PathLike) -> Any:
+    """A YAML config file's contents; one-line errors for a missing, unreadable or malformed file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise VidactError(f"{path}: model config file not found; check the path") from None
-    except yaml.YAMLError as e:
-        raise VidactError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the syntax") from None
+        raise VidactError(f"{path}: config file not found; check the path") from None
+    except yaml.YAMLError as err:
+        raise VidactError(f"{path}: not valid YAML ({' '.join(str(err).split())}); fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise VidactError(f"{path}: cannot read config file ({err})") from None
+
+
+def load_vidact_model_config(path: str | os.PathLike) -> ModelConfig:
+    """Read a model config written by :func:`dump_model_config`."""
+    data = read_yaml_file(path)
     if not is_vidact_model_yaml(data):
         raise VidactError(f"{path}: not a vidact model config (no top-level {VIDACT_MODEL_KEY} key)")
     return model_config_from_yaml_data(data, str(path))

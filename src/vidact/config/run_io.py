@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from vidact.config.io import read_yaml_file
 from vidact.config.model import ModelConfig, model_config_from_dict, to_dict
 from vidact.config.run import RunConfig
 from vidact.errors import VidactError
@@ -126,14 +127,7 @@ def _apply_opts(data: dict, opts: Sequence[str], source: str) -> None:
 def load_run_config(path: str | os.PathLike, opts: Sequence[str] | None = None) -> RunConfig:
     """The RunConfig of a vidact run YAML or a PySlowFast YAML file, with ``--opts`` overrides."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VidactError(f"{path}: config file not found; check the path") from None
-    except yaml.YAMLError as err:
-        raise VidactError(f"{path}: not valid YAML ({' '.join(str(err).split())}); fix the syntax") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise VidactError(f"{path}: cannot read config file ({err})") from None
+    data = read_yaml_file(path)
     if not is_vidact_run_yaml(data):
         from vidact.config.pyslowfast import load_run_config as load_pyslowfast_run_config
 
