@@ -12,7 +12,8 @@ from vidact.api import create_model
 from vidact.cli.main import main
 from vidact.config.run import CheckpointConfig, DemoConfig, RunConfig
 from vidact.io.video import VideoReader, VideoWriter
-from vidact.pipeline.kinetics_demo import demo_checkpoint, predicted_classes
+from vidact.engine.checkpoint import demo_checkpoint
+from vidact.pipeline.kinetics_demo import predicted_classes
 from vidact.weights.caffe2 import pytorch_to_c2_names
 
 VIDEO = ("data", "videos", "mmaction2_demo.mp4")  # 340x256, 28 fps

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidact.config.run import RunConfig
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_path
 
@@ -28,6 +29,7 @@ __all__ = [
     "capture_rng_state",
     "checkpoint_dir",
     "checkpoint_path",
+    "demo_checkpoint",
     "latest_checkpoint",
     "load_optimizer_state",
     "load_training_checkpoint",
@@ -170,3 +172,17 @@ def _optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] 
             if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
                 return f"buffer {name} has shape {tuple(buffer.shape)} for a parameter of shape {tuple(param.shape)}"
     return None
+
+
+def demo_checkpoint(run: RunConfig) -> Path | None:
+    """The weights PySlowFast's test and demo load: ``TEST.CHECKPOINT_FILE_PATH``, else the
+    last checkpoint in ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``.
+
+    The checkpoint's format is read from its bytes, so ``CHECKPOINT_TYPE`` needs no check here.
+    """
+    if run.checkpoint.test_path:
+        return Path(run.checkpoint.test_path)
+    latest = latest_checkpoint(run.output_dir)
+    if latest is not None:
+        return latest
+    return Path(run.checkpoint.train_path) if run.checkpoint.train_path else None

@@ -1037,7 +1037,8 @@ def run_ava_demo(
 
     Reads ``DEMO.INPUT_VIDEO`` (or ``DEMO.WEBCAM``), writes the annotated video to
     ``DEMO.OUTPUT_FILE`` and vidact's data outputs beside it (same stem). The checkpoint is
-    ``TEST.CHECKPOINT_FILE_PATH``, else ``TRAIN.CHECKPOINT_FILE_PATH``. ``DEMO.PREDS_BOXES``
+    PySlowFast's choice (:func:`vidact.engine.checkpoint.demo_checkpoint`): ``TEST.CHECKPOINT_FILE_PATH``,
+    else the latest in ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``. ``DEMO.PREDS_BOXES``
     replaces the detector; ``DEMO.DETECTRON2_*`` map to vidact's Detectron2-compatible Faster
     R-CNN (a notice says so) unless ``detector`` is given. Thresholds follow ``DEMO.VIS_MODE``.
     """
@@ -1054,10 +1055,12 @@ def run_ava_demo(
         notice(f"DEMO.OUTPUT_FILE is empty: vidact does not open a window; writing {output}")
     else:
         output = Path(demo.output_file)
-    checkpoint = run_config.checkpoint.test_path or run_config.checkpoint.train_path
+    from vidact.engine.checkpoint import demo_checkpoint
+
+    checkpoint = demo_checkpoint(run_config)
     if checkpoint is None:
         notice("no TEST.CHECKPOINT_FILE_PATH or TRAIN.CHECKPOINT_FILE_PATH: the model has random weights")
-    elif not Path(checkpoint).is_file():
+    elif not checkpoint.is_file():
         key = "TEST" if run_config.checkpoint.test_path else "TRAIN"
         raise VidactError(f"{key}.CHECKPOINT_FILE_PATH={checkpoint}: no such file; pass the checkpoint's path")
     if device is None:

@@ -29,12 +29,13 @@ import torch
 from torch import nn
 
 from vidact.config.run import DemoConfig, RunConfig
+from vidact.engine.checkpoint import demo_checkpoint
 from vidact.errors import VidactError
 from vidact.io.sampling import demo_clip_indices
 from vidact.io.video import VideoReader, VideoWriter
 from vidact.transforms import ava_test_clip, pack_pathways
 
-__all__ = ["DemoSummary", "demo_checkpoint", "predicted_classes", "run_kinetics_demo"]
+__all__ = ["DemoSummary", "predicted_classes", "run_kinetics_demo"]
 
 _DEFAULT_FPS = 30  # output rate when neither the source nor DEMO.OUTPUT_FPS gives one
 
@@ -48,22 +49,6 @@ class DemoSummary:
     num_tasks: int
     fps: Fraction
     checkpoint: Path
-
-
-def demo_checkpoint(run: RunConfig) -> Path | None:
-    """The weights PySlowFast's test and demo load: ``TEST.CHECKPOINT_FILE_PATH``, else the
-    last checkpoint in ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``.
-
-    The checkpoint's format is read from its bytes, so ``CHECKPOINT_TYPE`` needs no check here.
-    """
-    from vidact.engine.checkpoint import latest_checkpoint
-
-    if run.checkpoint.test_path:
-        return Path(run.checkpoint.test_path)
-    latest = latest_checkpoint(run.output_dir)
-    if latest is not None:
-        return latest
-    return Path(run.checkpoint.train_path) if run.checkpoint.train_path else None
 
 
 def _class_names(demo: DemoConfig, num_classes: int) -> tuple[str, ...]:
