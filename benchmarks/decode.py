@@ -1,11 +1,12 @@
 """Decode throughput (frames/s): vidact's VideoReader vs the ffmpeg command line on the same file.
 
-    python -m benchmarks.decode [VIDEO ...] [--repeats 3] [--json OUT]
+    python -m benchmarks.decode [VIDEO ...] [--repeats 3] [--hwaccel cpu|cuda|auto] [--json OUT]
 
 Default videos: the three shared test videos ($VIDACT_SHARED/data/videos, default ../shared).
 Measured alternately in one run, median over repeats, all threads as FFmpeg picks them:
 
-* ``VideoReader``: open (probes the first frame) + iterate every frame to an HxWx3 RGB array.
+* ``VideoReader``: open (probes the first frame) + iterate every frame to an HxWx3 RGB array;
+  ``--hwaccel cuda`` decodes with NVDEC (frames downloaded from the GPU, then converted as usual).
 * ``ffmpeg``: ``ffmpeg -i FILE -f null -``: decode only, frames stay YUV.
 * ``ffmpeg rgb24``: ``... -pix_fmt rgb24 -f null -``: decode and convert to RGB as VideoReader does.
 
@@ -35,14 +36,14 @@ DEFAULT_VIDEOS = (
 )
 
 
-def time_reader(path: Path) -> tuple[float, int]:
-    """Seconds to open ``path`` and decode every frame to RGB, and the number of frames."""
+def time_reader(path: Path, hwaccel: str = "cpu") -> tuple[float, int, str]:
+    """Seconds to open ``path`` and decode every frame to RGB, the number of frames, and the decoder used."""
     from vidact.io.video import VideoReader
 
     start = time.perf_counter()
-    with VideoReader(path) as reader:
+    with VideoReader(path, hwaccel=hwaccel) as reader:
         count = sum(1 for _ in reader)
-    return time.perf_counter() - start, count
+    return time.perf_counter() - start, count, reader.decoder
 
 
 def time_ffmpeg(ffmpeg: str, path: Path, rgb: bool) -> float:
@@ -63,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="video files (default: the shared test videos)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--hwaccel", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="VideoReader's decoder: cpu (default), cuda (NVDEC) or auto")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    from vidact.errors import VidactError
+
     videos = args.videos or [SHARED / "data" / "videos" / name for name in DEFAULT_VIDEOS]
     missing = [str(v) for v in videos if not v.is_file()]
     if missing:
@@ -78,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     for video in videos:
         reader_s, ffmpeg_s, ffmpeg_rgb_s = [], [], []
         for _ in range(args.repeats):
-            seconds, frames = time_reader(video)
+            try:
+                seconds, frames, decoder = time_reader(video, args.hwaccel)
+            except VidactError as error:  # e.g. --hwaccel cuda without NVDEC
+                print(error, file=sys.stderr)
+                return 2
             reader_s.append(seconds)
             if ffmpeg:
                 ffmpeg_s.append(time_ffmpeg(ffmpeg, video, rgb=False))
                 ffmpeg_rgb_s.append(time_ffmpeg(ffmpeg, video, rgb=True))
-        row = {"video": video.name, "frames": frames, "reader_fps": frames / statistics.median(reader_s)}
-        line = f"{video.name}: {frames} frames  VideoReader {row['reader_fps']:.0f} fps"
+        row = {"video": video.name, "frames": frames, "decoder": decoder,
+               "reader_fps": frames / statistics.median(reader_s)}
+        line = f"{video.name}: {frames} frames  VideoReader ({decoder}) {row['reader_fps']:.0f} fps"
         if ffmpeg:
             row["ffmpeg_fps"] = frames / statistics.median(ffmpeg_s)
             row["ffmpeg_rgb24_fps"] = frames / statistics.median(ffmpeg_rgb_s)
@@ -100,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         from vidact.fileutil import atomic_open
 
         with atomic_open(args.json) as f:
-            report = {"cpus": os.cpu_count(), "ffmpeg": ffmpeg, "repeats": args.repeats, "results": results}
+            report = {"cpus": os.cpu_count(), "ffmpeg": ffmpeg, "repeats": args.repeats, "hwaccel": args.hwaccel,
+                      "results": results}
             json.dump(report, f, indent=2)
     return 0
 

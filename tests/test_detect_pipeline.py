@@ -304,3 +304,15 @@ def test_torchrun_ranks_write_what_one_process_writes(tmp_path):
     for name in single:
         if name.endswith((".csv", ".jsonl")):
             assert (tmp_path / "ranks" / name).read_text() == (tmp_path / "single" / name).read_text(), name
+
+
+def test_onnx_detector_falls_back_to_the_cpu_without_onnxruntime_gpu(monkeypatch):
+    import onnxruntime
+
+    from vidact.pipeline.detect import build_detector
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.warns(DetectNotice, match="install onnxruntime-gpu"):
+        detector = build_detector(_fastestdet(), device="cuda:0")
+    assert detector.session.get_providers() == ["CPUExecutionProvider"]
+    assert len(detector([np.zeros((240, 320, 3), np.uint8)])[0]) == 0  # it runs: a black frame has no person

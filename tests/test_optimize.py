@@ -301,3 +301,29 @@ def test_fp16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
     model = create_model("x3d_xs")
     with pytest.raises(VidactError, match="fp16 on this CPU"):
         optimize_for_inference(model, device="cpu", precision="fp16")
+
+
+def test_bench_times_each_batch_size_and_reports_clips_per_second():
+    config = small_x3d_config()
+    result = bench.run_bench([config], precisions=["fp32"], device="cpu", repeats=1, gemm_size=64, batch_sizes=[1, 3])
+    records = result["records"]
+    assert [(r["batch"], r["mode"]) for r in records] == [
+        (1, "eager_fp32"), (1, "optimized_fp32"), (3, "eager_fp32"), (3, "optimized_fp32")]
+    for record in records:
+        assert record["clips_per_s"] == pytest.approx(record["batch"] / record["latency_s"])
+    assert records[2]["gmacs"] == pytest.approx(3 * records[0]["gmacs"], rel=1e-6)
+    assert records[2]["speedup"] == 1.0  # each batch size against its own eager run
+    with pytest.raises(VidactError, match="--batch 0"):
+        bench.run_bench([config], batch_sizes=[0], gemm_size=64)
+
+
+def test_bench_inputs_give_every_clip_of_a_batch_its_boxes():
+    from vidact.api import resolve_model
+
+    config = resolve_model(shared_path("fixtures", "parity", "tiny_ava_slowfast_r101_nln", "config.yaml")).config
+    pathways, boxes = bench.bench_inputs(config, batch=2)
+    assert all(x.shape[0] == 2 for x in pathways)
+    assert boxes[:, 0].tolist() == [0.0] * bench.DETECTION_BOXES + [1.0] * bench.DETECTION_BOXES
+    torch.testing.assert_close(boxes[:bench.DETECTION_BOXES, 1:], boxes[bench.DETECTION_BOXES:, 1:])
+    scores = create_model(config).eval()(pathways, boxes)
+    assert scores.shape == (2 * bench.DETECTION_BOXES, config.num_classes)

@@ -23,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per mode after a warm-up (default 5)")
+    parser.add_argument("--batch", dest="batch_sizes", type=int, nargs="+", default=[1], metavar="N",
+                        help="clips per call, each size timed on its own (default 1); e.g. --batch 1 16")
     parser.add_argument("--pipeline", dest="pipelines", nargs="+", default=[], metavar="NAME",
                         help="also time a pipeline end to end, per stage (detect: needs --video)")
     parser.add_argument("--video", help="the video the pipeline benches run on")
-    parser.add_argument("--gemm-size", type=int, default=4096, help=argparse.SUPPRESS)
+    parser.add_argument("--gemm-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="OUT", help="write the environment, GEMM peaks and records as JSON")
     parser.set_defaults(func=run)
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_bench(
         args.models or DEFAULT_MODELS, precisions=args.precisions, device=args.device, threads=args.threads,
-        repeats=args.repeats, compile=args.compile, pipelines=args.pipelines, video=args.video, gemm_size=args.gemm_size,
+        repeats=args.repeats, compile=args.compile, batch_sizes=args.batch_sizes, pipelines=args.pipelines, video=args.video, gemm_size=args.gemm_size,
         on_record=lambda record: print(format_record(record), flush=True),
     )
     peaks = ", ".join(f"{p} {v:.1f}" for p, v in result["gemm_peak_gflop_per_s"].items())

@@ -11,6 +11,7 @@ from vidact.cli._args import add_precision_arguments
 
 
 def register(subparsers) -> None:
+    from vidact.io.video import X264_PRESETS
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
 
     p = subparsers.add_parser(
@@ -45,8 +46,13 @@ def register(subparsers) -> None:
     p.add_argument("--end", type=float, metavar="SECONDS", help="stop after the keyframe at this time")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: the current one)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="where the models run (default: cuda when present)")
+    p.add_argument("--decode", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="video decoder: cuda (NVDEC on the GPU), cpu, or auto (default): NVDEC when the models "
+                        "run on CUDA and NVDEC can decode the video, else the CPU")
     add_precision_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write the data files only, no drawn video")
+    p.add_argument("--video-preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
+                   help="x264 preset of the drawn video: ultrafast ... veryslow (default veryfast; faster = larger)")
     p.add_argument("--no-timeline", action="store_true", help="skip the timeline PNG")
     p.set_defaults(func=_detect)
 
@@ -96,7 +102,9 @@ def _detect(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             compile=args.compile,
+            decode=args.decode,
             video=not args.no_video,
+            video_preset=args.video_preset,
             timeline=not args.no_timeline,
         )
     for outputs in results:

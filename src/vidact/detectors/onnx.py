@@ -134,6 +134,12 @@ def _decode_yolo(
     return boxes / scale, classes[is_person, person_class]
 
 
+def onnxruntime_has_cuda() -> bool:
+    """Whether the installed onnxruntime can run on an NVIDIA GPU (onnxruntime-gpu)."""
+    ort = import_optional("onnxruntime", "the ONNX person detector")
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def _providers(device: str) -> list:
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -162,7 +168,7 @@ class OnnxPersonDetector:
         if not self.path.is_file():
             raise VidactError(f"ONNX detector file not found: {self.path}: pass an existing .onnx file")
         providers = _providers(device)
-        if device != "cpu" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        if device != "cpu" and not onnxruntime_has_cuda():
             raise VidactError(
                 f"onnxruntime has no CUDA support here for {self.path}: install onnxruntime-gpu or use device='cpu'"
             )

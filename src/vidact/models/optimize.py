@@ -18,6 +18,9 @@ of the network (the original stays trainable and untouched) in which
   bf16 kernels are fastest (measured: docs/performance.md);
 * the forward runs under ``torch.autocast`` in bf16 or fp16 when chosen, with the
   weights cast once up front so nothing is re-cast per call;
+* on CUDA, each input shape's forward is captured once as a CUDA graph and replayed
+  (:class:`CUDAGraphRunner`): one launch instead of hundreds, which is what batch-1
+  inference is bound by on a large GPU;
 * optionally ``torch.compile`` (inductor, with freezing, its cache kept under
   ``vidact_home()/inductor``); on CUDA the compiled model uses CUDA graphs
   (``mode="reduce-overhead"``).
@@ -77,6 +80,7 @@ class InferenceSettings:
     precision: str  # "fp32", "bf16" or "fp16"
     channels_last: bool
     compile: bool
+    cuda_graphs: bool
     folded_bn: int  # BatchNorms folded into convolutions
     unfolded_bn: int  # BatchNorms left as they were
 
@@ -403,17 +407,23 @@ class InferenceModel(nn.Module):
         self.zoo_entry = getattr(source, "zoo_entry", None)
         self.device = torch.device(settings.device)
         self._dtype = DTYPES[settings.precision]
-        self._run: Callable = network
-        if settings.compile:
-            self._run = _compile(network, self.device)
+        self._network_call: Callable = _compile(network, self.device) if settings.compile else network
+        self._run: Callable = self._autocast_forward
+        if settings.cuda_graphs:
+            self._run = CUDAGraphRunner(self._run, self.device)
+
+    def _autocast_forward(self, *args) -> torch.Tensor:
+        # No autocast weight cache: the weights already have the right dtype, and a cache
+        # filled during a CUDA graph capture would be freed under the graph.
+        with torch.autocast(self.device.type, self._dtype, enabled=self._dtype != torch.float32, cache_enabled=False):
+            return self._network_call(*args)
 
     def forward(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
         memory_format = torch.channels_last_3d if self.settings.channels_last else torch.preserve_format
         xs = [x.to(self.device, self._dtype, non_blocking=True).contiguous(memory_format=memory_format)
               for x in inputs]
         args: tuple = (xs,) if boxes is None else (xs, boxes.to(self.device, torch.float32))
-        autocast = torch.autocast(self.device.type, self._dtype, enabled=self._dtype != torch.float32)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             out = self._run(*args)
         return out.float()
 
@@ -421,6 +431,70 @@ class InferenceModel(nn.Module):
         if mode:
             raise VidactError("an InferenceModel cannot be trained; train the original model instead")
         return super().train(False)
+
+
+class CUDAGraphRunner:
+    """Calls ``fn(inputs, [boxes])`` through CUDA graphs, one captured per input signature.
+
+    The first call with a new set of shapes runs ``fn`` a few times on a side stream (cuDNN's
+    autotuner and the allocator settle there), then captures one call into a graph with its
+    own static input and output tensors; later calls copy their inputs into those and replay
+    it. At most ``max_graphs`` signatures are kept (least recently used dropped): AVA models
+    see one per number of persons. If a capture fails (an op that synchronises with the CPU,
+    say), a warning says so and ``fn`` runs as it is from then on.
+    """
+
+    def __init__(self, fn: Callable, device: torch.device, max_graphs: int = 8, warmup: int = 3) -> None:
+        self.fn = fn
+        self.device = device
+        self.max_graphs = max_graphs
+        self.warmup = warmup
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]] = {}
+        self.failed = False
+
+    def __call__(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
+        tensors = [*inputs, *([] if boxes is None else [boxes])]
+        if self.failed:
+            return self.fn(*self._args(tensors, boxes is not None))
+        key = (boxes is not None, *((t.shape, t.dtype, t.stride()) for t in tensors))
+        entry = self.graphs.pop(key, None)
+        if entry is None:
+            try:
+                entry = self._capture(tensors, boxes is not None)
+            except RuntimeError as error:
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed ({str(error).splitlines()[0]}); running without graphs",
+                              RuntimeWarning, stacklevel=2)
+                self.failed = True
+                self.graphs.clear()
+                return self.fn(*self._args(tensors, boxes is not None))
+            while len(self.graphs) >= self.max_graphs:
+                self.graphs.pop(next(iter(self.graphs)))
+        self.graphs[key] = entry  # (re)inserted last: most recently used
+        graph, static_inputs, static_output = entry
+        for static, tensor in zip(static_inputs, tensors):
+            static.copy_(tensor, non_blocking=True)
+        graph.replay()
+        return static_output.clone()  # the next replay overwrites the static output
+
+    @staticmethod
+    def _args(tensors: list[torch.Tensor], has_boxes: bool) -> tuple:
+        return (tensors[:-1], tensors[-1]) if has_boxes else (tensors,)
+
+    def _capture(self, tensors: list[torch.Tensor], has_boxes: bool):
+        static_inputs = [t.clone() for t in tensors]  # clone keeps each input's strides
+        args = self._args(static_inputs, has_boxes)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                self.fn(*args)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self.fn(*args)
+        return graph, static_inputs, static_output
 
 
 def _compile(network: nn.Module, device: torch.device) -> Callable:
@@ -447,6 +521,7 @@ def optimize_for_inference(
     precision: str = "auto",
     compile: bool = False,
     channels_last: bool | None = None,
+    cuda_graphs: bool | None = None,
 ) -> InferenceModel:
     """A frozen, faster copy of ``model`` for inference on ``device``; ``model`` is left as it was.
 
@@ -457,6 +532,8 @@ def optimize_for_inference(
         compile: also ``torch.compile`` it (slow first call; cached on disk; CUDA graphs on GPU).
         channels_last: use the channels_last_3d layout; ``None`` picks it where it pays
             (always, see docs/performance.md).
+        cuda_graphs: replay CUDA graphs (:class:`CUDAGraphRunner`); ``None``: on CUDA unless
+            compiled (the compiled model makes its own graphs).
     """
     if precision not in PRECISIONS:
         raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
@@ -469,6 +546,10 @@ def optimize_for_inference(
         raise VidactError("fp16 on this CPU needs AVX512-FP16 or AVX-NE-CONVERT, which it lacks; use --precision bf16 or fp32")
     if channels_last is None:
         channels_last = True
+    if cuda_graphs is None:
+        cuda_graphs = device.type == "cuda" and not compile
+    if cuda_graphs and device.type != "cuda":
+        raise VidactError(f"CUDA graphs need a CUDA device, not {device}; leave cuda_graphs unset")
 
     network = copy.deepcopy(model).eval()
     folded = _fold_batchnorms(network)
@@ -487,7 +568,7 @@ def optimize_for_inference(
     network.requires_grad_(False)
     settings = InferenceSettings(
         device=str(device), precision=precision, channels_last=channels_last, compile=compile,
-        folded_bn=folded, unfolded_bn=unfolded,
+        cuda_graphs=cuda_graphs, folded_bn=folded, unfolded_bn=unfolded,
     )
     return InferenceModel(network, settings, model)
 

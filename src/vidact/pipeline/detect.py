@@ -470,7 +470,10 @@ class DetectionRun:
     Created by :func:`detect`. While iterating, the annotated video (if asked for) is
     drawn and encoded alongside; it is complete once iteration ends. Afterwards
     :attr:`metrics` holds the per-stage busy seconds, frames/s, peak frames held and
-    peak RSS. Stopping the iteration early stops every stage and discards the video.
+    peak RSS, and ``decoder``: what decoded the video, "nvdec" or "cpu". Stopping the
+    iteration early stops every stage and discards the video. ``decode`` ("auto", "cpu" or
+    "cuda") picks the decoder when ``source`` is not an open :class:`VideoReader`; "auto"
+    tries NVDEC only when the action model runs on CUDA.
     """
 
     def __init__(
@@ -484,11 +487,16 @@ class DetectionRun:
         end: float | None = None,
         video_path: str | os.PathLike | None = None,
         video_fps: float | None = None,
+        video_preset: str = "veryfast",
         tracker_factory: Callable[[float], PersonTracker] | None = None,
+        decode: str = "auto",
     ):
         if not rate > 0:
             raise VidactError(f"prediction rate must be positive, got {rate}; pass e.g. --rate 1")
-        self.reader = source if isinstance(source, VideoReader) else VideoReader(source)
+        if isinstance(source, VideoReader):
+            self.reader = source
+        else:
+            self.reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, action_model.device))
         self.action_model = action_model
         self.detector = detector
         self.thresholds = thresholds
@@ -497,6 +505,7 @@ class DetectionRun:
         self.video_path = Path(video_path) if video_path is not None else None
         self.fps = float(self.reader.fps) if self.reader.fps else 30.0
         self.video_fps = video_fps or self.reader.fps or 30
+        self.video_preset = video_preset
         self.width, self.height = self.reader.width, self.reader.height
         self.name = self.reader.name
         # The tracker is updated once per keyframe: its "frame rate" is the keyframe rate.
@@ -509,7 +518,7 @@ class DetectionRun:
         window_s = max(offsets[-1] - offsets[0], 1.0 / self.rate, 0.5 / self.rate + offsets[-1]) + 1.0 / self.fps
         self.capacity = math.ceil(window_s * self.fps) + 1 + _FRAME_MARGIN
         self.frames_written = 0
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, float | str] = {}
         self._started = False
 
     def __iter__(self) -> Iterator[KeyframeResult]:
@@ -698,7 +707,7 @@ class DetectionRun:
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
-        with VideoWriter(self.video_path, self.video_fps, self.width, self.height) as writer:
+        with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset) as writer:
             while (canvas := _get(shared, encode_q)) is not _END:
                 with _Timer(shared, "encode"):
                     writer.write(canvas)
@@ -713,7 +722,9 @@ class DetectionRun:
         shared = self._shared
         # Frames through the pipeline: all drawn ones when a video is written, else all decoded.
         frames = self.frames_written if self.video_path is not None else shared.decoded_frames
-        metrics = {f"time_{stage}_s": round(seconds, 4) for stage, seconds in shared.busy.items()}
+        metrics: dict[str, float | str] = {
+            f"time_{stage}_s": round(seconds, 4) for stage, seconds in shared.busy.items()
+        }
         metrics.update(
             wall_s=round(wall, 4),
             keyframes=float(shared.num_keyframes or 0),
@@ -724,6 +735,7 @@ class DetectionRun:
         )
         metrics["frames"] = float(frames)
         metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
+        metrics["decoder"] = self.reader.decoder
         if sampler is not None:
             metrics.update(sampler.metrics())
             sampler.close()
@@ -738,6 +750,13 @@ def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> Perso
         if track_id == UNTRACKED and person.track_id == UNTRACKED and np.allclose(person.box, box):
             return person
     return None
+
+
+def _reader_hwaccel(decode: str, device: torch.device) -> str:
+    """VideoReader's ``hwaccel`` for ``decode``: "auto" tries NVDEC only when the action model runs on CUDA."""
+    if decode == "auto":
+        return "auto" if device.type == "cuda" else "cpu"
+    return decode
 
 
 def _gpu_sampler(device: torch.device):
@@ -809,6 +828,13 @@ def build_detector(
     from vidact.detectors import create_detector
 
     options = dict(score_threshold=score_threshold, device=str(device))
+    if options["device"].startswith("cuda") and (detector in ("fastestdet", "yolo") or detector.lower().endswith(".onnx")):
+        from vidact.detectors.onnx import onnxruntime_has_cuda
+
+        if not onnxruntime_has_cuda():
+            # The ONNX detectors are small and run once per keyframe: the CPU keeps up.
+            notice(f"onnxruntime has no CUDA support here (install onnxruntime-gpu); the {detector} detector runs on the CPU")
+            options["device"] = "cpu"
     if detector.startswith("csv:") or detector.lower().endswith(".csv"):
         try:  # a file with one video's boxes serves whatever the video is called
             return create_detector(detector, **options)
@@ -833,8 +859,10 @@ def detect(
     end: float | None = None,
     video_path: str | os.PathLike | None = None,
     video_fps: float | None = None,
+    video_preset: str = "veryfast",
     precision: str = "auto",
     compile: bool = False,
+    decode: str = "auto",
 ) -> DetectionRun:
     """Detect persons and their actions in a video; iterate the result for :class:`KeyframeResult`.
 
@@ -851,11 +879,22 @@ def detect(
         end: stop after the keyframe at this time (seconds), for a part of a long video.
         video_path: also draw the boxes, track ids and actions on every frame into this MP4.
         video_fps: that video's frame rate (default: the source's).
+        video_preset: its x264 preset (:data:`vidact.io.video.X264_PRESETS`): faster presets make
+            larger files.
         precision: the action model's inference mode: "auto" (optimised, bf16 where the hardware
             has it), "fp32", "bf16", "fp16" or "eager" (the unoptimised reference path).
         compile: also ``torch.compile`` the optimised model.
+        decode: the video decoder: "cuda" (NVDEC), "cpu", or "auto": NVDEC when the action
+            model runs on CUDA and NVDEC can decode the source, else the CPU.
     """
-    reader = VideoReader(source)  # unreadable input fails here, before a model is fetched or a file written
+    from vidact.api import default_device
+
+    if isinstance(model, ActionModel):
+        model_device = model.device
+    else:
+        model_device = torch.device(device) if device is not None else default_device()
+    # Unreadable input fails here, before a model is fetched or a file written.
+    reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, model_device))
     try:
         action_model = model if isinstance(model, ActionModel) else load_action_model(
             model, weights, device=device, label_file=label_file, precision=precision, compile=compile
@@ -869,7 +908,7 @@ def detect(
         )
         return DetectionRun(
             reader, action_model, person_detector, thresholds, rate=rate, end=end, video_path=video_path,
-            video_fps=video_fps,
+            video_fps=video_fps, video_preset=video_preset,
         )
     except BaseException:
         reader.close()
@@ -897,7 +936,7 @@ class DetectOutputs:
     metrics_json: Path
     keyframes: int
     persons: int
-    metrics: dict[str, float]
+    metrics: dict[str, float | str]
 
 
 def output_paths(out_dir: str | os.PathLike, video_id: str) -> dict[str, Path]:

@@ -10,6 +10,7 @@ FreeType, its bitmap font otherwise), so nothing has to be installed.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
@@ -104,27 +105,122 @@ def _draw_region(frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, alpha: f
     region = frame[y0:y1, x0:x1]
     image = Image.fromarray(region)
     draw_fn(ImageDraw.Draw(image), x0, y0)
-    drawn = np.asarray(image)
+    _blend(region, np.asarray(image), alpha)
+
+
+def _blend(target: np.ndarray, drawn: np.ndarray, alpha: float, under: np.ndarray | None = None) -> None:
+    """Write ``drawn`` into ``target`` faded by ``alpha`` over ``under`` (``target`` itself by default)."""
     if alpha >= 1:
-        region[...] = drawn
+        target[...] = drawn
     else:
-        region[...] = (region * (1.0 - alpha) + drawn * alpha + 0.5).astype(np.uint8)
+        base = target if under is None else under
+        target[...] = (base * (1.0 - alpha) + drawn * alpha + 0.5).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _line_height(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> int:
+    """The height of one text line in ``font``: the ink of its tallest and deepest glyphs."""
+    return max(text_size("Ag[]", font)[1], 1)
+
+
+def _label_items(lines: Sequence[PanelLine], default_color: Color) -> tuple[tuple[str, Color], ...]:
+    """Each line as ``(text, colour)``, colours as int tuples so the result can key a cache."""
+    return tuple(
+        (line, _as_color(default_color)) if isinstance(line, str) else (line[0], _as_color(line[1]))
+        for line in lines
+    )
+
+
+def _as_color(color: Sequence[int]) -> Color:
+    return tuple(int(c) for c in color)  # type: ignore[return-value]
 
 
 def _label_block(
-    lines: Sequence[PanelLine], font, default_color: Color, padding: int
-) -> tuple[list[tuple[str, Color]], int, int, int]:
-    """Lines with colours, the block's width and height, and the line pitch."""
-    items = [(line, default_color) if isinstance(line, str) else (line[0], tuple(line[1])) for line in lines]
-    line_height = max(text_size("Ag[]", font)[1], 1) + padding
-    width = max((text_size(text, font)[0] for text, _ in items), default=0) + 2 * padding
-    return items, width, line_height * len(items) + padding, line_height
+    items: Sequence[tuple[str, Color]], font, padding: int
+) -> tuple[list[int], int, int, int]:
+    """The width of each line's text, the block's width and height, and the line pitch."""
+    text_widths = [text_size(text, font)[0] for text, _ in items]
+    line_height = _line_height(font) + padding
+    width = max(text_widths, default=0) + 2 * padding
+    return text_widths, width, line_height * len(items) + padding, line_height
 
 
 def _text_color(background: Color) -> Color:
     """Dark text on light backgrounds, white on dark ones."""
     luminance = 0.299 * background[0] + 0.587 * background[1] + 0.114 * background[2]
     return TEXT_DARK if luminance > 140 else TEXT_LIGHT
+
+
+def _draw_label_rows(
+    canvas: ImageDraw.ImageDraw,
+    items: Sequence[tuple[str, Color]],
+    text_widths: Sequence[int],
+    font,
+    left: int,
+    top: int,
+    padding: int,
+    pitch: int,
+) -> None:
+    """Draw a box label with PIL: one filled rectangle per line, the line's text on it."""
+    for row, ((text, background), text_w) in enumerate(zip(items, text_widths)):
+        row_top = top + row * pitch
+        canvas.rectangle((left, row_top, left + text_w + 2 * padding, row_top + pitch), fill=background)
+        ink_top = row_top + padding // 2 - font.getbbox(text)[1]
+        canvas.text((left + padding, ink_top), text, fill=_text_color(background), font=font)
+
+
+@dataclass(frozen=True)
+class _LabelBlock:
+    """A box label drawn once, to be copied onto every frame that shows it.
+
+    ``pixels`` holds the label as PIL draws it with its top-left corner at (0, 0);
+    ``runs`` are the ``(first_row, end_row, width)`` rectangles of ``pixels`` the label
+    covers (its lines have different widths). ``opaque`` is False when text ink spills
+    past the line backgrounds, so the label's look depends on the frame under it and
+    it has to be drawn with PIL on each frame instead.
+    """
+
+    items: tuple[tuple[str, Color], ...]
+    text_widths: tuple[int, ...]
+    width: int
+    height: int
+    pitch: int
+    pixels: np.ndarray
+    runs: tuple[tuple[int, int, int], ...]
+    opaque: bool
+
+
+# Labels recur frame after frame (they change at keyframes); 128 blocks of a 1080p
+# label (~100 kB each) bound the cache at a few tens of MB even at 4K.
+LABEL_CACHE_SIZE = 128
+
+
+@functools.lru_cache(maxsize=LABEL_CACHE_SIZE)
+def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, padding: int) -> _LabelBlock:
+    """The label block of ``items``, drawn once on two backgrounds to find what it covers."""
+    font = get_font(font_size)
+    text_widths, block_w, block_h, pitch = _label_block(items, font, padding)
+    margin = 2 * font_size  # room for ink that spills past the line backgrounds
+    size = (block_w + 1 + 2 * margin, block_h + 1 + 2 * margin)
+    on_black, on_white = Image.new("RGB", size, (0, 0, 0)), Image.new("RGB", size, (255, 255, 255))
+    for image in (on_black, on_white):
+        _draw_label_rows(ImageDraw.Draw(image), items, text_widths, font, margin, margin, padding, pitch)
+    black, white = np.asarray(on_black), np.asarray(on_white)
+    fixed = (black == white).all(axis=-1)  # covered by a line background: the same on any frame
+    touched = fixed | (black != 0).any(axis=-1) | (white != 255).any(axis=-1)
+    core = fixed[margin:-margin, margin:-margin]
+    row_widths = core.sum(axis=1)
+    prefix = np.arange(core.shape[1]) < row_widths[:, None]
+    opaque = bool((touched == fixed).all() and core.sum() == fixed.sum() and (core == prefix).all())
+    runs = []
+    for row, row_width in enumerate(row_widths.tolist()):
+        if runs and runs[-1][1] == row and runs[-1][2] == row_width:
+            runs[-1] = (runs[-1][0], row + 1, row_width)
+        elif row_width:
+            runs.append((row, row + 1, row_width))
+    pixels = np.ascontiguousarray(white[margin:-margin, margin:-margin])
+    pixels.flags.writeable = False
+    return _LabelBlock(items, tuple(text_widths), block_w, block_h, pitch, pixels, tuple(runs), opaque)
 
 
 def draw_box(
@@ -142,36 +238,83 @@ def draw_box(
     the text is dark or white, whichever reads on its background. The label sits
     above the box, or inside its top when there is no room above. ``alpha`` in
     [0, 1] fades box and label into the frame (PySlowFast ramps it around keyframes).
+    Labels are drawn once and then copied (the last ``LABEL_CACHE_SIZE`` are kept), so
+    a label that stays the same from frame to frame costs a few array copies.
     Returns ``frame``, drawn on in place.
     """
     _check_frame(frame)
     height, width = frame.shape[:2]
     font_size = font_size or default_font_size(frame)
     thickness = thickness or max(1, round(font_size / 6))
-    font = get_font(font_size)
     x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
     x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
     y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
     padding = max(1, font_size // 5)
-    items, block_w, block_h, pitch = _label_block(label_lines, font, color, padding)
-    label_top = y1 - block_h if y1 - block_h >= 0 else y1
-    label_left = min(x1, max(0, width - block_w))
+    label = _rendered_label(_label_items(label_lines, color), font_size, padding) if label_lines else None
+    label_top = label_left = 0
+    if label is not None:
+        label_top = y1 - label.height if y1 - label.height >= 0 else y1
+        label_left = min(x1, max(0, width - label.width))
+    if alpha <= 0:
+        return frame
+    # Thin boxes, whose outline sides overlap, and labels whose ink spills are drawn by PIL.
+    thin = min(x2 - x1, y2 - y1) + 1 < 2 * thickness
+    if thin or (label is not None and not label.opaque):
+        _draw_box_with_pil(frame, (x1, y1, x2, y2), color, label, label_left, label_top, alpha, thickness, font_size)
+        return frame
+    under = None
+    if label is not None and alpha < 1:  # the label fades over the frame, not over the outline
+        under = frame[label_top : label_top + label.pixels.shape[0], label_left : label_left + label.pixels.shape[1]]
+        under = under.copy()
+    ink = np.asarray(_as_color(color), dtype=np.uint8)
+    # The outline as four strips that do not overlap, so fading blends each pixel once.
+    for strip in (
+        frame[y1 : y1 + thickness, x1 : x2 + 1],
+        frame[y2 - thickness + 1 : y2 + 1, x1 : x2 + 1],
+        frame[y1 + thickness : y2 - thickness + 1, x1 : x1 + thickness],
+        frame[y1 + thickness : y2 - thickness + 1, x2 - thickness + 1 : x2 + 1],
+    ):
+        _blend(strip, ink, alpha)
+    if label is not None:
+        for first, end, run_width in label.runs:
+            rows = slice(label_top + first, min(height, label_top + end))
+            cols = slice(label_left, min(width, label_left + run_width))
+            target = frame[rows, cols]
+            if target.size:
+                local_rows, local_cols = slice(0, target.shape[0]), slice(0, target.shape[1])
+                drawn = label.pixels[first:end][local_rows, local_cols]
+                _blend(target, drawn, alpha, None if under is None else under[first:end][local_rows, local_cols])
+    return frame
+
+
+def _draw_box_with_pil(
+    frame: np.ndarray,
+    corners: tuple[int, int, int, int],
+    color: Color,
+    label: _LabelBlock | None,
+    label_left: int,
+    label_top: int,
+    alpha: float,
+    thickness: int,
+    font_size: int,
+) -> None:
+    """Draw a box and its label with PIL on the frame region they cover (the slow, general path)."""
+    x1, y1, x2, y2 = corners
+    font = get_font(font_size)
+    padding = max(1, font_size // 5)
 
     def draw(canvas: ImageDraw.ImageDraw, dx: int, dy: int) -> None:
-        canvas.rectangle((x1 - dx, y1 - dy, x2 - dx, y2 - dy), outline=tuple(color), width=thickness)
-        for row, (text, background) in enumerate(items):
-            top = label_top + row * pitch - dy
-            text_w = text_size(text, font)[0] + 2 * padding
-            canvas.rectangle((label_left - dx, top, label_left - dx + text_w, top + pitch), fill=background)
-            ink_top = top + padding // 2 - font.getbbox(text)[1]
-            canvas.text((label_left - dx + padding, ink_top), text, fill=_text_color(background), font=font)
+        canvas.rectangle((x1 - dx, y1 - dy, x2 - dx, y2 - dy), outline=_as_color(color), width=thickness)
+        if label is not None:
+            _draw_label_rows(
+                canvas, label.items, label.text_widths, font, label_left - dx, label_top - dy, padding, label.pitch
+            )
 
-    left = min(x1, label_left)
-    top = min(y1, label_top) if items else y1
-    right = max(x2 + 1, label_left + block_w + 1) if items else x2 + 1
-    bottom = max(y2 + 1, label_top + block_h + 1) if items else y2 + 1
+    left, top, right, bottom = x1, y1, x2 + 1, y2 + 1
+    if label is not None:
+        left, top = min(x1, label_left), min(y1, label_top)
+        right, bottom = max(right, label_left + label.width + 1), max(bottom, label_top + label.height + 1)
     _draw_region(frame, left, top, right, bottom, alpha, draw)
-    return frame
 
 
 def draw_text_panel(
@@ -196,7 +339,8 @@ def draw_text_panel(
     font_size = font_size or default_font_size(frame)
     font = get_font(font_size)
     padding = max(2, font_size // 3)
-    items, block_w, block_h, pitch = _label_block(lines, font, text_color, padding)
+    items = _label_items(lines, text_color)
+    _, block_w, block_h, pitch = _label_block(items, font, padding)
     x0 = min(max(0, origin[0]), max(0, width - block_w))
     y0 = min(max(0, origin[1]), max(0, height - block_h))
     x1, y1 = min(width, x0 + block_w), min(height, y0 + block_h)
@@ -208,7 +352,7 @@ def draw_text_panel(
     def draw(canvas: ImageDraw.ImageDraw, dx: int, dy: int) -> None:
         for row, (text, color) in enumerate(items):
             top = y0 + padding + row * pitch - dy - font.getbbox(text)[1]
-            canvas.text((x0 + padding - dx, top), text, fill=tuple(color), font=font)
+            canvas.text((x0 + padding - dx, top), text, fill=color, font=font)
 
     _draw_region(frame, x0, y0, x1, y1, 1.0, draw)
     return frame

@@ -8,6 +8,10 @@ GFLOP/s is 2 x the model's multiply-adds (fvcore convention, counted on the eage
 warm-up call) / median latency, compared with a square matrix product's GFLOP/s at
 the mode's precision.
 
+Each batch size asked for is timed on its own; ``clips_per_s`` is batch / latency. On
+CUDA, cuDNN's autotuner is switched on for every mode (shapes are fixed) and the GEMM is
+8192 wide (a 4096 product is too short to reach a large GPU's peak).
+
 Pipelines (``detect`` end to end) plug in through :func:`register_pipeline_bench`.
 """
 
@@ -49,7 +53,9 @@ class BenchRecord:
     gflop_per_s: float | None = None  # 2 x gmacs / latency
     peak_gflop_per_s: float | None = None  # GEMM at this precision, same run
     fraction_of_peak: float | None = None
-    speedup: float | None = None  # eager fp32 latency / this latency
+    speedup: float | None = None  # eager fp32 latency / this latency, same batch
+    batch: int = 1  # clips per call
+    clips_per_s: float | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
 
@@ -101,11 +107,11 @@ def gemm_peak(dtype: torch.dtype, device: torch.device, size: int = 4096, repeat
     return 2 * size**3 / best / 1e9
 
 
-def bench_inputs(config, device: torch.device | str = "cpu") -> tuple:
-    """Call arguments for one clip of ``config``'s model: ``(pathways,)`` or ``(pathways, boxes)``.
+def bench_inputs(config, device: torch.device | str = "cpu", batch: int = 1) -> tuple:
+    """Call arguments for ``batch`` clips of ``config``'s model: ``(pathways,)`` or ``(pathways, boxes)``.
 
     Frames at the test crop size; detection models get a 4:5 frame (256x320 for AVA)
-    and :data:`DETECTION_BOXES` person boxes. Latency does not depend on the values.
+    and :data:`DETECTION_BOXES` person boxes per clip. Latency does not depend on the values.
     """
     spec = config.input
     height = spec.test_crop_size
@@ -113,12 +119,13 @@ def bench_inputs(config, device: torch.device | str = "cpu") -> tuple:
     frames = [spec.num_frames // config.slowfast.alpha, spec.num_frames] if config.num_pathways == 2 \
         else [spec.num_frames]
     generator = torch.Generator().manual_seed(0)
-    pathways = [torch.randn(1, 3, t, height, width, generator=generator).to(device) for t in frames]
+    pathways = [torch.randn(batch, 3, t, height, width, generator=generator).to(device) for t in frames]
     if not config.detection.enable:
         return (pathways,)
-    boxes = torch.tensor([[0, 0.05, 0.10, 0.40, 0.90], [0, 0.45, 0.05, 0.95, 0.95], [0, 0.20, 0.25, 0.65, 0.85]])
-    boxes = boxes[:DETECTION_BOXES] * torch.tensor([1, width, height, width, height])
-    return (pathways, boxes.to(device))
+    boxes = torch.tensor([[0.05, 0.10, 0.40, 0.90], [0.45, 0.05, 0.95, 0.95], [0.20, 0.25, 0.65, 0.85]])
+    boxes = boxes[:DETECTION_BOXES] * torch.tensor([width, height, width, height])
+    clip_index = torch.arange(batch).repeat_interleave(len(boxes))[:, None].float()
+    return (pathways, torch.cat([clip_index, boxes.repeat(batch, 1)], dim=1).to(device))
 
 
 def _time_round_robin(
@@ -145,13 +152,14 @@ def bench_model(
     options: BenchOptions,
     peaks: dict[str, float],
     compile: bool = False,
+    batch: int = 1,
 ) -> list[BenchRecord]:
-    """Eager fp32 and the optimised mode at each of ``precisions``, timed side by side."""
+    """Eager fp32 and the optimised mode at each of ``precisions``, timed side by side on ``batch`` clips."""
     from vidact.models.flops import count_gflops
     from vidact.models.optimize import optimize_for_inference
 
     model = model.eval().to(options.device)
-    args = bench_inputs(model.config, options.device)
+    args = bench_inputs(model.config, options.device, batch)
     gmacs = count_gflops(model, *args)  # also the eager warm-up call (not under inference_mode: it counts 0 there)
 
     calls: dict[str, Callable[[], object]] = {}
@@ -180,6 +188,7 @@ def bench_model(
             threads=options.threads, latency_s=latency, latency_min_s=min(samples), repeats=len(samples),
             gmacs=gmacs, gflop_per_s=rate, peak_gflop_per_s=peak,
             fraction_of_peak=rate / peak if peak else None, speedup=baseline / latency,
+            batch=batch, clips_per_s=batch / latency,
         ))
     return records
 
@@ -214,20 +223,25 @@ def run_bench(
     threads: int | None = None,
     repeats: int = 5,
     compile: bool = False,
+    batch_sizes: Sequence[int] = (1,),
     pipelines: Sequence[str] = (),
     video: str | os.PathLike | None = None,
-    gemm_size: int = 4096,
+    gemm_size: int | None = None,
     on_record: Callable[[BenchRecord], None] | None = None,
 ) -> dict:
     """Run the benchmark; returns ``{"environment", "gemm_peak_gflop_per_s", "records"}``.
 
     ``models`` are zoo names, config files or configs (random weights: latency does
-    not depend on them). ``on_record`` sees each record as soon as it is measured.
+    not depend on them). ``batch_sizes``: clips per call, each timed separately.
+    ``gemm_size`` defaults to 4096 on CPU, 8192 on CUDA. ``on_record`` sees each record
+    as soon as it is measured.
     """
     from vidact.api import create_model, default_device
 
     if repeats < 1:
         raise VidactError(f"--repeats {repeats} must be at least 1")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise VidactError(f"--batch {' '.join(map(str, batch_sizes))}: batch sizes must be at least 1")
     unknown = [p for p in pipelines if p not in PIPELINE_BENCHES]
     if unknown:
         known = ", ".join(sorted(PIPELINE_BENCHES)) or "none registered"
@@ -236,9 +250,16 @@ def run_bench(
     if threads is not None:
         torch.set_num_threads(threads)
     precisions = list(precisions) if precisions else default_precisions(device)
+    if device.type == "cuda":
+        # Fixed shapes: let cuDNN pick its fastest kernels, for every mode alike. The first
+        # calls autotune, so they are warm-ups.
+        torch.backends.cudnn.benchmark = True
     options = BenchOptions(
-        device=device, repeats=repeats, threads=torch.get_num_threads(), video=video, precisions=tuple(precisions)
+        device=device, repeats=repeats, warmup=2 if device.type == "cuda" else 1, threads=torch.get_num_threads(),
+        video=video, precisions=tuple(precisions),
     )
+    if gemm_size is None:
+        gemm_size = 8192 if device.type == "cuda" else 4096
 
     from vidact.models.optimize import DTYPES
 
@@ -254,7 +275,8 @@ def run_bench(
     for name in models:
         model = create_model(name)
         label = f"{name.arch} config" if isinstance(name, ModelConfig) else os.fspath(name)
-        emit(bench_model(model, label, precisions, options, peaks, compile=compile))
+        for batch in batch_sizes:
+            emit(bench_model(model, label, precisions, options, peaks, compile=compile, batch=batch))
         del model
     for pipeline in pipelines:
         emit(PIPELINE_BENCHES[pipeline](options))
@@ -273,11 +295,13 @@ def write_json(result: dict, path: str | os.PathLike) -> None:
 
 
 def format_record(record: BenchRecord) -> str:
-    """One table row: model, mode, latency, GFLOP/s and share of the GEMM peak, speedup."""
-    rate = "" if record.gflop_per_s is None else f"{record.gflop_per_s:8.1f} GFLOP/s"
+    """One table row: model, mode, batch, latency, clips/s, GFLOP/s and share of the GEMM peak, speedup."""
+    clips = "" if record.clips_per_s is None else f" {record.clips_per_s:8.2f} clips/s"
+    rate = "" if record.gflop_per_s is None else f" {record.gflop_per_s:9.1f} GFLOP/s"
     share = "" if record.fraction_of_peak is None else f" ({record.fraction_of_peak:4.0%} of GEMM)"
     speedup = "" if record.speedup is None else f"  x{record.speedup:.2f}"
-    return f"{record.model:32s} {record.mode:24s} {record.latency_s * 1000:9.1f} ms {rate}{share}{speedup}"
+    return (f"{record.model:32s} {record.mode:24s} b{record.batch:<3d} {record.latency_s * 1000:9.1f} ms"
+            f"{clips}{rate}{share}{speedup}")
 
 
 @register_pipeline_bench("detect")

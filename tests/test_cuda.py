@@ -1,0 +1,76 @@
+"""CUDA paths: the optimised model with CUDA graphs, and `vidact detect` on the GPU.
+
+Skipped where torch sees no GPU (CI); run on a GPU machine with ``pytest -q tests/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import shared_path
+
+from vidact.api import create_model
+from vidact.errors import VidactError
+from vidact.models.optimize import CUDAGraphRunner, optimize_for_inference
+from vidact.tools.bench import bench_inputs
+
+CASE = "tiny_ava_slowfast_r101_nln"
+
+
+def _ava_case():
+    """The tiny AVA parity model (real weights) on a random clip with three person boxes."""
+    case = shared_path("fixtures", "parity", CASE)
+    model = create_model(case / "config.yaml", weights=case / "model.pyth").eval()
+    pathways, boxes = bench_inputs(model.config)
+    return model, pathways, boxes
+
+
+def test_cuda_graphs_need_a_cuda_device():
+    model, _, _ = _ava_case()
+    assert optimize_for_inference(model, device="cpu", precision="fp32").settings.cuda_graphs is False
+    with pytest.raises(VidactError, match="CUDA graphs need a CUDA device"):
+        optimize_for_inference(model, device="cpu", precision="fp32", cuda_graphs=True)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_graph_replay_equals_the_plain_optimised_model(precision):
+    model, pathways, boxes = _ava_case()
+    with torch.no_grad():
+        eager = model(pathways, boxes)
+    graphed = optimize_for_inference(model, device="cuda", precision=precision)
+    plain = optimize_for_inference(model, device="cuda", precision=precision, cuda_graphs=False)
+    assert graphed.settings.cuda_graphs and isinstance(graphed._run, CUDAGraphRunner)
+    for count in (len(boxes), 1, len(boxes)):  # a new signature, then a cached one again
+        out = graphed(pathways, boxes[:count])
+        torch.testing.assert_close(out, plain(pathways, boxes[:count]), rtol=1e-3, atol=1e-4)
+        reference = eager[:count]
+        tolerance = 1e-3 if precision == "fp32" else 2e-2  # fp32 here includes cuDNN's TF32 convolutions
+        assert torch.linalg.norm(out.cpu() - reference) <= tolerance * torch.linalg.norm(reference)
+    assert not graphed._run.failed and len(graphed._run.graphs) == 2
+    shifted = [x + 0.5 for x in pathways]  # new values go through the static inputs
+    torch.testing.assert_close(graphed(shifted, boxes), plain(shifted, boxes), rtol=1e-3, atol=1e-4)
+
+
+@cuda
+def test_detect_runs_on_the_gpu(tmp_path):
+    from vidact.cli.main import main
+
+    case = shared_path("fixtures", "parity", CASE)
+    video = shared_path("data", "videos", "mmaction2_test_video_structuralize.mp4")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("".join(f"{video.stem},{t},0.1,0.1,0.5,0.9,,0.99\n{video.stem},{t},0.5,0.2,0.9,0.9,,0.95\n"
+                             for t in range(11)))
+    argv = ["detect", str(video), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
+            "--detector", f"csv:{boxes}", "--device", "cuda", "--threshold", "0", "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    stem = video.stem
+    metrics = json.loads((tmp_path / "out" / f"{stem}.metrics.json").read_text())
+    assert metrics["keyframes"] == 11 and metrics["frames"] == 300
+    lines = (tmp_path / "out" / f"{stem}.keyframes.jsonl").read_text().splitlines()
+    assert sum(len(json.loads(line)["persons"]) for line in lines) == 22
