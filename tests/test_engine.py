@@ -196,6 +196,14 @@ def test_pyslowfast_kinetics_config_trains_and_tests_through_cli(synthetic, tmp_
     printed = capsys.readouterr().out
     assert '"top1_acc"' in printed and '"mean_class_acc"' in printed
 
+    # As PySlowFast: with no TEST path and nothing trained in OUTPUT_DIR, test the TRAIN path's weights.
+    fresh = [*opts, "OUTPUT_DIR", str(tmp_path / "fresh")]
+    assert main(["test", "--cfg", str(cfg), "--opts", *fresh]) == 2
+    assert "no checkpoint to test" in capsys.readouterr().err
+    pretrained = tmp_path / "checkpoints" / "checkpoint_epoch_00001.pyth"
+    assert main(["test", "--cfg", str(cfg), "--opts", *fresh, "TRAIN.CHECKPOINT_FILE_PATH", str(pretrained)]) == 0
+    assert capsys.readouterr().out == printed  # the same weights, the same figures
+
 
 def test_bad_list_file_is_one_line_error(tmp_path):
     (tmp_path / "train.csv").write_text("video.mp4 notalabel\n")

@@ -32,6 +32,7 @@ from vidact.config.model import to_dict
 from vidact.config.run import RunConfig, SolverConfig
 from vidact.engine import distributed as dist
 from vidact.engine.checkpoint import (
+    demo_checkpoint,
     latest_checkpoint,
     load_optimizer_state,
     load_training_checkpoint,
@@ -623,14 +624,18 @@ def _scaled_solver(run: RunConfig) -> SolverConfig:
 def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
     """Evaluate a checkpoint on ``test.csv`` with the multi-view protocol (TEST.NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS).
 
-    The checkpoint is ``checkpoint``, else ``TEST.CHECKPOINT_FILE_PATH``, else the latest
-    one in ``OUTPUT_DIR/checkpoints``.
+    The checkpoint is ``checkpoint``, else PySlowFast's choice (:func:`demo_checkpoint`):
+    ``TEST.CHECKPOINT_FILE_PATH``, else the latest one in ``OUTPUT_DIR/checkpoints``, else
+    ``TRAIN.CHECKPOINT_FILE_PATH``.
     """
     from vidact.api import create_model
 
-    path = checkpoint or run.checkpoint.test_path or latest_checkpoint(run.output_dir)
+    path = checkpoint or demo_checkpoint(run)
     if path is None:
-        raise VidactError(f"no checkpoint to test: set TEST.CHECKPOINT_FILE_PATH or train into {run.output_dir} first")
+        raise VidactError(
+            f"no checkpoint to test: set TEST.CHECKPOINT_FILE_PATH (or TRAIN.CHECKPOINT_FILE_PATH) "
+            f"or train into {run.output_dir} first"
+        )
     device = dist.init_distributed(_device_type(run))
     task = get_task(run.test.dataset)
     model = create_model(run.model, weights=path).to(device)
