@@ -1,8 +1,9 @@
 """Drawing on RGB frames: boxes with labels, text panels, class colours.
 
 Every function takes an ``HxWx3`` RGB ``uint8`` numpy frame, draws on it in place
-and returns it. Only the region being drawn is converted to a PIL image and
-back, so drawing a few boxes on a 1080p frame does not copy the whole frame.
+and returns it. Box outlines are array slices; a box label is drawn with PIL once
+and its pixels copied onto every frame that shows it (labels change at keyframes,
+frames come 30 a second); text panels convert only their own region to PIL.
 Text uses PIL's bundled default font (a scalable FreeType font when Pillow has
 FreeType, its bitmap font otherwise), so nothing has to be installed.
 """
