@@ -534,6 +534,9 @@ def optimize_for_inference(
             (always, see docs/performance.md).
         cuda_graphs: replay CUDA graphs (:class:`CUDAGraphRunner`); ``None``: on CUDA unless
             compiled (the compiled model makes its own graphs).
+
+    On CUDA this also switches on cuDNN's autotuner (``torch.backends.cudnn.benchmark``),
+    process-wide.
     """
     if precision not in PRECISIONS:
         raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
@@ -548,6 +551,9 @@ def optimize_for_inference(
         channels_last = True
     if cuda_graphs is None:
         cuda_graphs = device.type == "cuda" and not compile
+    if device.type == "cuda":
+        # Inference shapes are fixed per video: let cuDNN time its kernels once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
     if cuda_graphs and device.type != "cuda":
         raise VidactError(f"CUDA graphs need a CUDA device, not {device}; leave cuda_graphs unset")
 
