@@ -2,7 +2,8 @@
 
     python -m benchmarks.detect_e2e [--cfg C3.yaml] [--video VIDEO] [--detector fastestdet|PATH|csv:...]
                                     [--fixed-boxes N] [--rate 1] [--threads N] [--device cpu|cuda]
-                                    [--end SECONDS] [--no-video] [--json OUT]
+                                    [--end SECONDS] [--no-video] [--video-preset P] [--decode auto|cpu|cuda]
+                                    [--json OUT]
 
 Defaults: the shared ``mmaction2_test_video_structuralize.mp4`` (300 frames, 426x240, 29.97 fps),
 PySlowFast's ``c3.yaml`` model (SlowFast 32x2 R101 + non-local, AVA) with random weights (speed
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-video", action="store_true", help="skip drawing and encoding")
     parser.add_argument("--precision", default="eager", choices=("auto", "eager", "fp32", "bf16", "fp16"),
                         help="action model inference mode (default eager, as the reference runs)")
+    parser.add_argument("--video-preset", default="veryfast", help="x264 preset of the drawn video (default veryfast)")
+    parser.add_argument("--decode", default="cpu", choices=("auto", "cpu", "cuda"),
+                        help="video decoding: cuda = NVDEC; auto = NVDEC when the model runs on CUDA and it works")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     for path in (args.cfg, args.video):
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_action_model(args.cfg, args.weights, device=args.device, precision=args.precision)
         result = detect_video(
             args.video, tmp, model=model, detector=detector, rate=args.rate, end=args.end,
-            video=not args.no_video, timeline=False,
+            video=not args.no_video, timeline=False, video_preset=args.video_preset, decode=args.decode,
         )
     metrics = dict(result.metrics)
     wall = metrics["wall_s"]

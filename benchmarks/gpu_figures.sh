@@ -31,20 +31,17 @@ step() {  # step NAME SECONDS COMMAND...: run, log, print the log's tail
 detect() {  # detect NAME [detect_e2e options]: vidact detect end to end on the 1080p clip
     local name=$1
     shift
-    step "$name" 240 "$py" -m benchmarks.detect_e2e --cfg "$cfg" --video "$video" --detector "$fastestdet" \
+    step "$name" 75 "$py" -m benchmarks.detect_e2e --cfg "$cfg" --video "$video" --detector "$fastestdet" \
         --device "$device" --precision auto --json "$out/$name.json" "$@"
 }
 
 [ "$device" = cuda ] && step gpu 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-step bench_ava 300 "$py" -m vidact bench --model ava_slowfast_32x2_r101_v2.2 --device "$device" --batch 1 16 \
+step bench_ava 170 "$py" -m vidact bench --model ava_slowfast_32x2_r101_v2.2 --device "$device" --batch 1 16 \
     --precision fp32 bf16 --repeats "${REPEATS:-10}" --json "$out/bench_ava.json"
 detect detect_1080p
+step tests 100 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 detect detect_1080p_data_only --no-video
-detect detect_1080p_cpu_decode --decode cpu
 detect detect_1080p_ultrafast --video-preset ultrafast
-step decode 120 "$py" -m benchmarks.decode "$video" --repeats 2 --hwaccel cpu --json "$out/decode_cpu.json"
-[ "$device" = cuda ] && step decode_nvdec 120 "$py" -m benchmarks.decode "$video" --repeats 2 --hwaccel cuda \
-    --json "$out/decode_nvdec.json"
-step tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_video_hwaccel.py
-step doctor 60 "$py" -m vidact doctor
+[ -n "${NVDEC:-}" ] && detect detect_1080p_nvdec --decode cuda
+step doctor 30 "$py" -m vidact doctor
 exit 0

@@ -46,9 +46,10 @@ def register(subparsers) -> None:
     p.add_argument("--end", type=float, metavar="SECONDS", help="stop after the keyframe at this time")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: the current one)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="where the models run (default: cuda when present)")
-    p.add_argument("--decode", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="video decoder: cuda (NVDEC on the GPU), cpu, or auto (default): NVDEC when the models "
-                        "run on CUDA and NVDEC can decode the video, else the CPU")
+    p.add_argument("--decode", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="video decoder: cpu (default; faster per stream than NVDEC on an H200, see "
+                        "docs/performance.md), cuda (NVDEC: frees the CPU), or auto: NVDEC when the models run on "
+                        "CUDA and NVDEC can decode the video, else the CPU")
     add_precision_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write the data files only, no drawn video")
     p.add_argument("--video-preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",

@@ -95,31 +95,49 @@ class _AVSource:
             url = str(path)
             self.name, self.seekable = str(path), True
             hint = "the file is truncated, corrupt or not a video"
-        self.url, self.format = url, fmt
+        self.url, self.format, self._hint = url, fmt, hint
         # "auto" tries NVDEC on files and streams (a webcam's raw or MJPEG frames gain nothing).
         use_gpu = hwaccel == "cuda" or (hwaccel == "auto" and fmt is None and _cuda_available())
-        gpu_failure = None
-        if use_gpu:
-            try:
-                # Frames are downloaded to system memory (nv12) after decoding, so the rest is unchanged.
-                self.container = av.open(url, format=fmt, timeout=30.0, hwaccel=HWAccel("cuda", allow_software_fallback=True))
-            except av.error.FFmpegError as error:  # no GPU, no driver, or not a video at all
-                gpu_failure = _first_line(error)
-        if not use_gpu or gpu_failure is not None:
-            # Opened without the GPU also when that failed: a bad file is then reported as one.
-            try:
-                self.container = av.open(url, format=fmt, timeout=30.0)
-            except av.error.FFmpegError as error:
-                raise VidactError(f"{self.name}: cannot open as video ({_first_line(error)}); {hint}") from None
+        if use_gpu and (failure := self._try_nvdec()) is None:
+            return
+        self._open()  # also when NVDEC failed: a file that is no video is reported as such
+        if hwaccel == "cuda":
+            self.close()
+            reason = f"cannot decode with NVDEC (hwaccel cuda) here ({failure})"
+            raise VidactError(f"{self.name}: {reason}; use --decode cpu")
+
+    def _open(self) -> None:
+        """Open the container for decoding on the CPU and probe the first frame."""
         try:
-            if hwaccel == "cuda" and gpu_failure is not None:
-                raise VidactError(
-                    f"{self.name}: NVDEC (hwaccel cuda) is not available here ({gpu_failure}); use --decode cpu"
-                )
+            self.container = av.open(self.url, format=self.format, timeout=30.0)
+        except av.error.FFmpegError as error:
+            raise VidactError(f"{self.name}: cannot open as video ({_first_line(error)}); {self._hint}") from None
+        self._probe()
+
+    def _try_nvdec(self) -> str | None:
+        """Open with NVDEC decoding: None if NVDEC decoded the first frame, else why not (nothing left open)."""
+        # Frames are downloaded to system memory after decoding, so everything downstream is unchanged.
+        hwaccel = HWAccel("cuda", allow_software_fallback=True)
+        try:
+            self.container = av.open(self.url, format=self.format, timeout=30.0, hwaccel=hwaccel)
+        except av.error.FFmpegError as error:  # no GPU or driver here, or not a video (the CPU open says so)
+            return _first_line(error)
+        try:
+            self._probe()
+        except VidactError as error:  # a bad file: the CPU open says so
+            return str(error).removeprefix(f"{self.name}: ")
+        if self.decoder == "nvdec":
+            return None
+        # FFmpeg fell back to software decoding (a profile NVDEC lacks): reopen with CPU threads.
+        codec = self.stream.codec_context
+        reason = f"NVDEC has no {codec.name} {codec.pix_fmt}"
+        self.close()
+        return reason
+
+    def _probe(self) -> None:
+        """Read the stream's facts and decode its first frame; closes the container on failure."""
+        try:
             self._init_stream()
-            if hwaccel == "cuda" and self.decoder != "nvdec":
-                codec = f"{self.stream.codec_context.name} {self.stream.codec_context.pix_fmt}"
-                raise VidactError(f"{self.name}: NVDEC cannot decode this {codec} video; use --decode cpu")
         except BaseException:
             self.container.close()
             raise
@@ -137,7 +155,10 @@ class _AVSource:
             raise VidactError(
                 f"{self.name}: unknown or unsupported video codec; convert it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
             )
-        self.stream.thread_type = "AUTO"  # frame + slice threads
+        if not self.stream.codec_context.is_hwaccel:
+            # Frame + slice threads. Not with NVDEC: with frame threads FFmpeg silently decoded on the
+            # CPU instead (PyAV 18.1, H200), and NVDEC needs no CPU threads.
+            self.stream.thread_type = "AUTO"
         self._check_complete()
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps: Fraction | None = Fraction(rate) if rate else None
@@ -188,6 +209,11 @@ class _AVSource:
             ) from None
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame.format.name == "nv12":
+            # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples chroma
+            # differently (up to 35 levels off on the shared clips); repacked losslessly to the
+            # software decoder's yuv420p, the RGB arrays are the CPU path's exactly.
+            frame = frame.reformat(format="yuv420p")
         array = frame.to_ndarray(format="rgb24")
         return np.ascontiguousarray(np.rot90(array, self.quarter_turns)) if self.quarter_turns else array
 

@@ -489,7 +489,7 @@ class DetectionRun:
         video_fps: float | None = None,
         video_preset: str = "veryfast",
         tracker_factory: Callable[[float], PersonTracker] | None = None,
-        decode: str = "auto",
+        decode: str = "cpu",
     ):
         if not rate > 0:
             raise VidactError(f"prediction rate must be positive, got {rate}; pass e.g. --rate 1")
@@ -862,7 +862,7 @@ def detect(
     video_preset: str = "veryfast",
     precision: str = "auto",
     compile: bool = False,
-    decode: str = "auto",
+    decode: str = "cpu",
 ) -> DetectionRun:
     """Detect persons and their actions in a video; iterate the result for :class:`KeyframeResult`.
 
