@@ -316,3 +316,11 @@ def test_onnx_detector_falls_back_to_the_cpu_without_onnxruntime_gpu(monkeypatch
         detector = build_detector(_fastestdet(), device="cuda:0")
     assert detector.session.get_providers() == ["CPUExecutionProvider"]
     assert len(detector([np.zeros((240, 320, 3), np.uint8)])[0]) == 0  # it runs: a black frame has no person
+
+
+def test_a_uint8_clip_is_normalised_in_the_call_as_prepare_does_it(micro_model):
+    """What a GPU model gets: the raw clip, normalised on the device, to the same scores."""
+    frames = np.random.default_rng(0).integers(0, 256, (micro_model.spec.num_frames, 256, 341, 3), dtype=np.uint8)
+    inputs, rois = micro_model.prepare(frames, np.array([[10, 20, 200, 240.0], [150, 30, 330, 250]]), 256, 341)
+    assert isinstance(inputs, list)  # on the CPU, prepare normalises
+    np.testing.assert_array_equal(micro_model(torch.from_numpy(frames), rois), micro_model(inputs, rois))

@@ -23,6 +23,7 @@ from vidact.transforms import (
     normalize,
     pack_pathways,
     resize_linear_cv2,
+    resize_linear_numpy,
     scale_boxes,
     scale_short_side_cv2,
     short_side_scale,
@@ -74,10 +75,11 @@ def test_cv2_linear_fixed_point_hand_example():
     # Vertical (one row, weight 2048): ((46080 >> 4) * 2048 >> 16) = 90, (90 + 2) >> 2 = 23;
     # ((322560 >> 4) * 2048 >> 16) = 630, (630 + 2) >> 2 = 158. Float bilinear would give 22.5 and 157.5.
     row = np.array([[[0], [90], [180]]], np.uint8)
+    assert resize_linear_numpy(row, 1, 2)[0, :, 0].tolist() == [23, 158]
     assert resize_linear_cv2(row, 1, 2)[0, :, 0].tolist() == [23, 158]
 
 
-def test_resize_linear_matches_opencv_when_installed():
+def test_resize_linear_numpy_matches_opencv():
     cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(0)
     sizes = [((240, 426), (256, 454)), ((255, 341), (256, 342)), ((1080, 1920), (256, 455)), ((512, 512), (256, 256))]
@@ -85,7 +87,10 @@ def test_resize_linear_matches_opencv_when_installed():
     for (h, w), (new_h, new_w) in sizes:
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         expected = cv2.resize(image, (int(new_w), int(new_h)), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(resize_linear_numpy(image, new_h, new_w), expected), (h, w, new_h, new_w)
         assert np.array_equal(resize_linear_cv2(image, new_h, new_w), expected), (h, w, new_h, new_w)
+    clip = rng.integers(0, 256, (2, 3, 30, 40, 3), dtype=np.uint8)  # leading axes are batched
+    assert np.array_equal(resize_linear_cv2(clip, 17, 23), resize_linear_numpy(clip, 17, 23))
 
 
 def test_short_side_scale_is_torch_bilinear_without_antialias():

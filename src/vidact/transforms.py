@@ -16,6 +16,8 @@ makes the model's list of ``N x C x T x H x W`` inputs.
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import numpy as np
@@ -64,16 +66,41 @@ def _cv2_linear_taps(src: int, dst: int, horizontal: bool) -> tuple[np.ndarray, 
 
 
 def resize_linear_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)`` for uint8, without OpenCV.
+    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)`` for uint8.
 
-    ``image`` is ``... x H x W x C`` uint8 (leading axes, e.g. time, are batched).
+    ``image`` is ``... x H x W x C`` uint8 (leading axes, e.g. time, are batched). Runs
+    OpenCV itself when it is installed (the ``detect`` extra brings it; about 30x faster on
+    1080p frames), else :func:`resize_linear_numpy`, which gives the same bytes.
+    """
+    if image.dtype != np.uint8:
+        raise TypeError(f"resize_linear_cv2 takes uint8 images, got {image.dtype}")
+    cv2 = _opencv()
+    if cv2 is None or image.shape[-1] > 4:
+        return resize_linear_numpy(image, height, width)
+    frames = image.reshape(-1, *image.shape[-3:])
+    out = np.empty((len(frames), height, width, image.shape[-1]), np.uint8)
+    for frame, target in zip(frames, out):
+        target[...] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR).reshape(target.shape)
+    return out.reshape(*image.shape[:-3], height, width, image.shape[-1])
+
+
+@functools.cache
+def _opencv():
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def resize_linear_numpy(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """OpenCV's uint8 INTER_LINEAR resize in numpy, byte for byte.
+
     Follows OpenCV's arithmetic: half-pixel centres, 11-bit integer weights, a
     horizontal pass in int32, then the vertical pass of its SIMD kernel
     (``((a >> 4) * wa >> 16) + ((b >> 4) * wb >> 16) + 2 >> 2``). An exact 2x
     downscale is an average of 2x2 blocks, as OpenCV switches to INTER_AREA there.
     """
-    if image.dtype != np.uint8:
-        raise TypeError(f"resize_linear_cv2 takes uint8 images, got {image.dtype}")
     src_h, src_w = image.shape[-3], image.shape[-2]
     if (src_h, src_w) == (height, width):
         return image.copy()
@@ -84,10 +111,12 @@ def resize_linear_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
         return ((total + 2) >> 2).astype(np.uint8)
     x0, x1, wx = _cv2_linear_taps(src_w, width, horizontal=True)
     y0, y1, wy = _cv2_linear_taps(src_h, height, horizontal=False)
-    pixels = image.astype(np.int32)
-    rows = pixels[..., x0, :] * wx[:, 0, None] + pixels[..., x1, :] * wx[:, 1, None]  # ... x H x W' x C
-    top = ((rows[..., y0, :, :] >> 4) * wy[:, 0, None, None]) >> 16
-    bottom = ((rows[..., y1, :, :] >> 4) * wy[:, 1, None, None]) >> 16
+
+    def horizontal(rows: np.ndarray) -> np.ndarray:  # only the source rows the output reads
+        return rows[..., x0, :].astype(np.int32) * wx[:, 0, None] + rows[..., x1, :].astype(np.int32) * wx[:, 1, None]
+
+    top = (horizontal(image[..., y0, :, :]) >> 4) * wy[:, 0, None, None] >> 16
+    bottom = (horizontal(image[..., y1, :, :]) >> 4) * wy[:, 1, None, None] >> 16
     return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
 
 
@@ -148,8 +177,8 @@ def normalize(frames: np.ndarray | torch.Tensor, spec: InputSpec) -> torch.Tenso
     reversed here because the frames are still RGB (:func:`pack_pathways` flips them later).
     """
     tensor = torch.as_tensor(frames).float() / 255.0
-    mean = torch.tensor(spec.mean, dtype=torch.float32)
-    std = torch.tensor(spec.std, dtype=torch.float32)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=tensor.device)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=tensor.device)
     if spec.channel_order.upper() == "BGR":
         mean, std = mean.flip(0), std.flip(0)
     return (tensor - mean) / std
