@@ -841,12 +841,14 @@ def build_detector(
     from vidact.detectors import create_detector
 
     options = dict(score_threshold=score_threshold, device=str(device))
-    if options["device"].startswith("cuda") and (detector in ("fastestdet", "yolo") or detector.lower().endswith(".onnx")):
+    onnx = detector in ("fastestdet", "yolo") or detector.lower().endswith(".onnx")
+    if onnx and options["device"].startswith("cuda"):
         from vidact.detectors.onnx import onnxruntime_has_cuda
 
         if not onnxruntime_has_cuda():
             # The ONNX detectors are small and run once per keyframe: the CPU keeps up.
-            notice(f"onnxruntime has no CUDA support here (install onnxruntime-gpu); the {detector} detector runs on the CPU")
+            notice(f"onnxruntime has no CUDA support here (install onnxruntime-gpu); "
+                   f"the {detector} detector runs on the CPU")
             options["device"] = "cpu"
     if detector.startswith("csv:") or detector.lower().endswith(".csv"):
         try:  # a file with one video's boxes serves whatever the video is called
