@@ -72,5 +72,10 @@ def test_detect_runs_on_the_gpu(tmp_path):
     stem = video.stem
     metrics = json.loads((tmp_path / "out" / f"{stem}.metrics.json").read_text())
     assert metrics["keyframes"] == 11 and metrics["frames"] == 300
+    from vidact.tools.gpu_monitor import GpuSampler
+
+    with GpuSampler() as sampler:
+        if sampler.available:  # recorded over the run, not sampled once at its end
+            assert metrics["gpu0/mem_used_mib_peak"] > 0 and "gpu0/util_pct_mean" in metrics
     lines = (tmp_path / "out" / f"{stem}.keyframes.jsonl").read_text().splitlines()
     assert sum(len(json.loads(line)["persons"]) for line in lines) == 22

@@ -203,3 +203,27 @@ def test_cli_on_this_machine():
     else:
         assert done.returncode == 2 and done.stdout == ""
         assert done.stderr.startswith("vidact gpu-monitor: error: ") and done.stderr.count("\n") == 1
+
+
+def test_usage_recorder_gives_the_mean_utilisation_and_peak_memory_of_a_job(fake):
+    import time
+
+    from vidact.tools.gpu_monitor import GpuUsageRecorder
+
+    recorder = GpuUsageRecorder(GpuSampler(fake), interval=0.01).start()
+    time.sleep(0.1)
+    fake.gpus[0] = h100(util=(20, 10), memory=(81559 * MIB, 30000 * MIB))  # the job peaks, then idles
+    time.sleep(0.1)
+    fake.gpus[0] = h100(util=(0, 0), memory=(81559 * MIB, 1000 * MIB))
+    time.sleep(0.1)
+    metrics = recorder.stop()
+    assert fake.open_sessions == 0 and len(recorder.samples) >= 6
+    utilisations = [moment[0].utilization_gpu for moment in recorder.samples]
+    assert {97, 20, 0} <= set(utilisations)
+    assert metrics["gpu0/util_pct_mean"] == pytest.approx(sum(utilisations) / len(utilisations), abs=0.05)
+    assert 0 < metrics["gpu0/util_pct_mean"] < 97
+    assert metrics["gpu0/mem_used_mib_peak"] == 30000 and metrics["gpu0/mem_total_mib"] == 81559
+    assert metrics["gpu1/util_pct_mean"] == 3 and metrics["gpu1/mem_used_mib_peak"] == 5
+
+    no_driver = FakeNvml([h100()], init_error="NVML Shared Library Not Found")
+    assert GpuUsageRecorder(GpuSampler(no_driver), interval=0.01).start().stop() == {}

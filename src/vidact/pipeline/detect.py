@@ -557,7 +557,7 @@ class DetectionRun:
             threading.Thread(target=self._guard, args=(shared, fn, args), name=f"vidact-{fn.__name__[1:]}", daemon=True)
             for fn, args in stages
         ]
-        sampler = _gpu_sampler(self.action_model.device)
+        gpu_usage = _gpu_usage(self.action_model.device)
         wall = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -577,9 +577,10 @@ class DetectionRun:
             for thread in threads:
                 thread.join()
             self.reader.close()
+            gpu_metrics = gpu_usage.stop() if gpu_usage is not None else {}
         if shared.error is not None:
             raise shared.error
-        self._finish_metrics(time.perf_counter() - wall, sampler)
+        self._finish_metrics(time.perf_counter() - wall, gpu_metrics)
 
     def _guard(self, shared: _Shared, fn, args) -> None:
         try:
@@ -731,7 +732,7 @@ class DetectionRun:
 
     # metrics -----------------------------------------------------------------
 
-    def _finish_metrics(self, wall: float, sampler) -> None:
+    def _finish_metrics(self, wall: float, gpu_metrics: dict[str, float]) -> None:
         shared = self._shared
         # Frames through the pipeline: all drawn ones when a video is written, else all decoded.
         frames = self.frames_written if self.video_path is not None else shared.decoded_frames
@@ -749,9 +750,7 @@ class DetectionRun:
         metrics["frames"] = float(frames)
         metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
         metrics["decoder"] = self.reader.decoder
-        if sampler is not None:
-            metrics.update(sampler.metrics())
-            sampler.close()
+        metrics.update(gpu_metrics)
         self.metrics = metrics
 
 
@@ -772,17 +771,20 @@ def _reader_hwaccel(decode: str, device: torch.device) -> str:
     return decode
 
 
-def _gpu_sampler(device: torch.device):
-    """A GPU sampler when the model runs on CUDA and NVML answers; None otherwise."""
+def _gpu_usage(device: torch.device):
+    """A started GPU usage recorder (mean utilisation, peak memory over the run) when the
+    model runs on CUDA and NVML answers; None otherwise."""
     if device.type != "cuda":
         return None
-    from vidact.tools.gpu_monitor import GpuSampler
+    from vidact.tools.gpu_monitor import GpuSampler, GpuUsageRecorder
 
     try:
         sampler = GpuSampler()
     except VidactError:
         return None
-    return sampler if sampler.available else None
+    if not sampler.available:
+        return None
+    return GpuUsageRecorder(sampler).start()
 
 
 def peak_rss_bytes() -> int:

@@ -17,7 +17,9 @@ import csv
 import importlib
 import io
 import os
+import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -217,6 +219,53 @@ class GpuSampler:
     def metrics(self) -> dict[str, float]:
         """Flat scalars for a metrics log, e.g. ``{"gpu0/util_pct": 97, "gpu0/mem_used_mib": 20480}``."""
         return gpu_metrics(self.sample())
+
+
+class GpuUsageRecorder:
+    """Samples every GPU on a background thread while a job runs; :meth:`stop` summarises.
+
+    One sample at the end of a job says little about it (the GPU is idle by then): this
+    gives each GPU's mean utilisation over the job and its peak memory use, as
+    ``gpu<i>/util_pct_mean``, ``gpu<i>/mem_util_pct_mean``, ``gpu<i>/mem_used_mib_peak`` and
+    ``gpu<i>/mem_total_mib``. Without a driver it records nothing and ``stop()`` returns ``{}``.
+    It owns ``sampler``: ``stop()`` closes it.
+    """
+
+    def __init__(self, sampler: GpuSampler, interval: float = 0.5) -> None:
+        self._sampler = sampler
+        self.interval = interval
+        self.samples: list[list[GpuSample]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vidact-gpu-usage", daemon=True)
+
+    def start(self) -> GpuUsageRecorder:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(self._sampler.sample())
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling and return the summary."""
+        self._stop.set()
+        self._thread.join()
+        self._sampler.close()
+        metrics: dict[str, float] = {}
+        by_gpu: dict[int, list[GpuSample]] = {}
+        for sample in (s for moment in self.samples for s in moment):
+            by_gpu.setdefault(sample.index, []).append(sample)
+        for index, samples in sorted(by_gpu.items()):
+            reported = [s for s in samples if s.utilization_gpu is not None]
+            if reported:
+                metrics[f"gpu{index}/util_pct_mean"] = round(statistics.fmean(s.utilization_gpu for s in reported), 1)
+                metrics[f"gpu{index}/mem_util_pct_mean"] = round(
+                    statistics.fmean(s.utilization_memory for s in reported), 1)
+            metrics[f"gpu{index}/mem_used_mib_peak"] = max(s.memory_used_mib for s in samples)
+            metrics[f"gpu{index}/mem_total_mib"] = samples[-1].memory_total_mib
+        return metrics
 
 
 def sample_gpus(nvml_module: ModuleType | None = None) -> list[GpuSample]:
