@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from vidact.data.ava_csv import AvaRows, write_ava_csv
+from vidact.data.synthetic import SYNTHETIC_PRESET
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_open, atomic_path
 from vidact.io.frames import AVA_FPS
@@ -163,7 +164,7 @@ def _annotation_rows(scenes: Sequence[Scene], time_offset: int) -> tuple[AvaRows
 
 
 def _write_video(scene: Scene, path: Path, fps: int) -> None:
-    with VideoWriter(path, fps, scene.width, scene.height) as writer:
+    with VideoWriter(path, fps, scene.width, scene.height, preset=SYNTHETIC_PRESET) as writer:
         for index in range(scene.seconds * fps):
             writer.write(scene.render(index / fps))
 
