@@ -33,6 +33,11 @@ def _named_onnx(name: str, file: Path, how: str) -> Path:
     return file
 
 
+def is_onnx_spec(spec: str) -> bool:
+    """Whether :func:`create_detector` runs ``spec`` through onnxruntime."""
+    return spec in ("fastestdet", "yolo") or Path(spec).suffix.lower() == ".onnx"
+
+
 def create_detector(
     spec: str = "torchvision",
     *,
@@ -89,7 +94,7 @@ def create_detector(
 
         return TorchvisionPersonDetector.from_pretrained(device=device, **options)
 
-    if spec in ("fastestdet", "yolo") or suffix == ".onnx":
+    if is_onnx_spec(spec):
         from vidact.detectors.onnx import OnnxPersonDetector
 
         if spec == "fastestdet":

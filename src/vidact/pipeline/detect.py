@@ -840,11 +840,10 @@ def build_detector(
     """A person detector from a spec string (see :func:`vidact.detectors.create_detector`) or as given."""
     if not isinstance(detector, str):
         return detector
-    from vidact.detectors import create_detector
+    from vidact.detectors import create_detector, is_onnx_spec
 
     options = dict(score_threshold=score_threshold, device=str(device))
-    onnx = detector in ("fastestdet", "yolo") or detector.lower().endswith(".onnx")
-    if onnx and options["device"].startswith("cuda"):
+    if is_onnx_spec(detector) and options["device"].startswith("cuda"):
         from vidact.detectors.onnx import onnxruntime_has_cuda
 
         if not onnxruntime_has_cuda():
