@@ -258,6 +258,37 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_parallel_rgb_conversion_gives_the_same_frames_in_order():
+    path = video("mmaction2_test_video_structuralize.mp4")
+    with VideoReader(path) as reader:
+        expected = [(f.index, f.pts_seconds, f.rgb) for f in reader]
+    with VideoReader(path, convert_threads=3) as reader:
+        got = [(f.index, f.pts_seconds, f.rgb) for f in reader]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    assert all(np.array_equal(g[2], e[2]) for g, e in zip(got, expected))
+    with VideoReader(path, convert_threads=3) as reader:  # stopping early leaves no thread behind
+        frames = iter(reader)
+        assert next(frames).index == 0
+        frames.close()
+
+
+def test_writer_takes_frames_converted_elsewhere_and_tags_bt601(tmp_path):
+    frames = numbered_frames(6, height=48, width=64)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 10, 64, 48) as writer:
+        for k, rgb in enumerate(frames):  # arrays and pre-converted frames mix freely
+            writer.write(VideoWriter.frame_from_rgb(rgb) if k % 2 else rgb)
+        with pytest.raises(VidactError, match="expected 64x48 yuv420p"):
+            writer.write(VideoWriter.frame_from_rgb(np.zeros((50, 64, 3), np.uint8)))
+    with VideoReader(out) as reader:
+        assert [grey_level_index(f.rgb) for f in reader] == list(range(6))
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.colorspace, frame.color_range) == (5, 1)  # BT.601 (bt470bg), limited range
+    odd = VideoWriter.frame_from_rgb(np.zeros((255, 341, 3), np.uint8))
+    assert (odd.width, odd.height, odd.format.name) == (342, 256, "yuv420p")
+
+
 def test_ava_frame_directory_reads_back(tmp_path):
     frames = numbered_frames(5, height=40, width=60)
     for number, rgb in enumerate(frames, start=1):

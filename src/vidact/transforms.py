@@ -16,7 +16,6 @@ makes the model's list of ``N x C x T x H x W`` inputs.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from vidact.config.model import InputSpec
 from vidact.io.sampling import slow_pathway_indices
+from vidact.optional import opencv
 
 # OpenCV's fixed-point resize: weights are scaled by 2**11 and rounded to int16.
 _CV_COEF_BITS = 11
@@ -73,7 +73,7 @@ def resize_linear_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     if image.dtype != np.uint8:
         raise TypeError(f"resize_linear_cv2 takes uint8 images, got {image.dtype}")
-    cv2 = _opencv()
+    cv2 = opencv()
     if cv2 is None or image.shape[-1] > 4:
         return resize_linear_numpy(image, height, width)
     frames = image.reshape(-1, *image.shape[-3:])
@@ -81,16 +81,6 @@ def resize_linear_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
     for frame, target in zip(frames, out):
         target[...] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR).reshape(target.shape)
     return out.reshape(*image.shape[:-3], height, width, image.shape[-1])
-
-
-@functools.cache
-def _opencv():
-    """OpenCV when it is installed (the ``detect`` extra brings it, through ``trackers``), else None."""
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
 
 
 def resize_linear_numpy(image: np.ndarray, height: int, width: int) -> np.ndarray:

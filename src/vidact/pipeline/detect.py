@@ -35,6 +35,7 @@ import threading
 import time
 import warnings
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -283,6 +284,7 @@ class _Shared:
         self.results: dict[int, KeyframeResult] = {}
         self.num_keyframes: int | None = None  # known once detection has finished
         self.busy = dict.fromkeys(STAGES, 0.0)
+        self.busy_lock = threading.Lock()
 
     def fail(self, error: BaseException) -> None:
         with self.cond:
@@ -456,7 +458,9 @@ class _Timer:
         self.start = time.perf_counter()
 
     def __exit__(self, *exc) -> None:
-        self.shared.busy[self.stage] += time.perf_counter() - self.start
+        seconds = time.perf_counter() - self.start
+        with self.shared.busy_lock:  # worker threads of a stage add up their times
+            self.shared.busy[self.stage] += seconds
 
 
 _END = object()
@@ -509,7 +513,7 @@ class DetectionRun:
         if isinstance(source, VideoReader):
             self.reader = source
         else:
-            self.reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, action_model.device))
+            self.reader = _open_reader(source, decode, action_model.device)
         self.action_model = action_model
         self.detector = detector
         self.thresholds = thresholds
@@ -672,26 +676,29 @@ class DetectionRun:
         _put(shared, out_q, _END)
 
     def _render(self, shared: _Shared, encode_q: queue.Queue) -> None:
-        from vidact.pipeline.render import action_label_lines, draw_box, draw_text_panel, track_color
+        from vidact.pipeline.render import action_label_lines, track_color
 
         num_classes = self.action_model.num_classes
+        # Drawing and the conversion for the encoder run in worker threads when there are cores
+        # for them; this thread only decides what each frame shows, in order.
+        threads = _frame_threads()
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="vidact-draw") if threads > 1 else None
         index = -1
-        while (entry := shared.next_frame(index)) is not None:
-            index = entry.index
-            if self.end is not None and entry.time > self.end + 0.5 / self.fps:
-                break
-            before = max(0, math.floor(entry.time * self.rate + 1e-6))
-            has_before = shared.wait_keyframe(before, need_result=False)
-            has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
-            nearer = before
-            if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
-                nearer = before + 1
-            if not has_before:  # past the last keyframe: hold the last one
-                nearer = before = (shared.num_keyframes or 1) - 1
-            with _Timer(shared, "render"):
-                canvas = entry.rgb.copy()
-            if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
-                with _Timer(shared, "render"):
+        try:
+            while (entry := shared.next_frame(index)) is not None:
+                index = entry.index
+                if self.end is not None and entry.time > self.end + 0.5 / self.fps:
+                    break
+                before = max(0, math.floor(entry.time * self.rate + 1e-6))
+                has_before = shared.wait_keyframe(before, need_result=False)
+                has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
+                nearer = before
+                if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
+                    nearer = before + 1
+                if not has_before:  # past the last keyframe: hold the last one
+                    nearer = before = (shared.num_keyframes or 1) - 1
+                labelled: list[tuple[np.ndarray, tuple[int, int, int], list[str]]] = []
+                if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
                     before_time, tracked_before = shared.tracked[before]
                     after = shared.tracked.get(before + 1) if has_after else None
                     after_tracked, after_time = (after[1], after[0]) if after else (None, None)
@@ -707,24 +714,28 @@ class DetectionRun:
                         if len(actions) > len(shown):
                             lines.append(f"+{len(actions) - len(shown)} more")
                         color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
-                        draw_box(canvas, boxes.boxes[k], color, label_lines=lines)
-                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
-                shared.forget_keyframes_before(before - 1)
-            else:
-                with _Timer(shared, "render"):
-                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
-            _put(shared, encode_q, canvas)
-            shared.set_render_floor(index + 1)
-        shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
-        _put(shared, encode_q, _END)
+                        labelled.append((boxes.boxes[k], color, lines))
+                    shared.forget_keyframes_before(before - 1)
+                args = (shared, entry.rgb, labelled, f"{entry.time:7.2f} s")
+                _put(shared, encode_q, pool.submit(_draw_frame, *args) if pool else _draw_frame(*args))
+                shared.set_render_floor(index + 1)
+            shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
+            _put(shared, encode_q, _END)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            raise
+        if pool is not None:
+            pool.shutdown()  # the encoder takes the last frames as they are drawn
 
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
         with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset) as writer:
-            while (canvas := _get(shared, encode_q)) is not _END:
+            while (drawn := _get(shared, encode_q)) is not _END:
+                frame = drawn.result() if isinstance(drawn, Future) else drawn
                 with _Timer(shared, "encode"):
-                    writer.write(canvas)
+                    writer.write(frame)
                 self.frames_written += 1
             with _Timer(shared, "encode"):
                 if self.frames_written == 0:
@@ -754,6 +765,26 @@ class DetectionRun:
         self.metrics = metrics
 
 
+def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
+    """A copy of ``rgb`` with its labelled boxes and time panel, as the frame the encoder takes."""
+    from vidact.io.video import VideoWriter
+    from vidact.pipeline.render import draw_box, draw_text_panel
+
+    with _Timer(shared, "render"):
+        canvas = rgb.copy()
+        for box, color, lines in labelled:
+            draw_box(canvas, box, color, label_lines=lines)
+        draw_text_panel(canvas, [panel])
+    with _Timer(shared, "encode"):
+        return VideoWriter.frame_from_rgb(canvas)
+
+
+def _frame_threads() -> int:
+    """Threads for per-frame work at video rate (RGB conversion, drawing): up to 4 with 8 cores or
+    more; on fewer cores the other stages need them, and the work stays in the stage's thread."""
+    return min(4, (os.cpu_count() or 1) // 4)
+
+
 def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> PersonActions | None:
     """The keyframe person a drawn box belongs to: same track id, or the same box if untracked."""
     for person in result.persons:
@@ -764,11 +795,10 @@ def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> Perso
     return None
 
 
-def _reader_hwaccel(decode: str, device: torch.device) -> str:
-    """VideoReader's ``hwaccel`` for ``decode``: "auto" tries NVDEC only when the action model runs on CUDA."""
-    if decode == "auto":
-        return "auto" if device.type == "cuda" else "cpu"
-    return decode
+def _open_reader(source: str | int | os.PathLike, decode: str, device: torch.device) -> VideoReader:
+    """The pipeline's reader: ``decode`` "auto" tries NVDEC only when the action model runs on CUDA."""
+    hwaccel = ("auto" if device.type == "cuda" else "cpu") if decode == "auto" else decode
+    return VideoReader(source, hwaccel=hwaccel, convert_threads=_frame_threads())
 
 
 def _gpu_usage(device: torch.device):
@@ -910,7 +940,7 @@ def detect(
     else:
         model_device = torch.device(device) if device is not None else default_device()
     # Unreadable input fails here, before a model is fetched or a file written.
-    reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, model_device))
+    reader = _open_reader(source, decode, model_device)
     try:
         action_model = model if isinstance(model, ActionModel) else load_action_model(
             model, weights, device=device, label_file=label_file, precision=precision, compile=compile
