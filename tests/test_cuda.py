@@ -79,3 +79,20 @@ def test_detect_runs_on_the_gpu(tmp_path):
             assert metrics["gpu0/mem_used_mib_peak"] > 0 and "gpu0/util_pct_mean" in metrics
     lines = (tmp_path / "out" / f"{stem}.keyframes.jsonl").read_text().splitlines()
     assert sum(len(json.loads(line)["persons"]) for line in lines) == 22
+
+
+@cuda
+def test_action_model_pads_boxes_to_a_power_of_two_without_changing_scores():
+    from vidact.pipeline.detect import ActionModel, default_class_names
+
+    model, pathways, boxes = _ava_case()
+    with torch.no_grad():
+        eager = model(pathways, boxes)
+    graphed = optimize_for_inference(model, device="cuda", precision="fp32")
+    action_model = ActionModel(graphed, default_class_names(model), "cuda")
+    for count in (3, 2, 1):  # 3 is padded to 4: 4, 2 and 1 are the graphs
+        scores = action_model([x for x in pathways], boxes[:count])
+        assert scores.shape == (count, eager.shape[1])
+        reference = eager[:count].numpy()
+        assert abs(scores - reference).max() <= 1e-3 * abs(reference).max()
+    assert sorted(key[-1][0][0] for key in graphed._run.graphs) == [1, 2, 4]

@@ -98,7 +98,8 @@ def test_a_person_crossing_keeps_one_track_id(intel_run):
 def test_memory_stays_within_one_clip_and_a_margin(intel_run, micro_model):
     result, _ = intel_run
     clip_frames = math.ceil(micro_model.spec.clip_span / micro_model.spec.target_fps * 10)  # 10 fps source
-    assert result.metrics["peak_frames_held"] <= result.metrics["frame_capacity"] <= clip_frames + 10
+    keyframe_frames = 10  # 1 keyframe a second: the decoder may run one keyframe ahead
+    assert result.metrics["peak_frames_held"] <= result.metrics["frame_capacity"] <= clip_frames + keyframe_frames + 10
     assert result.metrics["dropped_frames"] == 0
 
 

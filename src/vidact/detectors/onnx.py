@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from vidact.detectors._common import finish_detections, import_optional
 from vidact.detectors.base import Detections
 from vidact.errors import VidactError
+from vidact.optional import opencv
 
 FORMATS = ("fastestdet", "yolo")
 _DEFAULT_INPUT_SIZE = {"fastestdet": 352, "yolo": 640}
@@ -84,10 +85,14 @@ def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _fastestdet_input(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    bgr = frame[:, :, ::-1]
-    # The reference resizes uint8 images with OpenCV, whose output is rounded to uint8.
-    resized = np.rint(resize_area(bgr, size[1], size[0])).clip(0, 255)
-    return (resized.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    # The reference resizes its BGR uint8 image with OpenCV's INTER_AREA, rounded to uint8
+    # (channels are resized alike, so RGB is resized first and reversed after).
+    cv2 = opencv()
+    if cv2 is not None:  # the reference's own bytes, 25x faster than resize_area at 1080p
+        resized = cv2.resize(np.ascontiguousarray(frame), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    else:
+        resized = np.rint(resize_area(frame, size[1], size[0])).clip(0, 255)
+    return (resized[:, :, ::-1].transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
 
 
 def _decode_fastestdet(

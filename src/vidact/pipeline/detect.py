@@ -209,8 +209,14 @@ class ActionModel:
             device_inputs = self._pathways(inputs.to(self.device, non_blocking=True))
         else:
             device_inputs = [x.to(self.device, non_blocking=True) for x in inputs]
+        persons = len(rois)
+        if self.device.type == "cuda" and persons > 0:
+            # Each box is scored on its own, so padding the boxes to a power of two changes no
+            # score and leaves few input shapes: one CUDA graph and autotuning each, not one per count.
+            padded = 1 << (persons - 1).bit_length()
+            rois = torch.cat([rois, rois[:1].expand(padded - persons, -1)])
         scores = self.model(device_inputs, rois.to(self.device))
-        return scores.float().cpu().numpy()
+        return scores[:persons].float().cpu().numpy()
 
 
 def default_class_names(model: nn.Module, label_file: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -532,8 +538,10 @@ class DetectionRun:
         self.clip_offsets = offsets
         # Frames held at once: a clip; or, for drawing, from a frame to the next keyframe (its
         # boxes are interpolated) or to the end of the nearer keyframe's clip (its actions).
+        # One keyframe interval more lets the decoder run on while a keyframe is detected,
+        # prepared and scored; without it the stages took turns.
         window_s = max(offsets[-1] - offsets[0], 1.0 / self.rate, 0.5 / self.rate + offsets[-1]) + 1.0 / self.fps
-        self.capacity = math.ceil(window_s * self.fps) + 1 + _FRAME_MARGIN
+        self.capacity = math.ceil((window_s + 1.0 / self.rate) * self.fps) + 1 + _FRAME_MARGIN
         self.frames_written = 0
         self.metrics: dict[str, float | str] = {}
         self._started = False
