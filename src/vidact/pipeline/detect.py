@@ -35,7 +35,6 @@ import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -687,61 +686,48 @@ class DetectionRun:
         from vidact.pipeline.render import action_label_lines, track_color
 
         num_classes = self.action_model.num_classes
-        # Drawing and the conversion for the encoder run in worker threads when there are cores
-        # for them; this thread only decides what each frame shows, in order.
-        threads = _frame_threads()
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="vidact-draw") if threads > 1 else None
         index = -1
-        try:
-            while (entry := shared.next_frame(index)) is not None:
-                index = entry.index
-                if self.end is not None and entry.time > self.end + 0.5 / self.fps:
-                    break
-                before = max(0, math.floor(entry.time * self.rate + 1e-6))
-                has_before = shared.wait_keyframe(before, need_result=False)
-                has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
-                nearer = before
-                if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
-                    nearer = before + 1
-                if not has_before:  # past the last keyframe: hold the last one
-                    nearer = before = (shared.num_keyframes or 1) - 1
-                labelled: list[tuple[np.ndarray, tuple[int, int, int], list[str]]] = []
-                if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
-                    before_time, tracked_before = shared.tracked[before]
-                    after = shared.tracked.get(before + 1) if has_after else None
-                    after_tracked, after_time = (after[1], after[0]) if after else (None, None)
-                    boxes = interpolate_tracks(tracked_before, before_time, after_tracked, after_time, entry.time)
-                    for k in range(len(boxes)):
-                        person = _person_for(shared.results[nearer], boxes.track_ids[k], boxes.boxes[k])
-                        track_id = int(boxes.track_ids[k])
-                        head = f"#{track_id}" if track_id != UNTRACKED else "person"
-                        actions = person.actions if person is not None else ()
-                        shown = actions[:_MAX_LABELS]
-                        lines = [head, *action_label_lines([(a.name, a.score) for a in shown], num_classes,
-                                                           {a.name: a.index for a in shown})]
-                        if len(actions) > len(shown):
-                            lines.append(f"+{len(actions) - len(shown)} more")
-                        color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
-                        labelled.append((boxes.boxes[k], color, lines))
-                    shared.forget_keyframes_before(before - 1)
-                args = (shared, entry.rgb, labelled, f"{entry.time:7.2f} s")
-                _put(shared, encode_q, pool.submit(_draw_frame, *args) if pool else _draw_frame(*args))
-                shared.set_render_floor(index + 1)
-            shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
-            _put(shared, encode_q, _END)
-        except BaseException:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-            raise
-        if pool is not None:
-            pool.shutdown()  # the encoder takes the last frames as they are drawn
+        while (entry := shared.next_frame(index)) is not None:
+            index = entry.index
+            if self.end is not None and entry.time > self.end + 0.5 / self.fps:
+                break
+            before = max(0, math.floor(entry.time * self.rate + 1e-6))
+            has_before = shared.wait_keyframe(before, need_result=False)
+            has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
+            nearer = before
+            if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
+                nearer = before + 1
+            if not has_before:  # past the last keyframe: hold the last one
+                nearer = before = (shared.num_keyframes or 1) - 1
+            labelled: list[tuple[np.ndarray, tuple[int, int, int], list[str]]] = []
+            if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
+                before_time, tracked_before = shared.tracked[before]
+                after = shared.tracked.get(before + 1) if has_after else None
+                after_tracked, after_time = (after[1], after[0]) if after else (None, None)
+                boxes = interpolate_tracks(tracked_before, before_time, after_tracked, after_time, entry.time)
+                for k in range(len(boxes)):
+                    person = _person_for(shared.results[nearer], boxes.track_ids[k], boxes.boxes[k])
+                    track_id = int(boxes.track_ids[k])
+                    head = f"#{track_id}" if track_id != UNTRACKED else "person"
+                    actions = person.actions if person is not None else ()
+                    shown = actions[:_MAX_LABELS]
+                    lines = [head, *action_label_lines([(a.name, a.score) for a in shown], num_classes,
+                                                       {a.name: a.index for a in shown})]
+                    if len(actions) > len(shown):
+                        lines.append(f"+{len(actions) - len(shown)} more")
+                    color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
+                    labelled.append((boxes.boxes[k], color, lines))
+                shared.forget_keyframes_before(before - 1)
+            _put(shared, encode_q, _draw_frame(shared, entry.rgb, labelled, f"{entry.time:7.2f} s"))
+            shared.set_render_floor(index + 1)
+        shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
+        _put(shared, encode_q, _END)
 
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
         with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset) as writer:
-            while (drawn := _get(shared, encode_q)) is not _END:
-                frame = drawn.result() if isinstance(drawn, Future) else drawn
+            while (frame := _get(shared, encode_q)) is not _END:
                 with _Timer(shared, "encode"):
                     writer.write(frame)
                 self.frames_written += 1
@@ -774,7 +760,12 @@ class DetectionRun:
 
 
 def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
-    """A copy of ``rgb`` with its labelled boxes and time panel, as the frame the encoder takes."""
+    """A copy of ``rgb`` with its labelled boxes and time panel, as the frame the encoder takes.
+
+    The conversion for the encoder is done here, in the render stage's thread, because the
+    encoder's thread was the busier one. (Drawing in a pool of threads was slower: 64 vs
+    80 frames/s at 1080p on 16 cores; the threads queued for the GIL.)
+    """
     from vidact.io.video import VideoWriter
     from vidact.pipeline.render import draw_box, draw_text_panel
 
@@ -788,8 +779,8 @@ def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
 
 
 def _frame_threads() -> int:
-    """Threads for per-frame work at video rate (RGB conversion, drawing): up to 4 with 8 cores or
-    more; on fewer cores the other stages need them, and the work stays in the stage's thread."""
+    """Threads converting decoded frames to RGB: up to 4 with 8 cores or more; on fewer cores
+    the other stages need them, and the decoder's thread converts."""
     return min(4, (os.cpu_count() or 1) // 4)
 
 
