@@ -18,8 +18,6 @@ import itertools
 import math
 import os
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
@@ -212,14 +210,13 @@ class _AVSource:
                 f"{self.name}: decoding failed ({_first_line(error)}); the file may be truncated or corrupt"
             ) from None
 
-    def rgb(self, frame: av.VideoFrame, threads: int = 0) -> np.ndarray:
-        """The frame as RGB; swscale uses ``threads`` threads (0: as many as cores; same bytes either way)."""
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         if frame.format.name == "nv12":
             # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples chroma
             # differently (up to 35 levels off on the shared clips); repacked losslessly to the
             # software decoder's yuv420p, the RGB arrays are the CPU path's exactly.
-            frame = frame.reformat(format="yuv420p", threads=threads)
-        array = frame.to_ndarray(format="rgb24", threads=threads)
+            frame = frame.reformat(format="yuv420p")
+        array = frame.to_ndarray(format="rgb24")
         return np.ascontiguousarray(np.rot90(array, self.quarter_turns)) if self.quarter_turns else array
 
     def seconds(self, frame: av.VideoFrame, index: int) -> float:
@@ -260,24 +257,11 @@ class VideoReader:
     the file or stream, else the CPU, silently). Frames are the same RGB arrays either
     way, up to rounding. :attr:`decoder` says which one decodes: ``"nvdec"`` or
     ``"cpu"`` (always ``"cpu"`` for frame directories).
-
-    ``convert_threads > 1`` converts decoded frames to RGB in that many threads while
-    the decoder runs ahead, when iterating from the start (same frames, same order).
-    The conversion is most of the cost of reading 1080p video; one thread of it
-    keeps up with about 250 frames/s.
     """
 
-    def __init__(
-        self,
-        source: str | int | os.PathLike,
-        *,
-        frames_fps: float = 30.0,
-        hwaccel: str = "cpu",
-        convert_threads: int = 1,
-    ):
+    def __init__(self, source: str | int | os.PathLike, *, frames_fps: float = 30.0, hwaccel: str = "cpu"):
         if hwaccel not in HWACCELS:
             raise VidactError(f"{source}: unknown decoder {hwaccel!r}; use one of {', '.join(HWACCELS)} (--decode)")
-        self.convert_threads = max(1, convert_threads)
         self._dir: FrameDirectory | None = None
         self._av: _AVSource | None = None
         if not isinstance(source, int) and Path(source).is_dir():
@@ -326,8 +310,8 @@ class VideoReader:
         if start is None and self._fresh:
             self._fresh = False
             decoded = itertools.chain([source._first], source._decoder)
-            for index, (frame, rgb) in enumerate(self._with_rgb(decoded)):
-                yield Frame(index, source.seconds(frame, index), rgb)
+            for index, frame in enumerate(decoded):
+                yield Frame(index, source.seconds(frame, index), source.rgb(frame))
             return
         if not self.seekable:
             raise VidactError(f"{self.name}: a live source cannot be rewound or seeked; open it again")
@@ -336,25 +320,6 @@ class VideoReader:
         for frame in self._seek(0.0 if start is None else start):
             index = bisect.bisect_left(table, frame.pts) if frame.pts is not None else 0
             yield Frame(index, source.seconds(frame, index), source.rgb(frame))
-
-    def _with_rgb(self, decoded: Iterator[av.VideoFrame]) -> Iterator[tuple[av.VideoFrame, np.ndarray]]:
-        """``(frame, rgb)`` in decoding order, converted in :attr:`convert_threads` threads."""
-        source = self._av
-        if self.convert_threads == 1:
-            for frame in decoded:
-                yield frame, source.rgb(frame)
-            return
-        # One swscale thread per conversion: swscale's slice threads scale poorly, whole frames well.
-        with ThreadPoolExecutor(self.convert_threads, thread_name_prefix="vidact-rgb") as pool:
-            pending: deque = deque()
-            for frame in decoded:
-                pending.append((frame, pool.submit(source.rgb, frame, 1)))
-                if len(pending) > 2 * self.convert_threads:
-                    frame, rgb = pending.popleft()
-                    yield frame, rgb.result()
-            while pending:
-                frame, rgb = pending.popleft()
-                yield frame, rgb.result()
 
     def frame_at(self, t: float) -> Frame:
         """The last frame whose timestamp is ``<= t`` seconds.
@@ -408,7 +373,8 @@ def _yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
     if cv2 is None:
         return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
     # OpenCV converts 1080p 16x faster than swscale's rgb24 path (0.8 vs 12 ms a frame, one core)
-    # with the same coefficients: luma within 1 level, chroma within 4 (it averages 2x2 blocks).
+    # with the same coefficients: luma within 1 level; chroma, subsampled differently, apart at
+    # colour edges only (up to 14 levels, 0.1-0.2 on average on the shared videos).
     return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 

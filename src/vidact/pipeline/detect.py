@@ -289,7 +289,6 @@ class _Shared:
         self.results: dict[int, KeyframeResult] = {}
         self.num_keyframes: int | None = None  # known once detection has finished
         self.busy = dict.fromkeys(STAGES, 0.0)
-        self.busy_lock = threading.Lock()
 
     def fail(self, error: BaseException) -> None:
         with self.cond:
@@ -463,9 +462,7 @@ class _Timer:
         self.start = time.perf_counter()
 
     def __exit__(self, *exc) -> None:
-        seconds = time.perf_counter() - self.start
-        with self.shared.busy_lock:  # worker threads of a stage add up their times
-            self.shared.busy[self.stage] += seconds
+        self.shared.busy[self.stage] += time.perf_counter() - self.start
 
 
 _END = object()
@@ -760,11 +757,11 @@ class DetectionRun:
 
 
 def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
-    """A copy of ``rgb`` with its labelled boxes and time panel, as the frame the encoder takes.
+    """A copy of ``rgb`` with its labelled boxes and time panel, converted for the encoder.
 
-    The conversion for the encoder is done here, in the render stage's thread, because the
-    encoder's thread was the busier one. (Drawing in a pool of threads was slower: 64 vs
-    80 frames/s at 1080p on 16 cores; the threads queued for the GIL.)
+    The conversion runs here, in the render stage's thread, because the encoder's thread is
+    the busier one. Pools of worker threads (4 drawing, 4 converting decoded frames to RGB)
+    made 1080p slower, 64 against 80 frames/s on 16 cores: the threads queued for the GIL.
     """
     from vidact.io.video import VideoWriter
     from vidact.pipeline.render import draw_box, draw_text_panel
@@ -774,14 +771,7 @@ def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
         for box, color, lines in labelled:
             draw_box(canvas, box, color, label_lines=lines)
         draw_text_panel(canvas, [panel])
-    with _Timer(shared, "encode"):
         return VideoWriter.frame_from_rgb(canvas)
-
-
-def _frame_threads() -> int:
-    """Threads converting decoded frames to RGB: up to 4 with 8 cores or more; on fewer cores
-    the other stages need them, and the decoder's thread converts."""
-    return min(4, (os.cpu_count() or 1) // 4)
 
 
 def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> PersonActions | None:
@@ -797,7 +787,7 @@ def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> Perso
 def _open_reader(source: str | int | os.PathLike, decode: str, device: torch.device) -> VideoReader:
     """The pipeline's reader: ``decode`` "auto" tries NVDEC only when the action model runs on CUDA."""
     hwaccel = ("auto" if device.type == "cuda" else "cpu") if decode == "auto" else decode
-    return VideoReader(source, hwaccel=hwaccel, convert_threads=_frame_threads())
+    return VideoReader(source, hwaccel=hwaccel)
 
 
 def _gpu_usage(device: torch.device):
