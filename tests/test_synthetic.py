@@ -66,10 +66,12 @@ def test_tiny_model_learns_the_synthetic_set(tmp_path):
 
     data = make_classification(tmp_path / "data", num_classes=4, videos_per_class=48, val_per_class=6,
                                height=32, width=40, num_frames=16)
+    # 14 epochs: after 10 the accuracy ranged from 83 to 100% over runs (x264's output for these
+    # tiny videos is not repeatable bit for bit); after 14 it was 96-100% in five runs.
     run = RunConfig(
         model=TINY_SLOWFAST,
         data=DataConfig(data_dir=str(data.root)),
-        solver=SolverConfig(optimizer="adamw", base_lr=0.01, max_epoch=10, warmup_epochs=1.0, warmup_start_lr=0.001,
+        solver=SolverConfig(optimizer="adamw", base_lr=0.01, max_epoch=14, warmup_epochs=1.0, warmup_start_lr=0.001,
                             weight_decay=1e-4),
         train=TrainConfig(batch_size=8, eval_period=100),
         test=TestConfig(batch_size=24),
