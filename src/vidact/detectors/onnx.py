@@ -88,7 +88,7 @@ def _fastestdet_input(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # The reference resizes its BGR uint8 image with OpenCV's INTER_AREA, rounded to uint8
     # (channels are resized alike, so RGB is resized first and reversed after).
     cv2 = opencv()
-    if cv2 is not None:  # the reference's own bytes, 25x faster than resize_area at 1080p
+    if cv2 is not None:  # the reference's own bytes, 12x faster than resize_area on a 1080p frame
         resized = cv2.resize(np.ascontiguousarray(frame), (size[1], size[0]), interpolation=cv2.INTER_AREA)
     else:
         resized = np.rint(resize_area(frame, size[1], size[0])).clip(0, 255)

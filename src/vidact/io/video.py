@@ -465,8 +465,9 @@ class VideoWriter:
     def frame_from_rgb(rgb: np.ndarray) -> av.VideoFrame:
         """An ``HxWx3`` uint8 RGB array as the yuv420p frame :meth:`write` encodes.
 
-        Thread-safe: convert frames in worker threads and :meth:`write` the results in order.
-        An odd width or height is padded, repeating the last column or row.
+        Call it in another thread than the one that writes to share the work (``vidact detect``
+        converts in its drawing thread). An odd width or height is padded, repeating the last
+        column or row.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise VidactError(f"a frame to encode must be HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
