@@ -38,6 +38,7 @@ detect() {  # detect NAME [detect_e2e options]: vidact detect end to end on the 
 [ "$device" = cuda ] && step gpu 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 step bench_ava 170 "$py" -m vidact bench --model ava_slowfast_32x2_r101_v2.2 --device "$device" --batch 1 16 \
     --precision fp32 bf16 --repeats "${REPEATS:-10}" --json "$out/bench_ava.json"
+step video_stages 120 "$py" -m benchmarks.video_stages "$video"
 detect detect_1080p
 step tests 100 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 detect detect_1080p_data_only --no-video
