@@ -515,7 +515,7 @@ class DetectionRun:
         if isinstance(source, VideoReader):
             self.reader = source
         else:
-            self.reader = _open_reader(source, decode, action_model.device)
+            self.reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, action_model.device))
         self.action_model = action_model
         self.detector = detector
         self.thresholds = thresholds
@@ -680,7 +680,8 @@ class DetectionRun:
         _put(shared, out_q, _END)
 
     def _render(self, shared: _Shared, encode_q: queue.Queue) -> None:
-        from vidact.pipeline.render import action_label_lines, track_color
+        from vidact.io.video import VideoWriter
+        from vidact.pipeline.render import action_label_lines, draw_box, draw_text_panel, track_color
 
         num_classes = self.action_model.num_classes
         index = -1
@@ -696,26 +697,37 @@ class DetectionRun:
                 nearer = before + 1
             if not has_before:  # past the last keyframe: hold the last one
                 nearer = before = (shared.num_keyframes or 1) - 1
-            labelled: list[tuple[np.ndarray, tuple[int, int, int], list[str]]] = []
+            with _Timer(shared, "render"):
+                canvas = entry.rgb.copy()
             if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
-                before_time, tracked_before = shared.tracked[before]
-                after = shared.tracked.get(before + 1) if has_after else None
-                after_tracked, after_time = (after[1], after[0]) if after else (None, None)
-                boxes = interpolate_tracks(tracked_before, before_time, after_tracked, after_time, entry.time)
-                for k in range(len(boxes)):
-                    person = _person_for(shared.results[nearer], boxes.track_ids[k], boxes.boxes[k])
-                    track_id = int(boxes.track_ids[k])
-                    head = f"#{track_id}" if track_id != UNTRACKED else "person"
-                    actions = person.actions if person is not None else ()
-                    shown = actions[:_MAX_LABELS]
-                    lines = [head, *action_label_lines([(a.name, a.score) for a in shown], num_classes,
-                                                       {a.name: a.index for a in shown})]
-                    if len(actions) > len(shown):
-                        lines.append(f"+{len(actions) - len(shown)} more")
-                    color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
-                    labelled.append((boxes.boxes[k], color, lines))
+                with _Timer(shared, "render"):
+                    before_time, tracked_before = shared.tracked[before]
+                    after = shared.tracked.get(before + 1) if has_after else None
+                    after_tracked, after_time = (after[1], after[0]) if after else (None, None)
+                    boxes = interpolate_tracks(tracked_before, before_time, after_tracked, after_time, entry.time)
+                    for k in range(len(boxes)):
+                        person = _person_for(shared.results[nearer], boxes.track_ids[k], boxes.boxes[k])
+                        track_id = int(boxes.track_ids[k])
+                        head = f"#{track_id}" if track_id != UNTRACKED else "person"
+                        actions = person.actions if person is not None else ()
+                        shown = actions[:_MAX_LABELS]
+                        lines = [head, *action_label_lines([(a.name, a.score) for a in shown], num_classes,
+                                                           {a.name: a.index for a in shown})]
+                        if len(actions) > len(shown):
+                            lines.append(f"+{len(actions) - len(shown)} more")
+                        color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
+                        draw_box(canvas, boxes.boxes[k], color, label_lines=lines)
+                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
                 shared.forget_keyframes_before(before - 1)
-            _put(shared, encode_q, _draw_frame(shared, entry.rgb, labelled, f"{entry.time:7.2f} s"))
+            else:
+                with _Timer(shared, "render"):
+                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
+            # Converted here for the encoder, whose thread is the busier one. (Pools of worker
+            # threads, 4 drawing and 4 converting decoded frames to RGB, made 1080p slower: 64
+            # against 80 frames/s on 16 cores; the threads queued for the GIL.)
+            with _Timer(shared, "render"):
+                frame = VideoWriter.frame_from_rgb(canvas)
+            _put(shared, encode_q, frame)
             shared.set_render_floor(index + 1)
         shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
         _put(shared, encode_q, _END)
@@ -756,24 +768,6 @@ class DetectionRun:
         self.metrics = metrics
 
 
-def _draw_frame(shared: _Shared, rgb: np.ndarray, labelled, panel: str):
-    """A copy of ``rgb`` with its labelled boxes and time panel, converted for the encoder.
-
-    The conversion runs here, in the render stage's thread, because the encoder's thread is
-    the busier one. Pools of worker threads (4 drawing, 4 converting decoded frames to RGB)
-    made 1080p slower, 64 against 80 frames/s on 16 cores: the threads queued for the GIL.
-    """
-    from vidact.io.video import VideoWriter
-    from vidact.pipeline.render import draw_box, draw_text_panel
-
-    with _Timer(shared, "render"):
-        canvas = rgb.copy()
-        for box, color, lines in labelled:
-            draw_box(canvas, box, color, label_lines=lines)
-        draw_text_panel(canvas, [panel])
-        return VideoWriter.frame_from_rgb(canvas)
-
-
 def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> PersonActions | None:
     """The keyframe person a drawn box belongs to: same track id, or the same box if untracked."""
     for person in result.persons:
@@ -784,10 +778,11 @@ def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> Perso
     return None
 
 
-def _open_reader(source: str | int | os.PathLike, decode: str, device: torch.device) -> VideoReader:
-    """The pipeline's reader: ``decode`` "auto" tries NVDEC only when the action model runs on CUDA."""
-    hwaccel = ("auto" if device.type == "cuda" else "cpu") if decode == "auto" else decode
-    return VideoReader(source, hwaccel=hwaccel)
+def _reader_hwaccel(decode: str, device: torch.device) -> str:
+    """VideoReader's ``hwaccel`` for ``decode``: "auto" tries NVDEC only when the action model runs on CUDA."""
+    if decode == "auto":
+        return "auto" if device.type == "cuda" else "cpu"
+    return decode
 
 
 def _gpu_usage(device: torch.device):
@@ -929,7 +924,7 @@ def detect(
     else:
         model_device = torch.device(device) if device is not None else default_device()
     # Unreadable input fails here, before a model is fetched or a file written.
-    reader = _open_reader(source, decode, model_device)
+    reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, model_device))
     try:
         action_model = model if isinstance(model, ActionModel) else load_action_model(
             model, weights, device=device, label_file=label_file, precision=precision, compile=compile
