@@ -42,7 +42,7 @@ def time_reader(path: Path, hwaccel: str = "cpu") -> tuple[float, int, str]:
 
     start = time.perf_counter()
     with VideoReader(path, hwaccel=hwaccel) as reader:
-        count = sum(1 for _ in reader)
+        count = sum(1 for frame in reader if frame.rgb is not None)  # RGB is made on first use
     return time.perf_counter() - start, count, reader.decoder
 
 

@@ -1,8 +1,8 @@
 """End-to-end `vidact detect` speed: frames/s, busy time per stage, peak RSS.
 
     python -m benchmarks.detect_e2e [--cfg C3.yaml] [--video VIDEO] [--detector fastestdet|PATH|csv:...]
-                                    [--fixed-boxes N] [--rate 1] [--threads N] [--device cpu|cuda]
-                                    [--end SECONDS] [--no-video] [--video-preset P] [--decode auto|cpu|cuda]
+                                    [--fixed-boxes N] [--instant-model] [--draw-on-rgb] [--rate 1] [--threads N]
+                                    [--device cpu|cuda] [--end SECONDS] [--no-video] [--video-preset P] [--decode auto|cpu|cuda]
                                     [--json OUT]
 
 Defaults: the shared ``mmaction2_test_video_structuralize.mp4`` (300 frames, 426x240, 29.97 fps),
@@ -10,6 +10,9 @@ PySlowFast's ``c3.yaml`` model (SlowFast 32x2 R101 + non-local, AVA) with random
 hardly depends on the values), FastestDet on each keyframe, 1 prediction per second, the drawn
 video written. ``--fixed-boxes N`` replaces the detector by N fixed boxes on every keyframe, as
 in the reference demo measurement (3.66 frames/s, 11.7 without drawing; 4.95 GiB peak).
+``--instant-model`` answers every keyframe at once: what the rest of the pipeline reaches on this
+host, as a fast GPU would leave it. ``--draw-on-rgb`` draws as detect does where it cannot use the
+decoded YUV planes (no OpenCV, odd sizes), for a side-by-side comparison.
 
 Stages run concurrently, so their busy times add up to more than the wall time; the figure to
 watch is the wall time not explained by the action model (``overhead``), which the design aims
@@ -41,6 +44,22 @@ def _fixed_boxes_csv(folder: Path, count: int, seconds: int) -> str:
     return f"csv:{path}"
 
 
+def _instant(model):
+    """``model`` answering at once with zeros; clips stay uint8 (a GPU model normalises them there)."""
+    import numpy as np
+
+    from vidact.pipeline.detect import ActionModel
+
+    class InstantModel(ActionModel):
+        def _pathways(self, clip):
+            return clip
+
+        def __call__(self, inputs, rois):
+            return np.zeros((len(rois), self.num_classes), np.float32)
+
+    return InstantModel(model.model, model.class_names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", default=str(SHARED / "configs" / "pyslowfast" / "fork" / "c3.yaml"))
@@ -48,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", default=str(SHARED / "data" / "videos" / "mmaction2_test_video_structuralize.mp4"))
     parser.add_argument("--detector", default=str(SHARED / "data" / "weights" / "fastestdet" / "FastestDet.onnx"))
     parser.add_argument("--fixed-boxes", type=int, metavar="N", help="N fixed boxes per keyframe instead of a detector")
+    parser.add_argument("--draw-on-rgb", action="store_true",
+                        help="draw on RGB copies of the frames even where detect would draw on the decoded planes")
+    parser.add_argument("--instant-model", action="store_true",
+                        help="an action model that answers at once (all scores 0), its clips prepared as for a "
+                             "GPU: the frames/s the rest of the pipeline reaches on this host")
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
@@ -72,12 +96,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.draw_on_rgb:
+        from vidact.pipeline.render import I420Painter
+
+        I420Painter.create = classmethod(lambda cls, height, width: None)  # detect's fallback path
     warnings.simplefilter("ignore", DetectNotice)  # "random weights" is the point here
     with tempfile.TemporaryDirectory(prefix="vidact_bench_") as tmp:
         detector = args.detector
         if args.fixed_boxes:
             detector = _fixed_boxes_csv(Path(tmp), args.fixed_boxes, seconds=3600)
         model = load_action_model(args.cfg, args.weights, device=args.device, precision=args.precision)
+        if args.instant_model:
+            model = _instant(model)
         result = detect_video(
             args.video, tmp, model=model, detector=detector, rate=args.rate, end=args.end,
             video=not args.no_video, timeline=False, video_preset=args.video_preset, decode=args.decode,

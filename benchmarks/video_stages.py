@@ -3,7 +3,9 @@
     python -m benchmarks.video_stages VIDEO
 
 Prints frames/s for: decoding only (PyAV, frames stay YUV), VideoReader (decoding + RGB),
-the action model's resize (short side to 256, OpenCV), and VideoWriter at the ``veryfast`` and
+the action model's resize (short side to 256, OpenCV), drawing three labelled boxes and the
+time panel the two ways ``vidact detect`` can (on an RGB copy converted for the encoder, or on
+the decoded YUV planes) with the ratio between them, and VideoWriter at the ``veryfast`` and
 ``ultrafast`` x264 presets (the first 300 frames, with the file size). ``vidact detect`` runs
 these stages at once, so its frames/s is at most the slowest of them (encoding, with a video).
 """
@@ -19,7 +21,31 @@ import time
 import av
 
 from vidact.io.video import VideoReader, VideoWriter
+from vidact.pipeline.render import BoxOverlay, I420Painter, PanelOverlay, draw_overlays, track_color
 from vidact.transforms import scale_short_side_cv2
+
+
+def _drawing(frames: list, height: int, width: int) -> None:
+    """detect's drawing stage both ways, side by side: on RGB (copy, draw, convert) and on the planes."""
+    overlays = [
+        BoxOverlay((width * k / 4, height * 0.2, width * (k + 0.8) / 4, height * 0.95), track_color(k),
+                   (f"#{k}", ("0.91 stand", (179, 226, 205)), ("0.40 watch (a person)", (30, 30, 120))))
+        for k in range(3)
+    ] + [PanelOverlay(("  12.34 s",))]
+    painter = I420Painter.create(height, width) if height % 2 == 0 and width % 2 == 0 else None
+    start = time.perf_counter()
+    for frame in frames:
+        VideoWriter.frame_from_rgb(draw_overlays(frame.rgb.copy(), overlays))
+    on_rgb = len(frames) / (time.perf_counter() - start)
+    print(f"drawing on RGB (copy, draw, convert for x264): {on_rgb:.1f} frames/s")
+    if painter is None or frames[0].i420() is None:
+        print("drawing on the decoded planes: not possible here (needs OpenCV and even-sized 4:2:0 video)")
+        return
+    start = time.perf_counter()
+    for frame in frames:
+        VideoWriter.frame_from_i420(painter.draw(frame.i420(), overlays))
+    on_planes = len(frames) / (time.perf_counter() - start)
+    print(f"drawing on the decoded planes: {on_planes:.1f} frames/s ({on_planes / on_rgb:.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             count += 1
     print(f"decode only (no RGB): {count / (time.perf_counter() - start):.1f} frames/s ({count} frames)")
 
-    start, frames = time.perf_counter(), []
+    start, frames, decoded = time.perf_counter(), [], []
     with VideoReader(clip) as reader:
         for frame in reader:
+            rgb = frame.rgb  # made on first use: every frame converted here
             if len(frames) < 300:
-                frames.append(frame.rgb)
+                frames.append(rgb)
+                decoded.append(frame)
     print(f"VideoReader (decode + RGB): {(frame.index + 1) / (time.perf_counter() - start):.1f} frames/s")
 
     start = time.perf_counter()
@@ -48,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"resize to short side 256: {len(frames) / (time.perf_counter() - start):.1f} frames/s")
 
     height, width = frames[0].shape[:2]
+    _drawing(decoded, height, width)
     with tempfile.TemporaryDirectory(prefix="vidact_stages_") as tmp:
         for preset in ("veryfast", "ultrafast"):
             path = os.path.join(tmp, f"{preset}.mp4")

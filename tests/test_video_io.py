@@ -319,3 +319,63 @@ def test_corrupt_frame_in_directory_is_a_vidact_error(tmp_path):
     (folder / "vid_000001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(VidactError, match="vid_000001.jpg"):
         VideoReader(folder)
+
+
+def _swscale_rgb(i420: np.ndarray) -> np.ndarray:
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(i420), format="yuv420p").to_ndarray(format="rgb24")
+
+
+def test_frames_convert_to_rgb_on_first_use_and_give_their_planes():
+    with VideoReader(video("mmaction2_test_video_structuralize.mp4")) as reader:
+        frames = [frame for _, frame in zip(range(3), reader)]
+    assert all(frame._rgb is None for frame in frames)  # nothing converted while decoding
+    i420 = frames[1].i420()
+    assert i420.shape == (360, 426) and i420.flags.writeable and i420.flags.c_contiguous
+    assert np.array_equal(_swscale_rgb(i420), frames[1].rgb)  # the planes are the picture's own
+    assert frames[1].rgb is frames[1].rgb  # converted once, then kept
+    i420[:] = 0
+    assert not np.array_equal(frames[1].i420(), i420)  # every call is a copy to draw on
+    assert frames[1].colorspace == av.video.reformatter.Colorspace.ITU601  # untagged: BT.601, as swscale takes it
+
+
+@pytest.mark.parametrize("rotation", [90, 180])
+def test_frame_planes_are_rotated_like_its_rgb(tmp_path, rotation):
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with VideoReader(make_video(tmp_path / "rot.mp4", [image] * 2, rotation=rotation)) as reader:
+        frame = next(iter(reader))
+    i420 = frame.i420()
+    assert i420.shape == (3 * reader.height // 2, reader.width)
+    assert np.array_equal(_swscale_rgb(i420), frame.rgb)
+
+
+def test_frames_without_plain_i420_planes_give_none(tmp_path):
+    odd = [np.zeros((47, 63, 3), np.uint8)] * 2
+    path = tmp_path / "odd.mp4"
+    with av.open(str(path), "w") as container:  # x264 takes odd sizes in 4:4:4 only
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 63, 47, "yuv444p"
+        for i, rgb in enumerate(odd):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with VideoReader(path) as reader:
+        frame = next(iter(reader))
+    assert frame.i420() is None and frame.rgb.shape == (47, 63, 3)
+    Image.fromarray(odd[0]).save(tmp_path / "frames_000001.png")
+    with VideoReader(tmp_path) as reader:  # a frame folder: RGB only
+        assert next(iter(reader)).i420() is None
+
+
+def test_writer_encodes_i420_planes_with_their_colour_tag(tmp_path):
+    with VideoReader(video("mmaction2_test_video_structuralize.mp4")) as reader:
+        frames = [frame for _, frame in zip(range(4), reader)]
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 10, 426, 240, colorspace=av.video.reformatter.Colorspace.ITU709) as writer:
+        for frame in frames:
+            writer.write(VideoWriter.frame_from_i420(frame.i420()))
+    with av.open(str(out)) as container:
+        decoded = [f for f in container.decode(video=0)]
+    assert len(decoded) == 4 and decoded[0].colorspace == 1  # tagged BT.709 as asked
+    # crf 18 on the decoder's own planes: the luma comes back within a few levels
+    assert np.abs(decoded[2].to_ndarray()[:240].astype(int) - frames[2].i420()[:240]).mean() < 2

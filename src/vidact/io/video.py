@@ -19,7 +19,6 @@ import math
 import os
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -42,13 +41,92 @@ HWACCELS = ("auto", "cpu", "cuda")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
-@dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its 0-based position, its presentation time, its pixels."""
+    """One decoded frame: its 0-based position, its presentation time, its pixels.
 
-    index: int
-    pts_seconds: float
-    rgb: np.ndarray  # HxWx3 uint8, RGB, rotation already applied
+    :attr:`rgb` is made from the decoded picture on first use and then kept, so a reader that
+    skips frames (clip sampling keeps every other one) pays only for decoding them.
+    :meth:`i420` gives the decoder's own YUV planes, for re-encoding without a round trip
+    through RGB.
+    """
+
+    __slots__ = ("index", "pts_seconds", "_rgb", "_picture", "_quarter_turns")
+
+    def __init__(
+        self,
+        index: int,
+        pts_seconds: float,
+        rgb: np.ndarray | None = None,
+        *,
+        picture: av.VideoFrame | None = None,
+        quarter_turns: int = 0,
+    ):
+        if (rgb is None) == (picture is None):
+            raise ValueError("give a Frame either its RGB array or its decoded picture")
+        self.index, self.pts_seconds = index, pts_seconds
+        self._rgb, self._picture, self._quarter_turns = rgb, picture, quarter_turns
+
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, pts_seconds={self.pts_seconds:.3f})"
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """``HxWx3`` uint8 RGB, rotation applied."""
+        if self._rgb is None:
+            picture = self._picture
+            if picture.format.name == "nv12":
+                # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples chroma
+                # differently (up to 35 levels off on the shared clips); repacked losslessly to the
+                # software decoder's yuv420p, the RGB arrays are the CPU path's exactly.
+                picture = picture.reformat(format="yuv420p")
+            # Two threads may convert the same frame at once; both get the same array.
+            self._rgb = _rotated(picture.to_ndarray(format="rgb24"), self._quarter_turns)
+        return self._rgb
+
+    @property
+    def colorspace(self) -> Colorspace:
+        """The YUV matrix of :meth:`i420`'s planes: ITU709 or ITU601 (FFmpeg's choice for untagged video)."""
+        return Colorspace.ITU709 if self._picture is not None and self._picture.colorspace == 1 else Colorspace.ITU601
+
+    def i420(self) -> np.ndarray | None:
+        """A new ``(3H/2) x W`` uint8 array of the decoded planes (Y, then U, then V, each row-major;
+        limited range), rotation applied, or None where there are none such: a picture that is
+        not 8-bit limited-range 4:2:0 with even sides, or a frame read as RGB (frame folders)."""
+        picture = self._picture
+        if picture is None or picture.width % 2 or picture.height % 2 or picture.color_range == 2:
+            return None
+        if picture.colorspace not in _I420_MATRICES:
+            return None
+        if picture.format.name == "nv12":
+            picture = picture.reformat(format="yuv420p")  # lossless: the chroma planes unpacked
+        if picture.format.name != "yuv420p":
+            return None
+        planes = picture.to_ndarray()
+        if not self._quarter_turns:
+            return planes
+        turned = [np.rot90(plane, self._quarter_turns) for plane in i420_planes(planes)]
+        return np.concatenate([plane.ravel() for plane in turned]).reshape(3 * turned[0].shape[0] // 2, -1)
+
+
+# FFmpeg's colorspace codes of the YUV matrices passed through: BT.709, unspecified (BT.601 to
+# swscale), BT.470BG and SMPTE 170M (both BT.601).
+_I420_MATRICES = (1, 2, 5, 6)
+
+
+def _rotated(array: np.ndarray, quarter_turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array
+
+
+def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (HxW), U and V (H/2 x W/2) planes of a contiguous ``(3H/2) x W`` I420 array."""
+    height, width = i420.shape[0] * 2 // 3, i420.shape[1]
+    flat = i420.reshape(-1)
+    luma, chroma = height * width, (height // 2) * (width // 2)
+    return (
+        flat[:luma].reshape(height, width),
+        flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma :].reshape(height // 2, width // 2),
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -210,14 +288,8 @@ class _AVSource:
                 f"{self.name}: decoding failed ({_first_line(error)}); the file may be truncated or corrupt"
             ) from None
 
-    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        if frame.format.name == "nv12":
-            # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples chroma
-            # differently (up to 35 levels off on the shared clips); repacked losslessly to the
-            # software decoder's yuv420p, the RGB arrays are the CPU path's exactly.
-            frame = frame.reformat(format="yuv420p")
-        array = frame.to_ndarray(format="rgb24")
-        return np.ascontiguousarray(np.rot90(array, self.quarter_turns)) if self.quarter_turns else array
+    def frame(self, picture: av.VideoFrame, index: int) -> Frame:
+        return Frame(index, self.seconds(picture, index), picture=picture, quarter_turns=self.quarter_turns)
 
     def seconds(self, frame: av.VideoFrame, index: int) -> float:
         if frame.pts is None:  # raw elementary streams carry no timestamps
@@ -311,7 +383,7 @@ class VideoReader:
             self._fresh = False
             decoded = itertools.chain([source._first], source._decoder)
             for index, frame in enumerate(decoded):
-                yield Frame(index, source.seconds(frame, index), source.rgb(frame))
+                yield source.frame(frame, index)
             return
         if not self.seekable:
             raise VidactError(f"{self.name}: a live source cannot be rewound or seeked; open it again")
@@ -319,7 +391,7 @@ class VideoReader:
         table = source.presentation_pts()
         for frame in self._seek(0.0 if start is None else start):
             index = bisect.bisect_left(table, frame.pts) if frame.pts is not None else 0
-            yield Frame(index, source.seconds(frame, index), source.rgb(frame))
+            yield source.frame(frame, index)
 
     def frame_at(self, t: float) -> Frame:
         """The last frame whose timestamp is ``<= t`` seconds.
@@ -394,7 +466,13 @@ class VideoWriter:
     ``preset`` is libx264's speed/size trade-off. The default, ``veryfast``, encoded
     1080p 2.6x faster than x264's own default (``medium``), into a file of the same
     size at the same ``crf`` (docs/performance.md).
+
+    ``colorspace`` tags the YUV matrix: RGB arrays are converted with :attr:`RGB_COLORSPACE`,
+    the default; pass :attr:`Frame.colorspace` when writing a source's own planes
+    (:meth:`frame_from_i420`).
     """
+
+    RGB_COLORSPACE = Colorspace.ITU601  # the matrix RGB arrays are converted with
 
     def __init__(
         self,
@@ -405,6 +483,7 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         crf: int = 18,
         preset: str = "veryfast",
+        colorspace: Colorspace | None = None,
     ):
         if width <= 0 or height <= 0:
             raise VidactError(f"{path}: frame size must be positive, got {width}x{height}")
@@ -427,9 +506,9 @@ class VideoWriter:
             self._video.options = {"crf": str(crf), "preset": preset}
             # PyAV opens encoders with slice threads; x264's frame threads are faster at every size.
             self._video.thread_type = "FRAME"
-            # What the RGB conversion below produces: BT.601, limited range. Untagged, players
-            # would take an HD video for BT.709 and shift its colours.
-            self._video.codec_context.colorspace = Colorspace.ITU601
+            # Limited range, and BT.601 as the RGB conversion below makes it (or the matrix of the
+            # I420 frames given). Untagged, players would take an HD video for BT.709.
+            self._video.codec_context.colorspace = colorspace or self.RGB_COLORSPACE
             self._video.codec_context.color_range = ColorRange.MPEG
             self._video.codec_context.time_base = 1 / self.rate
             self._audio_packets = self._open_audio(audio_from) if audio_from is not None else None
@@ -476,9 +555,14 @@ class VideoWriter:
             rgb = np.pad(rgb, pad, mode="edge")
         return _yuv420_frame(np.ascontiguousarray(rgb))
 
+    @staticmethod
+    def frame_from_i420(i420: np.ndarray) -> av.VideoFrame:
+        """A ``(3H/2) x W`` I420 array (:meth:`Frame.i420`) as the frame :meth:`write` encodes."""
+        return av.VideoFrame.from_ndarray(i420, format="yuv420p")
+
     def write(self, frame: np.ndarray | av.VideoFrame) -> None:
         """Append one frame: an ``HxWx3`` uint8 RGB array of the size given at construction, or
-        :meth:`frame_from_rgb`'s result for one."""
+        :meth:`frame_from_rgb`'s or :meth:`frame_from_i420`'s result."""
         if isinstance(frame, np.ndarray):
             if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
                 raise VidactError(

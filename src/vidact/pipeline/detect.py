@@ -47,7 +47,7 @@ from vidact.config.model import InputSpec
 from vidact.config.pyslowfast_defaults import DEFAULTS
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
-from vidact.io.video import VideoReader
+from vidact.io.video import Frame, VideoReader
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
 from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
 
@@ -255,7 +255,7 @@ class _Aborted(Exception):
 class _Entry:
     index: int
     time: float
-    rgb: np.ndarray
+    frame: Frame  # its RGB array is made by the first stage that needs it
     scaled: np.ndarray | None = None  # short side scaled for the model, made on first use
 
 
@@ -306,7 +306,7 @@ class _Shared:
 
     # frames -----------------------------------------------------------------
 
-    def put(self, index: int, seconds: float, rgb: np.ndarray) -> None:
+    def put(self, frame: Frame) -> None:
         with self.cond:
             while len(self.frames) >= self.capacity and not self._stuck():
                 if self.live:
@@ -314,8 +314,8 @@ class _Shared:
                     return
                 self._wait()
             self.decoded_frames += 1
-            self.frames.append(_Entry(index, seconds, rgb))
-            self.last_time = seconds
+            self.frames.append(_Entry(frame.index, frame.pts_seconds, frame))
+            self.last_time = frame.pts_seconds
             self._collect()
             self.peak_frames = max(self.peak_frames, len(self.frames))
             self.cond.notify_all()
@@ -539,6 +539,7 @@ class DetectionRun:
         window_s = max(offsets[-1] - offsets[0], 1.0 / self.rate, 0.5 / self.rate + offsets[-1]) + 1.0 / self.fps
         self.capacity = math.ceil((window_s + 1.0 / self.rate) * self.fps) + 1 + _FRAME_MARGIN
         self.frames_written = 0
+        self._video_colorspace = None  # the drawn video's YUV matrix tag, set on its first frame
         self.metrics: dict[str, float | str] = {}
         self._started = False
 
@@ -607,7 +608,7 @@ class DetectionRun:
                     frame = next(frames, None)
                 if frame is None:
                     break
-                shared.put(frame.index, frame.pts_seconds, frame.rgb)
+                shared.put(frame)
                 if last_needed is not None and frame.pts_seconds > last_needed:
                     break
         finally:
@@ -623,9 +624,9 @@ class DetectionRun:
             entry = shared.frame_at(seconds)
             with _Timer(shared, "detect"):
                 if self._detector_takes_times:
-                    found = self.detector([entry.rgb], timestamps=[seconds])[0]
+                    found = self.detector([entry.frame.rgb], timestamps=[seconds])[0]
                 else:
-                    found = self.detector([entry.rgb])[0]
+                    found = self.detector([entry.frame.rgb])[0]
             with _Timer(shared, "track"):
                 tracked = self.tracker.update(found, seconds) if len(found) else self._track_nobody(seconds)
             shared.publish_tracked(number, seconds, tracked)
@@ -649,7 +650,7 @@ class DetectionRun:
                 with _Timer(shared, "prepare"):
                     for entry in entries:
                         if entry.scaled is None:
-                            entry.scaled = scale_short_side_cv2(entry.rgb, model.spec.test_crop_size)
+                            entry.scaled = scale_short_side_cv2(entry.frame.rgb, model.spec.test_crop_size)
                     clip = np.stack([entry.scaled for entry in entries])
                     job.inputs, job.rois = model.prepare(clip, job.tracked.boxes, job.height, job.width)
             shared.set_clip_floor(job.time + 1.0 / self.rate + float(self.clip_offsets[0]), job.number + 1)
@@ -680,10 +681,11 @@ class DetectionRun:
         _put(shared, out_q, _END)
 
     def _render(self, shared: _Shared, encode_q: queue.Queue) -> None:
-        from vidact.io.video import VideoWriter
-        from vidact.pipeline.render import action_label_lines, draw_box, draw_text_panel, track_color
+        from vidact.pipeline.render import BoxOverlay, I420Painter, PanelOverlay, action_label_lines, track_color
 
         num_classes = self.action_model.num_classes
+        even = self.width % 2 == 0 and self.height % 2 == 0
+        painter = I420Painter.create(self.height, self.width) if even else None
         index = -1
         while (entry := shared.next_frame(index)) is not None:
             index = entry.index
@@ -697,8 +699,7 @@ class DetectionRun:
                 nearer = before + 1
             if not has_before:  # past the last keyframe: hold the last one
                 nearer = before = (shared.num_keyframes or 1) - 1
-            with _Timer(shared, "render"):
-                canvas = entry.rgb.copy()
+            overlays: list = []
             if before >= 0 and shared.wait_keyframe(nearer, need_result=True):
                 with _Timer(shared, "render"):
                     before_time, tracked_before = shared.tracked[before]
@@ -716,33 +717,49 @@ class DetectionRun:
                         if len(actions) > len(shown):
                             lines.append(f"+{len(actions) - len(shown)} more")
                         color = track_color(track_id) if track_id != UNTRACKED else (0, 255, 0)
-                        draw_box(canvas, boxes.boxes[k], color, label_lines=lines)
-                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
+                        overlays.append(BoxOverlay(tuple(boxes.boxes[k]), color, tuple(lines)))
                 shared.forget_keyframes_before(before - 1)
-            else:
-                with _Timer(shared, "render"):
-                    draw_text_panel(canvas, [f"{entry.time:7.2f} s"])
-            # Converted here for the encoder, whose thread is the busier one. (Pools of worker
-            # threads, 4 drawing and 4 converting decoded frames to RGB, made 1080p slower: 64
-            # against 80 frames/s on 16 cores; the threads queued for the GIL.)
+            overlays.append(PanelOverlay((f"{entry.time:7.2f} s",)))
+            # Drawn here and made ready for the encoder, whose thread is the busier one.
             with _Timer(shared, "render"):
-                frame = VideoWriter.frame_from_rgb(canvas)
+                frame = self._draw(entry.frame, overlays, painter)
             _put(shared, encode_q, frame)
             shared.set_render_floor(index + 1)
         shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
         _put(shared, encode_q, _END)
 
+    def _draw(self, frame: Frame, overlays: list, painter):
+        """The encoder's frame of ``frame`` with ``overlays`` drawn.
+
+        Drawn on the decoder's own YUV planes where it can (OpenCV, 4:2:0, even sides): at
+        1080p that spares converting every frame to RGB and back, about half the CPU time a
+        frame took outside x264. (Pools of worker threads for drawing and converting made 1080p
+        slower instead: 64 against 80 frames/s on 16 cores; they queued for the GIL.)
+        """
+        from vidact.io.video import VideoWriter
+        from vidact.pipeline.render import draw_overlays
+
+        i420 = frame.i420() if painter is not None else None
+        if self._video_colorspace is None:  # the first frame picks the tag for the whole video
+            self._video_colorspace = frame.colorspace if i420 is not None else VideoWriter.RGB_COLORSPACE
+        if i420 is not None:
+            return VideoWriter.frame_from_i420(painter.draw(i420, overlays))
+        return VideoWriter.frame_from_rgb(draw_overlays(frame.rgb.copy(), overlays))
+
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
-        with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset) as writer:
-            while (frame := _get(shared, encode_q)) is not _END:
+        frame = _get(shared, encode_q)
+        if frame is _END:
+            raise VidactError(f"{self.name}: no frame to write to {self.video_path}")
+        # Opened on the first frame, whose drawing decided the video's colour tag.
+        with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset,
+                         colorspace=self._video_colorspace) as writer:
+            while frame is not _END:
                 with _Timer(shared, "encode"):
                     writer.write(frame)
                 self.frames_written += 1
-            with _Timer(shared, "encode"):
-                if self.frames_written == 0:
-                    raise VidactError(f"{self.name}: no frame to write to {self.video_path}")
+                frame = _get(shared, encode_q)
 
     # metrics -----------------------------------------------------------------
 

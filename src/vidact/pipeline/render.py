@@ -11,11 +11,13 @@ FreeType, its bitmap font otherwise), so nothing has to be installed.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Sequence, Union
+from dataclasses import dataclass, field
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from vidact.io.video import i420_planes
 
 Color = tuple[int, int, int]
 # A panel line is its text, or its text and a colour for it.
@@ -70,7 +72,11 @@ def track_color(track_id: int) -> Color:
 
 def default_font_size(frame: np.ndarray) -> int:
     """A label size that reads well at the frame's resolution (12 px at 480p)."""
-    return max(10, round(min(frame.shape[:2]) / 40))
+    return _default_font_size(*frame.shape[:2])
+
+
+def _default_font_size(height: int, width: int) -> int:
+    return max(10, round(min(height, width) / 40))
 
 
 @functools.lru_cache(maxsize=16)
@@ -224,6 +230,43 @@ def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, paddin
     return _LabelBlock(items, tuple(text_widths), block_w, block_h, pitch, pixels, tuple(runs), opaque)
 
 
+class _BoxLayout(NamedTuple):
+    """Where :func:`draw_box` draws: the clamped corners, the outline's thickness, the label and
+    its top-left corner; ``pil``: drawn by PIL on the region around box and label."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    thickness: int
+    font_size: int
+    label: _LabelBlock | None
+    label_left: int
+    label_top: int
+    pil: bool
+
+
+def _box_layout(
+    height: int, width: int, box: Sequence[float], color: Color, label_lines: Sequence[PanelLine],
+    thickness: int | None, font_size: int | None,
+) -> _BoxLayout:
+    font_size = font_size or _default_font_size(height, width)
+    thickness = thickness or max(1, round(font_size / 6))
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+    x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
+    y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
+    padding = max(1, font_size // 5)
+    label = _rendered_label(_label_items(label_lines, color), font_size, padding) if label_lines else None
+    label_top = label_left = 0
+    if label is not None:
+        label_top = y1 - label.height if y1 - label.height >= 0 else y1
+        label_left = min(x1, max(0, width - label.width))
+    # Thin boxes, whose outline sides overlap, and labels whose ink spills are drawn by PIL.
+    thin = min(x2 - x1, y2 - y1) + 1 < 2 * thickness
+    pil = thin or (label is not None and not label.opaque)
+    return _BoxLayout(x1, y1, x2, y2, thickness, font_size, label, label_left, label_top, pil)
+
+
 def draw_box(
     frame: np.ndarray,
     box: Sequence[float],
@@ -241,26 +284,19 @@ def draw_box(
     [0, 1] fades box and label into the frame (PySlowFast ramps it around keyframes).
     Labels are drawn once and then copied (the last ``LABEL_CACHE_SIZE`` are kept), so
     a label that stays the same from frame to frame costs a few array copies.
-    Returns ``frame``, drawn on in place.
+    Returns ``frame``, drawn on in place; :func:`box_regions` lists the pixels it may change.
     """
     _check_frame(frame)
     height, width = frame.shape[:2]
-    font_size = font_size or default_font_size(frame)
-    thickness = thickness or max(1, round(font_size / 6))
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
-    x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
-    y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
-    padding = max(1, font_size // 5)
-    label = _rendered_label(_label_items(label_lines, color), font_size, padding) if label_lines else None
-    label_top = label_left = 0
-    if label is not None:
-        label_top = y1 - label.height if y1 - label.height >= 0 else y1
-        label_left = min(x1, max(0, width - label.width))
+    return _paint_box(frame, _box_layout(height, width, box, color, label_lines, thickness, font_size), color, alpha)
+
+
+def _paint_box(frame: np.ndarray, layout: _BoxLayout, color: Color, alpha: float) -> np.ndarray:
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2, thickness, font_size, label, label_left, label_top, pil = layout
     if alpha <= 0:
         return frame
-    # Thin boxes, whose outline sides overlap, and labels whose ink spills are drawn by PIL.
-    thin = min(x2 - x1, y2 - y1) + 1 < 2 * thickness
-    if thin or (label is not None and not label.opaque):
+    if pil:
         _draw_box_with_pil(frame, (x1, y1, x2, y2), color, label, label_left, label_top, alpha, thickness, font_size)
         return frame
     under = None
@@ -268,14 +304,8 @@ def draw_box(
         under = frame[label_top : label_top + label.pixels.shape[0], label_left : label_left + label.pixels.shape[1]]
         under = under.copy()
     ink = np.asarray(_as_color(color), dtype=np.uint8)
-    # The outline as four strips that do not overlap, so fading blends each pixel once.
-    for strip in (
-        frame[y1 : y1 + thickness, x1 : x2 + 1],
-        frame[y2 - thickness + 1 : y2 + 1, x1 : x2 + 1],
-        frame[y1 + thickness : y2 - thickness + 1, x1 : x1 + thickness],
-        frame[y1 + thickness : y2 - thickness + 1, x2 - thickness + 1 : x2 + 1],
-    ):
-        _blend(strip, ink, alpha)
+    for rows, cols in _outline_strips(layout):
+        _blend(frame[rows, cols], ink, alpha)
     if label is not None:
         for first, end, run_width in label.runs:
             rows = slice(label_top + first, min(height, label_top + end))
@@ -286,6 +316,56 @@ def draw_box(
                 drawn = label.pixels[first:end][local_rows, local_cols]
                 _blend(target, drawn, alpha, None if under is None else under[first:end][local_rows, local_cols])
     return frame
+
+
+def _outline_strips(layout: _BoxLayout) -> tuple[tuple[slice, slice], ...]:
+    """The outline as four strips (rows, columns) that do not overlap, so fading blends each pixel once."""
+    x1, y1, x2, y2, thickness = layout[:5]
+    inner = slice(y1 + thickness, y2 - thickness + 1)
+    return (
+        (slice(y1, y1 + thickness), slice(x1, x2 + 1)),
+        (slice(y2 - thickness + 1, y2 + 1), slice(x1, x2 + 1)),
+        (inner, slice(x1, x1 + thickness)),
+        (inner, slice(x2 - thickness + 1, x2 + 1)),
+    )
+
+
+Region = tuple[int, int, int, int]  # x0, y0, x1, y1: columns [x0, x1), rows [y0, y1)
+
+
+def box_regions(
+    height: int,
+    width: int,
+    box: Sequence[float],
+    color: Color = BOX_GREEN,
+    label_lines: Sequence[PanelLine] = (),
+    thickness: int | None = None,
+    font_size: int | None = None,
+) -> list[Region]:
+    """The rectangles of a ``height x width`` frame that :func:`draw_box` with these arguments
+    may change (they may overlap): the outline's strips and the label, or the box and its label
+    together where PIL draws them."""
+    return _layout_regions(_box_layout(height, width, box, color, label_lines, thickness, font_size))
+
+
+def _layout_regions(layout: _BoxLayout) -> list[Region]:
+    label = layout.label
+    if layout.pil:
+        left, top, right, bottom = layout.x1, layout.y1, layout.x2 + 1, layout.y2 + 1
+        if label is not None:
+            left, top = min(left, layout.label_left), min(top, layout.label_top)
+            right = max(right, layout.label_left + label.width + 1)
+            bottom = max(bottom, layout.label_top + label.height + 1)
+        return [(left, top, right, bottom)]
+    regions = [(cols.start, rows.start, cols.stop, rows.stop) for rows, cols in _outline_strips(layout)]
+    if label is not None:  # one region with the top strip, which the label sits on or in
+        label_h, label_w = label.pixels.shape[:2]
+        x0, y0, x1, y1 = regions[0]
+        regions[0] = (
+            min(x0, layout.label_left), min(y0, layout.label_top),
+            max(x1, layout.label_left + label_w), max(y1, layout.label_top + label_h),
+        )
+    return regions
 
 
 def _draw_box_with_pil(
@@ -331,20 +411,16 @@ def draw_text_panel(
 
     A line is a string (in ``text_color``) or ``(text, colour)``. The panel is shifted
     to stay inside the frame. Used for video-level captions (top-k classes, time).
-    Returns ``frame``, drawn on in place.
+    Returns ``frame``, drawn on in place; :func:`text_panel_region` is the rectangle it covers.
     """
     _check_frame(frame)
     if not lines:
         return frame
     height, width = frame.shape[:2]
-    font_size = font_size or default_font_size(frame)
+    font_size = font_size or _default_font_size(height, width)
     font = get_font(font_size)
-    padding = max(2, font_size // 3)
     items = _label_items(lines, text_color)
-    _, block_w, block_h, pitch = _label_block(items, font, padding)
-    x0 = min(max(0, origin[0]), max(0, width - block_w))
-    y0 = min(max(0, origin[1]), max(0, height - block_h))
-    x1, y1 = min(width, x0 + block_w), min(height, y0 + block_h)
+    (x0, y0, x1, y1), padding, pitch = _panel_layout(height, width, items, origin, font_size)
     if background_alpha > 0:
         patch = frame[y0:y1, x0:x1]
         shade = np.asarray(background, dtype=np.float32)
@@ -357,6 +433,139 @@ def draw_text_panel(
 
     _draw_region(frame, x0, y0, x1, y1, 1.0, draw)
     return frame
+
+
+def _panel_layout(
+    height: int, width: int, items: Sequence[tuple[str, Color]], origin: tuple[int, int], font_size: int
+) -> tuple[Region, int, int]:
+    """A text panel's rectangle (shifted inside the frame), its padding and line pitch."""
+    padding = max(2, font_size // 3)
+    _, block_w, block_h, pitch = _label_block(items, get_font(font_size), padding)
+    x0 = min(max(0, origin[0]), max(0, width - block_w))
+    y0 = min(max(0, origin[1]), max(0, height - block_h))
+    return (x0, y0, min(width, x0 + block_w), min(height, y0 + block_h)), padding, pitch
+
+
+def text_panel_region(
+    height: int, width: int, lines: Sequence[PanelLine], origin: tuple[int, int] = (0, 0),
+    font_size: int | None = None,
+) -> Region:
+    """The rectangle of a ``height x width`` frame that :func:`draw_text_panel` covers."""
+    if not lines:
+        return (0, 0, 0, 0)
+    items = _label_items(lines, TEXT_LIGHT)
+    return _panel_layout(height, width, items, origin, font_size or _default_font_size(height, width))[0]
+
+
+@dataclass
+class BoxOverlay:
+    """A box with its label, as :func:`draw_box` draws it (full opacity)."""
+
+    box: tuple[float, float, float, float]
+    color: Color = BOX_GREEN
+    label_lines: tuple[PanelLine, ...] = ()
+    _layout: tuple[tuple[int, int], _BoxLayout] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _layout_for(self, height: int, width: int) -> _BoxLayout:
+        # Kept from regions() for draw(): laying a box out costs about what drawing it does.
+        if self._layout is None or self._layout[0] != (height, width):
+            self._layout = ((height, width), _box_layout(height, width, self.box, self.color, self.label_lines, None, None))
+        return self._layout[1]
+
+    def draw(self, frame: np.ndarray) -> None:
+        _check_frame(frame)
+        _paint_box(frame, self._layout_for(*frame.shape[:2]), self.color, 1.0)
+
+    def regions(self, height: int, width: int) -> list[Region]:
+        return _layout_regions(self._layout_for(height, width))
+
+
+@dataclass(frozen=True)
+class PanelOverlay:
+    """A text panel at the top left, as :func:`draw_text_panel` draws it."""
+
+    lines: tuple[PanelLine, ...]
+
+    def draw(self, frame: np.ndarray) -> None:
+        draw_text_panel(frame, self.lines)
+
+    def regions(self, height: int, width: int) -> list[Region]:
+        return [text_panel_region(height, width, self.lines)]
+
+
+Overlay = Union[BoxOverlay, PanelOverlay]
+
+
+def draw_overlays(frame: np.ndarray, overlays: Sequence[Overlay]) -> np.ndarray:
+    """Draw ``overlays`` in order on an RGB frame, in place; returns it."""
+    for overlay in overlays:
+        overlay.draw(frame)
+    return frame
+
+
+class I420Painter:
+    """Draws with this module's RGB functions on I420 frames (:meth:`vidact.io.video.Frame.i420`),
+    converting only the regions the drawing changes.
+
+    :meth:`draw` (and :meth:`paint`, for any drawing) converts the regions to RGB in a scratch frame, lets the drawing run on it
+    and converts the regions back: at 1080p tens of kB a frame, where drawing on RGB costs a
+    conversion of all 6 MB each way. Uses OpenCV's BT.601 conversions (None from :meth:`create`
+    without OpenCV): pixels next to the drawing are within a few levels of swscale's, and on a
+    BT.709 video the drawn colours are a few levels off.
+    """
+
+    def __init__(self, cv2, height: int, width: int):
+        if height % 2 or width % 2:
+            raise ValueError(f"I420 frames have even sides, got {width}x{height}")
+        self._cv2 = cv2
+        self.height, self.width = height, width
+        self._scratch = np.empty((height, width, 3), np.uint8)
+
+    @classmethod
+    def create(cls, height: int, width: int) -> "I420Painter | None":
+        from vidact.optional import opencv
+
+        cv2 = opencv()
+        return cls(cv2, height, width) if cv2 is not None else None
+
+    def draw(self, i420: np.ndarray, overlays: Sequence[Overlay]) -> np.ndarray:
+        """Draw ``overlays`` in order on an I420 frame, in place; returns it."""
+        regions = [region for overlay in overlays for region in overlay.regions(self.height, self.width)]
+        return self.paint(i420, regions, lambda rgb: draw_overlays(rgb, overlays))
+
+    def paint(self, i420: np.ndarray, regions: Sequence[Region], draw) -> np.ndarray:
+        """Run ``draw(rgb)`` on ``i420`` (in place, returned), where ``regions`` cover all it changes."""
+        if i420.shape != (self.height * 3 // 2, self.width):
+            raise ValueError(f"an I420 frame of {self.width}x{self.height} is {(self.height * 3 // 2, self.width)}, "
+                             f"got {i420.shape}")
+        planes = i420_planes(i420)
+        # Even corners: each 2x2 block shares its chroma, so a region holds whole blocks.
+        boxes = []
+        for x0, y0, x1, y1 in regions:
+            x0, y0 = max(0, x0) & ~1, max(0, y0) & ~1
+            x1, y1 = min(self.width, x1 + (x1 & 1)), min(self.height, y1 + (y1 & 1))
+            if x1 > x0 and y1 > y0:
+                boxes.append((x0, y0, x1, y1))
+        for box in boxes:  # every region from the untouched frame, before any is written back
+            self._scratch[box[1] : box[3], box[0] : box[2]] = self._cv2.cvtColor(
+                _pack_i420(planes, box), self._cv2.COLOR_YUV2RGB_I420
+            )
+        draw(self._scratch)
+        for x0, y0, x1, y1 in boxes:
+            converted = self._cv2.cvtColor(np.ascontiguousarray(self._scratch[y0:y1, x0:x1]), self._cv2.COLOR_RGB2YUV_I420)
+            for plane, part, scale in zip(planes, i420_planes(converted), (1, 2, 2)):
+                plane[y0 // scale : y1 // scale, x0 // scale : x1 // scale] = part
+        return i420
+
+
+def _pack_i420(planes: Sequence[np.ndarray], box: Region) -> np.ndarray:
+    """The even-cornered ``box`` of I420 ``planes`` as an I420 array of its own."""
+    x0, y0, x1, y1 = box
+    height, width = y1 - y0, x1 - x0
+    packed = np.empty((height * 3 // 2, width), np.uint8)
+    for plane, part, scale in zip(planes, i420_planes(packed), (1, 2, 2)):
+        part[...] = plane[y0 // scale : y1 // scale, x0 // scale : x1 // scale]
+    return packed
 
 
 def action_label_lines(
