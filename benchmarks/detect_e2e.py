@@ -1,9 +1,9 @@
 """End-to-end `vidact detect` speed: frames/s, busy time per stage, peak RSS.
 
     python -m benchmarks.detect_e2e [--cfg C3.yaml] [--video VIDEO] [--detector fastestdet|PATH|csv:...]
-                                    [--fixed-boxes N] [--instant-model] [--draw-on-rgb] [--rate 1] [--threads N]
-                                    [--device cpu|cuda] [--end SECONDS] [--no-video] [--video-preset P] [--decode auto|cpu|cuda]
-                                    [--json OUT]
+                                    [--fixed-boxes N] [--instant-model] [--draw-on-rgb] [--switch-interval S]
+                                    [--rate 1] [--threads N] [--device cpu|cuda] [--end SECONDS] [--no-video]
+                                    [--video-preset P] [--decode auto|cpu|cuda] [--json OUT]
 
 Defaults: the shared ``mmaction2_test_video_structuralize.mp4`` (300 frames, 426x240, 29.97 fps),
 PySlowFast's ``c3.yaml`` model (SlowFast 32x2 R101 + non-local, AVA) with random weights (speed
@@ -12,7 +12,8 @@ video written. ``--fixed-boxes N`` replaces the detector by N fixed boxes on eve
 in the reference demo measurement (3.66 frames/s, 11.7 without drawing; 4.95 GiB peak).
 ``--instant-model`` answers every keyframe at once: what the rest of the pipeline reaches on this
 host, as a fast GPU would leave it. ``--draw-on-rgb`` draws as detect does where it cannot use the
-decoded YUV planes (no OpenCV, odd sizes), for a side-by-side comparison.
+decoded YUV planes (no OpenCV, odd sizes), for a side-by-side comparison. ``--switch-interval``
+sets how long a thread waiting for the GIL lets the running one go on (the stages are threads).
 
 Stages run concurrently, so their busy times add up to more than the wall time; the figure to
 watch is the wall time not explained by the action model (``overhead``), which the design aims
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", default=str(SHARED / "data" / "videos" / "mmaction2_test_video_structuralize.mp4"))
     parser.add_argument("--detector", default=str(SHARED / "data" / "weights" / "fastestdet" / "FastestDet.onnx"))
     parser.add_argument("--fixed-boxes", type=int, metavar="N", help="N fixed boxes per keyframe instead of a detector")
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="Python's thread switch interval (sys.setswitchinterval; default 0.005 s)")
     parser.add_argument("--draw-on-rgb", action="store_true",
                         help="draw on RGB copies of the frames even where detect would draw on the decoded planes")
     parser.add_argument("--instant-model", action="store_true",
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.draw_on_rgb:
         from vidact.pipeline.render import I420Painter
 
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics["overhead_fraction"] = round(overhead / wall, 4) if wall else 0.0
     metrics.update(cfg=args.cfg, video=args.video, detector=detector if not args.fixed_boxes else
                    f"{args.fixed_boxes} fixed boxes", device=args.device, threads=torch.get_num_threads(),
-                   rate=args.rate)
+                   rate=args.rate, instant_model=args.instant_model, draw_on_rgb=args.draw_on_rgb,
+                   switch_interval=sys.getswitchinterval())
 
     print(f"{Path(args.video).name}: {metrics.get('frames', 0):.0f} frames, {metrics['keyframes']:.0f} keyframes, "
           f"{wall:.2f} s wall, {metrics.get('frames_per_s', 0):.2f} frames/s, peak RSS {metrics['peak_rss_gib']:.2f} GiB")

@@ -43,6 +43,11 @@ detect detect_1080p
 step tests 100 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 detect detect_1080p_data_only --no-video
 detect detect_1080p_ultrafast --video-preset ultrafast
+# The pipeline without the model's time (what it reaches on this host), and the drawing A/B.
+detect detect_1080p_instant_data_only --no-video --instant-model
+detect detect_1080p_instant_ultrafast --video-preset ultrafast --instant-model
+detect detect_1080p_draw_on_rgb --draw-on-rgb
+detect detect_1080p_switch_1ms --switch-interval 0.001
 [ -n "${NVDEC:-}" ] && detect detect_1080p_nvdec --decode cuda
 step doctor 30 "$py" -m vidact doctor
 exit 0
