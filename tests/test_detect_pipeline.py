@@ -222,6 +222,31 @@ def test_drawing_on_the_decoded_planes_looks_like_drawing_on_rgb(micro_model, tm
     assert np.abs(on_planes - source)[~drawing].mean() < np.abs(on_rgb - source)[~drawing].mean()
 
 
+def test_odd_sized_4_4_4_video_is_drawn_on_rgb(micro_model, tmp_path):
+    """Video without 4:2:0 planes of even sides takes the RGB drawing path; the writer pads it by a pixel."""
+    import av
+
+    source = tmp_path / "odd.mp4"
+    rgb = np.random.default_rng(0).integers(0, 256, (97, 171, 3), dtype=np.uint8)
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 171, 97, "yuv444p"
+        for index in range(25):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("odd,0,0.2,0.2,0.8,0.9,,0.99\nodd,1,0.2,0.2,0.8,0.9,,0.99\n")
+    result = detect_video(source, tmp_path / "out", model=micro_model, detector=f"csv:{boxes}", timeline=False)
+    with VideoReader(result.video) as drawn:
+        frames = [frame.rgb for frame in drawn]
+    assert len(frames) == 25 and frames[0].shape == (98, 172, 3)
+    assert result.persons == 2 and result.metrics["frames"] == 25
+    # The box outline is drawn in its track colour: a column of the left edge differs from the source.
+    assert np.abs(frames[5][30:80, 34].astype(int) - rgb[30:80, 34]).mean() > 40
+
+
 def test_no_person_gives_valid_empty_outputs_and_a_notice(micro_model, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
