@@ -573,7 +573,7 @@ class VideoWriter:
         elif (frame.width, frame.height) != (self._video.width, self._video.height) or frame.format.name != "yuv420p":
             raise VidactError(
                 f"{self.path}: frame {self._count} is {frame.width}x{frame.height} {frame.format.name}, "
-                f"expected {self._video.width}x{self._video.height} yuv420p from VideoWriter.frame_from_rgb"
+                f"expected {self._video.width}x{self._video.height} yuv420p (VideoWriter.frame_from_rgb or frame_from_i420)"
             )
         frame.pts = self._count
         frame.time_base = 1 / self.rate
