@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stage:<9} {busy:8.2f} {busy / wall:8.1%}")
     print(f"{'overhead':<9} {overhead:8.2f} {overhead / wall:8.1%}   (wall time not spent in the action model)")
     print(f"frames held: peak {metrics['peak_frames_held']:.0f} of {metrics['frame_capacity']:.0f}")
+    if metrics["warmup_s"]:
+        print(f"warm-up: {metrics['warmup_s']:.2f} s (the action model's first call, beside the first decoding)")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
     return 0

@@ -72,6 +72,7 @@ def test_detect_runs_on_the_gpu(tmp_path):
     stem = video.stem
     metrics = json.loads((tmp_path / "out" / f"{stem}.metrics.json").read_text())
     assert metrics["keyframes"] == 11 and metrics["frames"] == 300
+    assert metrics["warmup_s"] > 0  # the model's first call, made before the first keyframe came
     from vidact.tools.gpu_monitor import GpuSampler
 
     with GpuSampler() as sampler:
@@ -96,3 +97,21 @@ def test_action_model_pads_boxes_to_a_power_of_two_without_changing_scores():
         reference = eager[:count].numpy()
         assert abs(scores - reference).max() <= 1e-3 * abs(reference).max()
     assert sorted(key[-1][0][0] for key in graphed._run.graphs) == [1, 2, 4]
+
+
+@cuda
+def test_warm_up_captures_the_graph_the_first_keyframe_replays():
+    from vidact.pipeline.detect import ActionModel, default_class_names
+
+    case = shared_path("fixtures", "parity", CASE)
+    model = create_model(case / "config.yaml", weights=case / "model.pyth").eval()
+    graphed = optimize_for_inference(model, device="cuda", precision="fp32")
+    action_model = ActionModel(graphed, default_class_names(model), "cuda")
+    action_model.warm_up(240, 426)
+    assert len(graphed._run.graphs) == 1
+    frames = torch.randint(0, 256, (len(action_model.clip_offsets()), 240, 426, 3), dtype=torch.uint8).numpy()
+    from vidact.transforms import scale_short_side_cv2
+
+    clip = scale_short_side_cv2(frames, action_model.spec.test_crop_size)
+    action_model(*action_model.prepare(clip, [[10.0, 20.0, 200.0, 230.0]], 240, 426))
+    assert len(graphed._run.graphs) == 1  # one person: the warm-up's graph, replayed

@@ -28,7 +28,7 @@ from vidact.io.video import VideoReader
 from vidact.pipeline import outputs
 from vidact.pipeline.detect import ActionModel, ActionThresholds, DetectNotice, default_class_names, detect_video
 from vidact.pipeline.render import PASTEL2, class_color, draw_box, draw_text_panel
-from vidact.transforms import ava_test_clip, pack_pathways, scale_boxes
+from vidact.transforms import ava_test_clip, pack_pathways, scale_boxes, scale_short_side_cv2
 
 INTEL = "intel_one-by-one-person-detection.mp4"  # 10 fps, 768x432; empty until ~6 s, a woman 7-19 s
 STRUCTURALIZE = "mmaction2_test_video_structuralize.mp4"  # 29.97 fps, 300 frames, 426x240
@@ -370,6 +370,21 @@ def test_onnx_detector_falls_back_to_the_cpu_without_onnxruntime_gpu(monkeypatch
         detector = build_detector(_fastestdet(), device="cuda:0")
     assert detector.session.get_providers() == ["CPUExecutionProvider"]
     assert len(detector([np.zeros((240, 320, 3), np.uint8)])[0]) == 0  # it runs: a black frame has no person
+
+
+def test_warm_up_calls_the_model_with_the_shapes_of_the_video(micro_model, monkeypatch):
+    """The warm-up must hit the same CUDA graph and cuDNN choices as the keyframes: same shapes and types."""
+    calls = []
+    network = micro_model.model
+    monkeypatch.setattr(micro_model, "model", lambda inputs, rois: calls.append((inputs, rois)) or network(inputs, rois))
+    micro_model.warm_up(240, 426)
+    with VideoReader(shared_path("data", "videos", STRUCTURALIZE)) as reader:
+        frames = np.stack([frame.rgb for _, frame in zip(range(len(micro_model.clip_offsets())), reader)])
+    clip = scale_short_side_cv2(frames, micro_model.spec.test_crop_size)
+    micro_model(*micro_model.prepare(clip, np.array([[10.0, 20.0, 200.0, 230.0]]), 240, 426))
+    (warm_inputs, warm_rois), (real_inputs, real_rois) = calls
+    assert [(x.shape, x.dtype, x.stride()) for x in warm_inputs] == [(x.shape, x.dtype, x.stride()) for x in real_inputs]
+    assert (warm_rois.shape, warm_rois.dtype) == (real_rois.shape, real_rois.dtype)
 
 
 def test_a_uint8_clip_is_normalised_in_the_call_as_prepare_does_it(micro_model):

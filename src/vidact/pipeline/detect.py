@@ -201,6 +201,18 @@ class ActionModel:
         """``T x H x W x 3`` RGB frames -> the network's normalised pathway tensors."""
         return pack_pathways(normalize(clip, self.spec).permute(3, 0, 1, 2).contiguous(), self.spec)
 
+    def warm_up(self, height: int, width: int) -> None:
+        """Score one box on a blank clip of ``height x width`` frames, the shapes the video will give.
+
+        On CUDA the first call is the slow one (cuDNN tries its kernels for every convolution,
+        the kernels load, the CUDA graph is captured): seconds against milliseconds. The detect
+        pipeline makes it here, while the first frames are decoded and detected.
+        """
+        frame = np.zeros((height, width, 3), np.uint8)
+        scaled = scale_short_side_cv2(frame, self.spec.test_crop_size)
+        clip = np.broadcast_to(scaled, (len(self.clip_offsets()), *scaled.shape))
+        self(*self.prepare(clip, np.array([[0.0, 0.0, width - 1.0, height - 1.0]]), height, width))
+
     @torch.inference_mode()
     def __call__(self, inputs: list[torch.Tensor] | torch.Tensor, rois: torch.Tensor) -> np.ndarray:
         """Scores ``(persons, classes)`` for :meth:`prepare`'s output."""
@@ -289,6 +301,7 @@ class _Shared:
         self.results: dict[int, KeyframeResult] = {}
         self.num_keyframes: int | None = None  # known once detection has finished
         self.busy = dict.fromkeys(STAGES, 0.0)
+        self.warmup_s = 0.0  # the action model's first call, on CUDA, before the first keyframe
 
     def fail(self, error: BaseException) -> None:
         with self.cond:
@@ -488,9 +501,10 @@ class DetectionRun:
 
     Created by :func:`detect`. While iterating, the annotated video (if asked for) is
     drawn and encoded alongside; it is complete once iteration ends. Afterwards
-    :attr:`metrics` holds the per-stage busy seconds, frames/s, peak frames held and
-    peak RSS, and ``decoder``: what decoded the video, "nvdec" or "cpu". Stopping the
-    iteration early stops every stage and discards the video. ``decode`` ("auto", "cpu" or
+    :attr:`metrics` holds the per-stage busy seconds, frames/s, peak frames held, peak RSS,
+    ``warmup_s`` (the action model's first call, on CUDA) and ``decoder``: what decoded the
+    video, "nvdec" or "cpu". Stopping the iteration early stops every stage and discards the
+    video. ``decode`` ("auto", "cpu" or
     "cuda") picks the decoder when ``source`` is not an open :class:`VideoReader`; "auto"
     tries NVDEC only when the action model runs on CUDA.
     """
@@ -659,6 +673,10 @@ class DetectionRun:
 
     def _act(self, shared: _Shared, act_q: queue.Queue, out_q: queue.Queue) -> None:
         names = self.action_model.class_names
+        if self.action_model.device.type == "cuda":  # on a CPU it would only take cores from decoding
+            start = time.perf_counter()
+            self.action_model.warm_up(self.height, self.width)
+            shared.warmup_s = time.perf_counter() - start
         while (job := _get(shared, act_q)) is not _END:
             persons: list[PersonActions] = []
             if job.inputs is not None:
@@ -777,6 +795,7 @@ class DetectionRun:
             frame_capacity=float(self.capacity),
             dropped_frames=float(shared.dropped_frames),
             peak_rss_gib=round(peak_rss_bytes() / 2**30, 4),
+            warmup_s=round(shared.warmup_s, 4),
         )
         metrics["frames"] = float(frames)
         metrics["frames_per_s"] = round(frames / wall, 3) if wall > 0 else 0.0
