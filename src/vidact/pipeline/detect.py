@@ -265,10 +265,16 @@ class _Aborted(Exception):
 
 @dataclass
 class _Entry:
-    index: int
-    time: float
     frame: Frame  # its RGB array is made by the first stage that needs it
     scaled: np.ndarray | None = None  # short side scaled for the model, made on first use
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+    @property
+    def time(self) -> float:
+        return self.frame.pts_seconds
 
 
 class _Shared:
@@ -327,7 +333,7 @@ class _Shared:
                     return
                 self._wait()
             self.decoded_frames += 1
-            self.frames.append(_Entry(frame.index, frame.pts_seconds, frame))
+            self.frames.append(_Entry(frame))
             self.last_time = frame.pts_seconds
             self._collect()
             self.peak_frames = max(self.peak_frames, len(self.frames))
@@ -749,10 +755,10 @@ class DetectionRun:
     def _draw(self, frame: Frame, overlays: list, painter):
         """The encoder's frame of ``frame`` with ``overlays`` drawn.
 
-        Drawn on the decoder's own YUV planes where it can (OpenCV, 4:2:0, even sides): at
-        1080p that spares converting every frame to RGB and back, about half the CPU time a
-        frame took outside x264. (Pools of worker threads for drawing and converting made 1080p
-        slower instead: 64 against 80 frames/s on 16 cores; they queued for the GIL.)
+        Drawn on the decoder's own YUV planes where it can (OpenCV, 4:2:0, even sides): no
+        conversion of the whole frame to RGB and back, 1.5-2.7x faster at 1080p on 2 cores
+        (benchmarks/video_stages.py). (Pools of worker threads for drawing and converting made
+        1080p slower instead: 64 against 80 frames/s on 16 cores; they queued for the GIL.)
         """
         from vidact.io.video import VideoWriter
         from vidact.pipeline.render import draw_overlays

@@ -297,7 +297,7 @@ def _paint_box(frame: np.ndarray, layout: _BoxLayout, color: Color, alpha: float
     if alpha <= 0:
         return frame
     if pil:
-        _draw_box_with_pil(frame, (x1, y1, x2, y2), color, label, label_left, label_top, alpha, thickness, font_size)
+        _draw_box_with_pil(frame, layout, color, alpha)
         return frame
     under = None
     if label is not None and alpha < 1:  # the label fades over the frame, not over the outline
@@ -349,6 +349,7 @@ def box_regions(
 
 
 def _layout_regions(layout: _BoxLayout) -> list[Region]:
+    """:func:`box_regions` of a laid-out box; the first is where the PIL path draws."""
     label = layout.label
     if layout.pil:
         left, top, right, bottom = layout.x1, layout.y1, layout.x2 + 1, layout.y2 + 1
@@ -368,19 +369,9 @@ def _layout_regions(layout: _BoxLayout) -> list[Region]:
     return regions
 
 
-def _draw_box_with_pil(
-    frame: np.ndarray,
-    corners: tuple[int, int, int, int],
-    color: Color,
-    label: _LabelBlock | None,
-    label_left: int,
-    label_top: int,
-    alpha: float,
-    thickness: int,
-    font_size: int,
-) -> None:
+def _draw_box_with_pil(frame: np.ndarray, layout: _BoxLayout, color: Color, alpha: float) -> None:
     """Draw a box and its label with PIL on the frame region they cover (the slow, general path)."""
-    x1, y1, x2, y2 = corners
+    x1, y1, x2, y2, thickness, font_size, label, label_left, label_top, _ = layout
     font = get_font(font_size)
     padding = max(1, font_size // 5)
 
@@ -391,11 +382,7 @@ def _draw_box_with_pil(
                 canvas, label.items, label.text_widths, font, label_left - dx, label_top - dy, padding, label.pitch
             )
 
-    left, top, right, bottom = x1, y1, x2 + 1, y2 + 1
-    if label is not None:
-        left, top = min(x1, label_left), min(y1, label_top)
-        right, bottom = max(right, label_left + label.width + 1), max(bottom, label_top + label.height + 1)
-    _draw_region(frame, left, top, right, bottom, alpha, draw)
+    _draw_region(frame, *_layout_regions(layout)[0], alpha, draw)
 
 
 def draw_text_panel(
