@@ -78,3 +78,21 @@ def test_undecodable_video_names_the_list_file(tmp_path):
     dataset = VideoClipDataset(tmp_path / "train.csv", SPEC, "train")
     with pytest.raises(VidactError, match=r"train.csv: video .*bad.mp4 cannot be decoded"):
         dataset[0]
+
+
+def test_test_views_decode_the_frames_their_clip_names(tmp_path):
+    """Each of 10 uniform test clips holds the frames kinetics_clip_indices names for the whole video
+    (not those of a video cut at the clip's last frame)."""
+    import numpy as np
+    from test_video_io import make_video
+
+    from vidact.io.sampling import kinetics_clip_indices
+
+    video = make_video(tmp_path / "numbered.mp4", [np.full((48, 64, 3), 4 + 3 * i, np.uint8) for i in range(80)], rate=30)
+    (tmp_path / "list.txt").write_text(f"{video} 0\n")
+    spec = InputSpec(num_frames=4, sampling_rate=4, test_crop_size=48)
+    dataset = VideoClipDataset(tmp_path / "list.txt", spec, "test", num_ensemble_views=10, num_spatial_crops=1)
+    for clip_index in (0, 5, 9):
+        frames = dataset._decode(dataset.entries[0], clip_index=clip_index, num_clips=10)
+        numbers = [round((float(frame.mean()) - 4) / 3) for frame in frames]
+        assert numbers == kinetics_clip_indices(80, 30.0, spec, clip_index, 10).tolist()

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from vidact.config.model import InputSpec
 from vidact.errors import VidactError
 from vidact.io.sampling import kinetics_clip_indices
-from vidact.io.video import VideoReader
+from vidact.io.video import Frame, VideoReader
 from vidact.transforms import (
     horizontal_flip,
     kinetics_test_clip,
@@ -182,7 +182,7 @@ class VideoClipDataset(Dataset):
                 if reader.num_frames:
                     indices = kinetics_clip_indices(reader.num_frames, fps, self.spec, clip_index, num_clips, rng=rng)
                     frames = _decode_until(reader, int(indices.max()))
-                    if len(frames) < reader.num_frames:  # the container over-reported its length
+                    if len(frames) <= int(indices.max()):  # the container over-reported its length
                         indices = kinetics_clip_indices(len(frames), fps, self.spec, clip_index, num_clips, rng=rng)
                 else:
                     frames = _decode_until(reader, None)
@@ -191,13 +191,14 @@ class VideoClipDataset(Dataset):
             raise VidactError(f"{self.list_file}: video {entry.path} cannot be decoded ({err}); fix or remove its line") from None
         if not frames:
             raise VidactError(f"{self.list_file}: video {entry.path} has no frames; remove its line")
-        return np.stack([frames[i] for i in indices.clamp(max=len(frames) - 1).tolist()])
+        return np.stack([frames[i].rgb for i in indices.clamp(max=len(frames) - 1).tolist()])
 
 
-def _decode_until(reader: VideoReader, last: int | None) -> list[np.ndarray]:
+def _decode_until(reader: VideoReader, last: int | None) -> list[Frame]:
+    """Frames ``0..last`` (all for None), decoded; only the clip's are converted to RGB afterwards."""
     frames = []
     for frame in reader:
-        frames.append(frame.rgb)
+        frames.append(frame)
         if last is not None and len(frames) > last:
             break
     return frames
