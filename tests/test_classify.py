@@ -212,3 +212,20 @@ def test_config_without_weights_is_refused(shared, capsys):
     status = main(["classify", str(shared_path(*VIDEO)), "--cfg", str(shared_path(*TINY, "config.yaml"))])
     assert status == 2
     assert "--weights" in capsys.readouterr().err
+
+
+def test_needed_frames_seek_by_timestamp_at_a_variable_frame_rate(tmp_path):
+    """The seek to a far frame goes to its own time: index / average fps lands past it at a variable rate."""
+    from test_video_io import make_video
+
+    from vidact.pipeline.classify import _needed_frames
+
+    # 600 frames at 30 fps, then 200 at 3 fps: an average of 9.3 fps over 86.6 s.
+    pts = list(range(600)) + [600 + 10 * k for k in range(200)]
+    images = [np.full((16, 16, 3), 4 + (i % 80) * 3, np.uint8) for i in range(800)]
+    path = make_video(tmp_path / "vfr.mp4", images, rate=30, pts=pts, gop=30)
+    needed = [0, 2, 260, 262, 278, 520, 538]
+    with VideoReader(path) as reader:
+        fps = reader.num_frames / reader.duration
+        delivered = [(index, round((float(rgb.mean()) - 4) / 3)) for index, _, rgb in _needed_frames(reader, needed, fps)]
+    assert delivered == [(index, index % 80) for index in needed]

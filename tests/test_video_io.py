@@ -114,6 +114,22 @@ def test_variable_frame_rate_times_come_from_pts(tmp_path):
             assert (got.index, grey_level_index(got.rgb)) == (expected, expected), t
 
 
+def test_times_count_from_the_first_frame_when_timestamps_start_later(tmp_path):
+    """MPEG-TS, edited MP4 and live sources start their timestamps elsewhere than 0: times are a player's."""
+    pts = [70, 71, 72, 75, 76, 80, 81, 89, 90, 91]  # the first frame at 7 s, variable rate after it
+    path = make_video(tmp_path / "late.mp4", numbered_frames(len(pts)), rate=10, pts=pts, gop=3)
+    with VideoReader(path) as reader:
+        frames = list(reader)
+        expected = [(p - 70) / 10 for p in pts]
+        assert [f.pts_seconds for f in frames] == pytest.approx(expected)
+        assert [reader.frame_time(i) for i in range(len(pts))] == pytest.approx(expected)
+        assert reader.frame_time(99) == pytest.approx(2.1)  # past the end: the last frame's
+        for t, number in [(0.0, 0), (0.45, 2), (0.5, 3), (1.85, 6), (1.9, 7), (2.5, 9)]:
+            got = reader.frame_at(t)
+            assert (got.index, grey_level_index(got.rgb), got.pts_seconds) == (number, number, expected[number]), t
+        assert [f.index for f in reader.frames(start=expected[7])] == [7, 8, 9]
+
+
 @pytest.mark.parametrize("rotation, turns", [(90, 1), (-90, 3), (180, 2)])
 def test_display_rotation_is_applied(tmp_path, rotation, turns):
     image = np.zeros((32, 64, 3), np.uint8)

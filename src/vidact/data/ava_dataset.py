@@ -221,7 +221,7 @@ class VideoFileSource:
             ).tolist()
             wanted = set(indices)
             decoded: dict[int, np.ndarray] = {}
-            with closing(reader.frames(start=min(indices) / float(reader.fps))) as frames:
+            with closing(reader.frames(start=reader.frame_time(min(indices)))) as frames:
                 for frame in frames:
                     if frame.index in wanted:
                         decoded[frame.index] = frame.rgb

@@ -42,7 +42,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 
 class Frame:
-    """One decoded frame: its 0-based position, its presentation time, its pixels.
+    """One decoded frame: its 0-based position, its presentation time (seconds from the first
+    frame's, as a player shows it), its pixels.
 
     :attr:`rgb` is made from the decoded picture on first use and then kept, so a reader that
     skips frames (clip sampling keeps every other one) pays only for decoding them.
@@ -253,6 +254,9 @@ class _AVSource:
         self._first = next(self._decoder, None)
         if self._first is None:
             raise VidactError(f"{self.name}: no decodable video frames; the file may be truncated or corrupt")
+        # Times count from the first frame, as players show them: MPEG-TS, edited MP4 and live
+        # sources (a webcam's clock) start their timestamps elsewhere than 0.
+        self.start_pts: int | None = self._first.pts
         # The decoder picks its output format on the first frame: "cuda" means NVDEC decodes. With a
         # hwaccel FFmpeg may fall back to software (a profile NVDEC lacks); then it is the codec's own.
         self.decoder = "nvdec" if self.stream.codec_context.pix_fmt == "cuda" else "cpu"
@@ -292,9 +296,10 @@ class _AVSource:
         return Frame(index, self.seconds(picture, index), picture=picture, quarter_turns=self.quarter_turns)
 
     def seconds(self, frame: av.VideoFrame, index: int) -> float:
-        if frame.pts is None:  # raw elementary streams carry no timestamps
+        """The frame's time from the first frame's: from its timestamp, else from its index."""
+        if frame.pts is None or self.start_pts is None:  # raw elementary streams carry no timestamps
             return index / float(self.fps) if self.fps else float(index)
-        return float(frame.pts * frame.time_base)
+        return float((frame.pts - self.start_pts) * frame.time_base)
 
     def presentation_pts(self) -> list[int]:
         """Sorted pts of every frame, read from the packets without decoding (cached)."""
@@ -393,6 +398,17 @@ class VideoReader:
             index = bisect.bisect_left(table, frame.pts) if frame.pts is not None else 0
             yield source.frame(frame, index)
 
+    def frame_time(self, index: int) -> float:
+        """Frame ``index``'s :attr:`Frame.pts_seconds`, read from the packets without decoding
+        (``index / fps`` for frame folders and live sources); past the end, the last frame's."""
+        source = self._av
+        if source is None or not self.seekable or source.start_pts is None:
+            return index / float(self.fps) if self.fps else float(index)
+        table = source.presentation_pts()
+        if not table:
+            return index / float(self.fps) if self.fps else float(index)
+        return float((table[min(max(index, 0), len(table) - 1)] - source.start_pts) * source.stream.time_base)
+
     def frame_at(self, t: float) -> Frame:
         """The last frame whose timestamp is ``<= t`` seconds.
 
@@ -410,16 +426,17 @@ class VideoReader:
         source = self._av
         stream, container = source.stream, source.container
         stream_start = stream.start_time or 0
+        origin = source.start_pts or 0  # times count from the first frame's timestamp
         margin = 0.0
         while True:
-            target = max(stream_start, math.floor((t - margin) / stream.time_base))
+            target = max(stream_start, origin + math.floor((t - margin) / stream.time_base))
             try:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
             except av.error.FFmpegError as error:
                 raise VidactError(f"{self.name}: seeking to {t:.3f} s failed ({_first_line(error)})") from None
             decoded = source._decode()
             first = next(decoded, None)
-            landed_late = first is not None and first.pts is not None and float(first.pts * first.time_base) > t
+            landed_late = first is not None and first.pts is not None and source.seconds(first, 0) > t
             # Some demuxers land after the requested time; back off until the landing frame is not later than t.
             if (first is None or landed_late) and target > stream_start:
                 margin = max(1.0, 2 * margin)
@@ -430,7 +447,7 @@ class VideoReader:
         previous = first
         for frame in decoded:
             # Compare as floats so that passing a frame's own pts_seconds returns that frame.
-            if frame.pts is not None and float(frame.pts * frame.time_base) > t:
+            if frame.pts is not None and source.seconds(frame, 0) > t:
                 yield previous
                 yield frame
                 yield from decoded

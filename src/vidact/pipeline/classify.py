@@ -276,7 +276,8 @@ def _needed_frames(reader: VideoReader, needed: list[int], fps: float) -> Iterat
     wanted = set(needed)
     gap = max(1, int(_SEEK_GAP_SECONDS * fps))
     for first, last in _segments(needed, gap):
-        start = None if first <= gap else max(0.0, first / fps - _SEEK_MARGIN_SECONDS)
+        # From the frame's own timestamp: at a variable frame rate, first / fps is elsewhere.
+        start = None if first <= gap else max(0.0, reader.frame_time(first) - _SEEK_MARGIN_SECONDS)
         frames = reader.frames(start=start)
         try:
             for frame in frames:
@@ -571,7 +572,8 @@ def render_timeline(
         with VideoWriter(output, fps, reader.width, reader.height) as writer:
             bar = tqdm(reader, total=result.num_frames, unit="frame", desc="render", disable=None if progress else True)
             for frame in bar:
-                window = _window_at(result.windows, frame.pts_seconds)
+                # Windows were laid out on index / fps (the clips sample frames by index).
+                window = _window_at(result.windows, frame.index / result.fps)
                 lines = [f"{window.start:.1f}-{window.end:.1f} s"]
                 lines += [(f"[{c.score:.2f}] {c.name}", class_color(c.index, num_classes)) for c in window.top_k]
                 rgb = frame.rgb if frame.rgb.flags.writeable else frame.rgb.copy()
