@@ -329,6 +329,19 @@ def test_bad_yaml_and_missing_file(tmp_path):
 # --- unused keys ----------------------------------------------------------------------
 
 
+def test_keys_vidact_does_not_act_on_warn_when_set():
+    """TEST.SAVE_RESULTS_PATH (no results pickle is written) and TRAIN.CHECKPOINT_IN_INIT (MViT only)."""
+    from vidact.config.pyslowfast import load_pyslowfast_text, to_run_config
+
+    text = "TEST:\n  SAVE_RESULTS_PATH: preds.pkl\nTRAIN:\n  CHECKPOINT_IN_INIT: true\n"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        to_run_config(load_pyslowfast_text(text, "t.yaml"))
+    messages = config_warnings(record)
+    assert any("vidact ignores TEST.SAVE_RESULTS_PATH" in m for m in messages)
+    assert any("vidact ignores TRAIN.CHECKPOINT_IN_INIT" in m for m in messages)
+
+
 def test_unused_key_warns_only_when_changed(tmp_path):
     changed = write(tmp_path, "changed.yaml", "MVIT:\n  DEPTH: 24\nMODEL:\n  NUM_CLASSES: 80\n")
     with warnings.catch_warnings(record=True) as record:

@@ -74,6 +74,42 @@ def test_steps_with_relative_lrs_and_warmup():
         lr_at_epoch(SolverConfig(lr_policy="steps_with_relative_lrs", steps=(5, 10), lrs=(1, 0.1)), 1.0)
 
 
+def test_steps_past_max_epoch_and_shard_scaling_follow_pyslowfast():
+    # Warm-up reaching MAX_EPOCH evaluates the schedule there: PySlowFast's get_step_index gives the last step.
+    steps = SolverConfig(lr_policy="steps_with_relative_lrs", base_lr=0.1, steps=(0,), lrs=(1.0,), max_epoch=2,
+                         warmup_epochs=2.0, warmup_start_lr=0.01)
+    assert lr_at_epoch(steps, 0.0) == pytest.approx(0.01) and lr_at_epoch(steps, 2.0) == pytest.approx(0.1)
+    from vidact.engine.trainer import _scaled_solver
+
+    run = RunConfig(solver=SolverConfig(base_lr=0.1, warmup_start_lr=0.01, cosine_end_lr=0.001, scale_lr_by_shards=True),
+                    num_shards=4)
+    scaled = _scaled_solver(run)  # assert_and_infer_cfg scales all three rates
+    assert (scaled.base_lr, scaled.warmup_start_lr, scaled.cosine_end_lr) == pytest.approx((0.4, 0.04, 0.004))
+
+
+@pytest.mark.parametrize("clip, like", [
+    (dict(clip_grad_value=0.01, clip_grad_norm=0.001), dict(clip_grad_value=0.01)),  # by value, else by norm
+    (dict(clip_grad_norm=0.0), dict()),  # 0 is off
+    (dict(clip_grad_value=0.0, clip_grad_norm=0.001), dict(clip_grad_norm=0.001)),
+])
+def test_gradient_clipping_follows_pyslowfast(clip, like):
+    from vidact.engine.trainer import Trainer
+
+    def step_size(**options) -> float:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        before = model.weight.detach().clone()
+        solver = SolverConfig(base_lr=1.0, lr_policy="constant", max_epoch=1, momentum=0.0, weight_decay=0.0, **options)
+        batch = {"inputs": torch.arange(1.0, 13.0).reshape(4, 3), "label": torch.tensor([0, 1, 0, 1])}
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=1.0), [batch], solver,
+                          device=torch.device("cpu"), forward=lambda module, b: module(b["inputs"]))
+        trainer.run_step(batch)
+        return float((before - model.weight.detach()).norm())
+
+    assert step_size(**clip) == pytest.approx(step_size(**like))
+    assert step_size(clip_grad_value=0.01) < step_size()  # clipping does something here
+
+
 def test_optimizer_groups_follow_pyslowfast():
     model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
     sgd = build_optimizer(model, SolverConfig(weight_decay=1e-4, bn_weight_decay=0.0, nesterov=True, momentum=0.9))

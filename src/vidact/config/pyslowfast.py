@@ -571,7 +571,6 @@ def _run_config(r: _Reader) -> RunConfig:
             inflate=r("TRAIN.CHECKPOINT_INFLATE"),
             epoch_reset=r("TRAIN.CHECKPOINT_EPOCH_RESET"),
             clear_name_patterns=r("TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN"),
-            in_init=r("TRAIN.CHECKPOINT_IN_INIT"),
         ),
         train=TrainConfig(
             enable=r("TRAIN.ENABLE"),
@@ -611,7 +610,6 @@ def _run_config(r: _Reader) -> RunConfig:
             batch_size=r("TEST.BATCH_SIZE"),
             num_ensemble_views=r("TEST.NUM_ENSEMBLE_VIEWS"),
             num_spatial_crops=r("TEST.NUM_SPATIAL_CROPS"),
-            save_results_path=path("TEST.SAVE_RESULTS_PATH"),
         ),
         data=DataConfig(
             data_dir=path("DATA.PATH_TO_DATA_DIR"),

@@ -62,7 +62,6 @@ class CheckpointConfig:
     inflate: bool = False  # TRAIN.CHECKPOINT_INFLATE: 2D -> 3D kernels
     epoch_reset: bool = False  # TRAIN.CHECKPOINT_EPOCH_RESET: ignore the stored epoch/optimizer
     clear_name_patterns: tuple[str, ...] = ()  # TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN
-    in_init: bool = False  # TRAIN.CHECKPOINT_IN_INIT
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class TestConfig:
     batch_size: int = 8  # TEST.BATCH_SIZE
     num_ensemble_views: int = 10  # TEST.NUM_ENSEMBLE_VIEWS (temporal clips per video)
     num_spatial_crops: int = 3  # TEST.NUM_SPATIAL_CROPS
-    save_results_path: str | None = None  # TEST.SAVE_RESULTS_PATH
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def _step_index(solver: SolverConfig, epoch: float) -> int:
     for index, step in enumerate(boundaries):
         if epoch < step:
             return index - 1
-    return len(boundaries) - 1
+    return len(boundaries) - 2  # at or past MAX_EPOCH: the last step
 
 
 def _steps_with_relative_lrs(solver: SolverConfig, epoch: float) -> float:

@@ -352,12 +352,13 @@ class Trainer(TrainerBase):
                               "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRAD_L2NORM")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.solver.clip_grad_norm is not None or self.solver.clip_grad_value is not None:
+        # As PySlowFast: by value if CLIP_GRAD_VAL is set, else by norm if CLIP_GRAD_L2NORM is; 0 is off.
+        if self.solver.clip_grad_value or self.solver.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            if self.solver.clip_grad_value is not None:
+            if self.solver.clip_grad_value:
                 nn.utils.clip_grad_value_(params, self.solver.clip_grad_value)
-            if self.solver.clip_grad_norm is not None:
+            else:
                 nn.utils.clip_grad_norm_(params, self.solver.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -614,10 +615,15 @@ def _maybe_dataset(task: Task, run: RunConfig, split: str) -> Dataset | None:
 
 
 def _scaled_solver(run: RunConfig) -> SolverConfig:
-    """SOLVER.BASE_LR_SCALE_NUM_SHARDS multiplies the base rate by the number of machines."""
+    """SOLVER.BASE_LR_SCALE_NUM_SHARDS multiplies the base, warm-up start and cosine end rates by
+    the number of machines, as PySlowFast's ``assert_and_infer_cfg`` does."""
     solver = run.solver
     if solver.scale_lr_by_shards and run.num_shards > 1:
-        solver = dataclasses.replace(solver, base_lr=solver.base_lr * run.num_shards)
+        shards = run.num_shards
+        solver = dataclasses.replace(
+            solver, base_lr=solver.base_lr * shards, warmup_start_lr=solver.warmup_start_lr * shards,
+            cosine_end_lr=solver.cosine_end_lr * shards,
+        )
     return solver
 
 
