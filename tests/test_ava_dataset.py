@@ -139,6 +139,29 @@ def test_test_transform_scales_boxes_and_makes_multi_hot_labels(counter):
     np.testing.assert_allclose(sample.ori_boxes.numpy(), [[0.1, 0.2, 0.5, 0.9], [0.6, 0.1, 0.9, 0.8]], atol=1e-6)
 
 
+def test_val_split_takes_the_centre_square_as_pyslowfast(counter):
+    """PySlowFast's Ava crops val clips (spatial_shift_crop_list at 1), not test clips; boxes shift with it."""
+    spec = InputSpec(num_frames=4, sampling_rate=2, test_crop_size=16)
+    train = build_ava_dataset(_ava(counter), spec, "train", num_classes=80)
+    test = AvaDataset(train.keyframes, train.source, spec, split="test")[0]
+    val = AvaDataset(train.keyframes, train.source, spec, split="val")[0]
+    assert val.inputs[0].shape == (3, 4, 16, 16)  # 16x24 scaled, then x from ceil((24 - 16) / 2) = 4
+    torch.testing.assert_close(val.inputs[0], test.inputs[0][..., 4:20])
+    expected = np.array([[0.1, 0.2, 0.5, 0.9], [0.6, 0.1, 0.9, 0.8]]) * [W, H, W, H] * 0.5 - [4, 0, 4, 0]
+    np.testing.assert_allclose(val.boxes.numpy(), np.clip(expected, 0, 15), atol=1e-5)
+
+
+def test_train_flip_follows_random_flip():
+    spec = InputSpec(num_frames=2, train_crop_size=48, train_jitter_scales=(48, 48))
+    frames = np.zeros((2, 48, 48, 3), dtype=np.uint8)
+    box = np.array([[4.0, 8.0, 14.0, 40.0]])  # left half; no scaling or cropping at these sizes
+    def lefts(random_flip: bool) -> list[float]:
+        return [float(ava_train_transform(frames, box, spec, torch.Generator().manual_seed(seed), random_flip)[1][0, 0])
+                for seed in range(12)]
+    assert set(lefts(False)) == {4.0}
+    assert set(lefts(True)) == {4.0, 48 - 14.0 - 1}
+
+
 def test_train_augmentation_moves_boxes_with_the_pixels():
     spec = InputSpec(num_frames=2, train_crop_size=48, train_jitter_scales=(64, 80))
     frames = np.zeros((2, 64, 96, 3), dtype=np.uint8)

@@ -148,16 +148,21 @@ def uniform_crop(frames: torch.Tensor, size: int, spatial_index: int) -> torch.T
 
     The centre offset is ``ceil((side - size) / 2)``; along the short side the crop is always centred.
     """
+    y, x = crop_offsets(*frames.shape[-2:], size, spatial_index)
+    return frames[..., y : y + size, x : x + size]
+
+
+def crop_offsets(height: int, width: int, size: int, spatial_index: int = 1) -> tuple[int, int]:
+    """Top and left of :func:`uniform_crop`'s square (PySlowFast's ``spatial_shift_crop_list`` too)."""
     if spatial_index not in (0, 1, 2):
         raise ValueError(f"spatial_index must be 0, 1 or 2, got {spatial_index}")
-    height, width = frames.shape[-2:]
     y = int(math.ceil((height - size) / 2))
     x = int(math.ceil((width - size) / 2))
     if height > width:
         y = {0: 0, 1: y, 2: height - size}[spatial_index]
     else:
         x = {0: 0, 1: x, 2: width - size}[spatial_index]
-    return frames[..., y : y + size, x : x + size]
+    return y, x
 
 
 def normalize(frames: np.ndarray | torch.Tensor, spec: InputSpec) -> torch.Tensor:

@@ -44,7 +44,7 @@ from vidact.errors import VidactError
 from vidact.io.frames import AVA_FPS, read_image
 from vidact.io.sampling import centered_clip_indices, centered_clip_indices_at_time
 from vidact.io.video import VideoReader
-from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
+from vidact.transforms import crop_offsets, normalize, pack_pathways, scale_boxes, scale_short_side_cv2
 
 AVA_TIME_OFFSET = 900  # second of the movie at which the official AVA cuts start
 AVA_VALID_SECONDS = range(902, 1799)  # keyframes PySlowFast trains and tests on
@@ -247,13 +247,15 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def ava_train_transform(
-    frames: np.ndarray, boxes: np.ndarray, spec: InputSpec, generator: torch.Generator | None = None
+    frames: np.ndarray, boxes: np.ndarray, spec: InputSpec, generator: torch.Generator | None = None,
+    random_flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PySlowFast's AVA training augmentation on uint8 ``T x H x W x 3`` frames and pixel boxes.
 
     Short side to ``round(1 / U(1/max, 1/min))`` of ``train_jitter_scales`` (OpenCV linear
     resize, boxes scaled with it), a random ``train_crop_size`` square (boxes shifted),
-    a horizontal flip with probability 0.5 (``x' = W - x - 1``).
+    with ``random_flip`` (``DATA.RANDOM_FLIP``) a horizontal flip with probability 0.5
+    (``x' = W - x - 1``).
     """
     low, high = spec.train_jitter_scales
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
@@ -266,7 +268,7 @@ def ava_train_transform(
     x = int(torch.randint(0, width - crop, (), generator=generator)) if width > crop else 0
     frames = frames[:, y : y + crop, x : x + crop]
     boxes = boxes - np.array([x, y, x, y], dtype=boxes.dtype)
-    if torch.rand((), generator=generator).item() < 0.5:
+    if random_flip and torch.rand((), generator=generator).item() < 0.5:
         frames = frames[:, :, ::-1]
         boxes = np.stack([frames.shape[2] - boxes[:, 2] - 1, boxes[:, 1], frames.shape[2] - boxes[:, 0] - 1, boxes[:, 3]], 1)
     return np.ascontiguousarray(frames), boxes
@@ -276,6 +278,15 @@ def ava_test_transform(frames: np.ndarray, boxes: np.ndarray, spec: InputSpec) -
     """PySlowFast's AVA test transform: short side to ``test_crop_size`` (OpenCV linear), no crop."""
     height, width = frames.shape[1:3]
     return scale_short_side_cv2(frames, spec.test_crop_size), scale_boxes(boxes, height, width, spec.test_crop_size)
+
+
+def ava_val_transform(frames: np.ndarray, boxes: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """PySlowFast's AVA validation transform: :func:`ava_test_transform`, then the centre
+    ``test_crop_size`` square (``spatial_shift_crop_list`` at position 1), boxes shifted."""
+    frames, boxes = ava_test_transform(frames, boxes, spec)
+    size = spec.test_crop_size
+    y, x = crop_offsets(frames.shape[1], frames.shape[2], size)
+    return np.ascontiguousarray(frames[:, y : y + size, x : x + size]), boxes - np.array([x, y, x, y], boxes.dtype)
 
 
 def to_pathways(frames: np.ndarray, spec: InputSpec) -> list[torch.Tensor]:
@@ -290,7 +301,8 @@ def to_pathways(frames: np.ndarray, spec: InputSpec) -> list[torch.Tensor]:
 
 
 class AvaDataset(Dataset):
-    """AVA keyframes as :class:`AvaSample`; the ``"train"`` split gets the training augmentation.
+    """AVA keyframes as :class:`AvaSample`: ``"train"`` gets the training augmentation (its flip
+    only with ``random_flip``), ``"val"`` a centre crop, ``"test"`` whole frames, as in PySlowFast.
 
     ``source`` is a :class:`FrameListSource` or :class:`VideoFileSource`. The
     augmentation of item ``i`` depends only on ``(seed, epoch, i)`` (:meth:`set_epoch`),
@@ -306,6 +318,7 @@ class AvaDataset(Dataset):
         split: Split,
         num_classes: int = AVA_NUM_CLASSES,
         seed: int = 0,
+        random_flip: bool = True,
     ) -> None:
         if not keyframes:
             raise VidactError("the AVA annotations give no keyframe with boxes; check the box lists and frame lists")
@@ -313,7 +326,7 @@ class AvaDataset(Dataset):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         self.source, self.spec, self.split, self.train = source, spec, split, split == "train"
-        self.num_classes, self.seed, self.epoch = num_classes, seed, 0
+        self.num_classes, self.seed, self.epoch, self.random_flip = num_classes, seed, 0, random_flip
         for keyframe in self.keyframes:
             for labels in keyframe.labels:
                 bad = [label for label in labels if not 1 <= label <= num_classes]
@@ -342,7 +355,10 @@ class AvaDataset(Dataset):
         boxes = clip_boxes(keyframe.boxes * np.array([width, height, width, height]), height, width)
         if self.train:
             seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-            frames, boxes = ava_train_transform(frames, boxes, self.spec, torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            frames, boxes = ava_train_transform(frames, boxes, self.spec, generator, self.random_flip)
+        elif self.split == "val":
+            frames, boxes = ava_val_transform(frames, boxes, self.spec)
         else:
             frames, boxes = ava_test_transform(frames, boxes, self.spec)
         boxes = clip_boxes(boxes, *frames.shape[1:3])
@@ -402,8 +418,10 @@ def build_ava_dataset(
     time_offset: float = AVA_TIME_OFFSET,
     valid_seconds: range = AVA_VALID_SECONDS,
     seed: int = 0,
+    random_flip: bool = True,
 ) -> AvaDataset:
-    """The AVA ``split`` described by ``ava`` (PySlowFast's ``AVA.*`` keys).
+    """The AVA ``split`` described by ``ava`` (PySlowFast's ``AVA.*`` keys); ``random_flip`` is
+    ``DATA.RANDOM_FLIP``.
 
     Training reads ``train_gt_box_lists`` and ``train_predict_box_lists``; val/test read
     ``test_predict_box_lists``; all relative to ``annotation_dir``. The frame lists
@@ -432,7 +450,7 @@ def build_ava_dataset(
         if ava.frame_dir is None:
             raise VidactError("AVA.FRAME_DIR is not set; pass it with --opts or read the videos directly")
         source = FrameListSource(frames, time_offset)
-    return AvaDataset(keyframes, source, spec, split=split, num_classes=num_classes, seed=seed)
+    return AvaDataset(keyframes, source, spec, split=split, num_classes=num_classes, seed=seed, random_flip=random_flip)
 
 
 __all__ = [

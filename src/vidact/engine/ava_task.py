@@ -52,7 +52,10 @@ class AvaBatchEvaluator:
     """Frame-mAP over batches of :func:`~vidact.data.ava_dataset.ava_collate` (detectron2's evaluator protocol).
 
     Output column ``k`` is the score of action id ``k + 1``. ``sample_rate`` keeps only
-    ground truth at seconds divisible by it (PySlowFast's "mini" validation set).
+    ground truth at seconds divisible by it (PySlowFast's "mini" validation set). The
+    protocol is the official one (:mod:`vidact.evaluation.ava`), which keeps the 50 best
+    detections of a keyframe; PySlowFast's evaluation during training keeps them all, so
+    its validation mAP can be a little higher on keyframes with many boxes.
     Under DDP every rank processes a shard and :meth:`evaluate` gathers them.
     """
 
@@ -114,7 +117,8 @@ def _video_dir(ava: AvaConfig) -> Path | None:
 def build_dataset(run: RunConfig, split: str) -> AvaDataset:
     """The AVA ``split`` ("train", "val" or "test") of a run."""
     return build_ava_dataset(
-        run.ava, run.model.input, split, num_classes=run.model.num_classes, video_dir=_video_dir(run.ava), seed=run.seed
+        run.ava, run.model.input, split, num_classes=run.model.num_classes, video_dir=_video_dir(run.ava), seed=run.seed,
+        random_flip=run.data.random_flip,
     )
 
 

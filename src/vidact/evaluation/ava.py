@@ -21,11 +21,13 @@ vectorised numpy:
   class without ground truth has no AP (NaN) and is left out of the mean.
 * AVA has no difficult or group-of boxes.
 
-Ties: the official code orders tied scores by its heap's internal layout and
-numpy's unstable argsort, which varies with the numpy version. Here ties are
-broken by input order: within a keyframe by row order (also for which tied
-detections the capacity keeps), across keyframes by the keyframe's first
-appearance. Results agree exactly whenever scores within a class do not tie.
+Ties: the official code orders tied scores, and the ground-truth boxes of a keyframe, by
+its heap's internal layout and numpy's unstable argsort, which varies with the numpy
+version. Here ties are broken by input order: within a keyframe by row order (also for
+which tied detections the capacity keeps and which of two ground-truth boxes a detection
+overlapping both equally is compared with), across keyframes by the keyframe's first
+appearance. Results agree exactly whenever scores within a class do not tie and no
+detection overlaps two ground-truth boxes of its class exactly equally.
 """
 
 from __future__ import annotations
