@@ -213,6 +213,12 @@ def test_vidact_run_yaml_round_trips_with_opts(tmp_path):
     path.write_text("vidact_run:\n  solver: {base_rate: 1}\n")
     with pytest.raises(VidactError, match="unknown key vidact_run.solver.base_rate"):
         load_run_config(path)
+    path.write_text("vidact_run:\n  solver: {weight_decay: 5e-5, warmup_start_lr: 1e-3, base_lr: 1}\n")
+    solver = load_run_config(path).solver  # YAML reads 5e-5 (no dot) as a string
+    assert (solver.weight_decay, solver.warmup_start_lr, solver.base_lr) == (5e-5, 1e-3, 1.0)
+    path.write_text("vidact_run:\n  solver: {base_lr: fast}\n")
+    with pytest.raises(VidactError, match="vidact_run.solver.base_lr must be a number, got 'fast'"):
+        load_run_config(path)
 
 
 def test_pyslowfast_kinetics_config_trains_and_tests_through_cli(synthetic, tmp_path, capsys):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -77,7 +78,22 @@ def _section(cls: type, values: Any, source: str, where: str) -> Any:
     for key in values:
         if key not in names:
             raise VidactError(f"{source}: unknown key {where}.{key}; use one of {', '.join(sorted(names))}")
-    return cls(**{key: _tuples(value) for key, value in values.items()})
+    hints = typing.get_type_hints(cls)
+    return cls(**{key: _number(hints[key], _tuples(value), source, f"{where}.{key}") for key, value in values.items()})
+
+
+def _number(hint: Any, value: Any, source: str, where: str) -> Any:
+    """``value`` as floats where the setting holds them: YAML reads ``5e-5`` (no dot) as a string."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and args[:1] == (float,) and isinstance(value, tuple):
+        return tuple(_number(float, item, source, where) for item in value)
+    is_float = hint is float or (origin in (typing.Union, types.UnionType) and float in args)
+    if not is_float or isinstance(value, bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise VidactError(f"{source}: {where} must be a number, got {value!r}") from None
 
 
 def run_config_from_dict(data: Mapping, source: str) -> RunConfig:
