@@ -214,6 +214,27 @@ def test_wrong_architecture_is_one_line_error():
     assert report.loaded and len(report.missing) > len(report.loaded)
 
 
+@pytest.mark.parametrize("change", ["extra block", "wider layer", "narrower caffe2 network"])
+def test_weights_of_a_near_architecture_are_refused(change):
+    """A checkpoint that fills most of the model but not all of it (a deeper, wider or narrower
+    sibling) must not load silently; only the classifier head may differ."""
+    case = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    state = pyth_state("tiny_k400_slowfast")
+    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    source = case / "model.pyth"
+    if change == "extra block":  # the checkpoint has a tensor the model lacks
+        state = {**state, "s5.pathway0_res9.branch2.a.weight": torch.zeros(1)}
+    elif change == "wider layer":  # one tensor of the model is larger
+        shapes["s1.pathway0_stem.bn.weight"] = (2 * shapes["s1.pathway0_stem.bn.weight"][0],)
+    else:  # every BN vector of the model twice as long: Caffe2 loading used to tile them
+        shapes = {n: (2 * s[0],) if len(s) == 1 and "bn" in n else s for n, s in shapes.items()}
+        source = case / "model_c2.pkl"
+    model = StateModule(shapes)
+    checkpoint = read_checkpoint(source) if change == "narrower caffe2 network" else Checkpoint(source, "pyslowfast", state)
+    with pytest.raises(VidactError, match="weights do not fit this model"):
+        load_into(model, checkpoint)
+
+
 def test_inflation_repeats_over_time_and_divides(tmp_path):
     weight2d = torch.randn(4, 3, 3, 3)
     path = tmp_path / "c2d.pyth"

@@ -178,21 +178,23 @@ def fit_to_target(state: Mapping[str, torch.Tensor], target_shapes: Mapping[str,
 
     Per tensor: remap ``bn.running_*`` to ``bn.split_bn.running_*`` when the model
     uses Sub-BN; append trailing 1s when the tensor has fewer dims than the model's
-    (linear -> 1x1x1 conv); tile a 1-D tensor whose length divides the model's
-    (Sub-BN statistics); keep it only if the shapes now agree.
+    (linear -> 1x1x1 conv); tile Sub-BN statistics whose length divides the model's;
+    keep it only if the shapes now agree. (PySlowFast tiles any 1-D tensor that way,
+    which lets a narrower network's BN vectors into a wider model: not done here.)
     """
     result = FitResult(state_dict={})
     for name, tensor in state.items():
+        sub_bn = False
         if name not in target_shapes:
             split = name.replace("bn.running_", "bn.split_bn.running_")
             if split not in target_shapes:
                 result.unexpected.append(name)
                 continue
-            name = split
+            name, sub_bn = split, True
         want = tuple(target_shapes[name])
         if tensor.dim() < len(want):
             tensor = tensor.reshape(tuple(tensor.shape) + (1,) * (len(want) - tensor.dim()))
-        if tensor.dim() == 1 and len(want) == 1 and tensor.shape[0] and want[0] % tensor.shape[0] == 0:
+        if sub_bn and tensor.dim() == 1 and len(want) == 1 and tensor.shape[0] and want[0] % tensor.shape[0] == 0:
             tensor = tensor.repeat(want[0] // tensor.shape[0])
         if tuple(tensor.shape) != want:
             result.shape_mismatched.append((name, tuple(tensor.shape), want))

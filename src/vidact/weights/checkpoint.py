@@ -50,7 +50,7 @@ class Checkpoint:
 
     @property
     def caffe2_layout(self) -> bool:
-        """Whether tensors still have Caffe2 shapes (need trailing-1 expansion / Sub-BN tiling)."""
+        """Whether tensors still have Caffe2 shapes (need trailing-1 expansion, Sub-BN tiling)."""
         return self.format == "caffe2" or self.metadata.get("source_format") == "caffe2"
 
 
@@ -180,8 +180,9 @@ def load_into(
       repeating them over time and dividing by T (I3D inflation); equal shapes copy.
     - A classifier head of another size (``head.projection``) is not loaded; the
       model's head is re-initialised and the report and a warning say so.
-    - With ``strict_architecture``, weights that fit less than half of the model
-      raise :class:`VidactError` instead of silently leaving it mostly random.
+    - With ``strict_architecture``, weights of another architecture raise :class:`VidactError`
+      instead of silently leaving parts of the model random: tensors other than the head's
+      that have another shape or no place in the model, or less than half of it matching.
     Other mismatches are skipped and listed in the report. ``num_batches_tracked``
     is never reported as missing.
     """
@@ -215,11 +216,23 @@ def load_into(
 
     counted = [n for n in target if not n.endswith("num_batches_tracked")]
     loaded_count = sum(1 for n in counted if n in to_load)
-    if strict_architecture and loaded_count < _MIN_LOADED_FRACTION * len(counted):
-        raise VidactError(
-            f"{checkpoint.path}: weights do not fit this model (only {loaded_count} of {len(counted)} tensors match by name and shape); "
-            "use the config the checkpoint was trained with"
-        )
+    if strict_architecture:
+        # Only the classifier head may differ (fine-tuning to other classes); anything else
+        # means another architecture, whose weights would leave parts of the model random.
+        foreign = [n for n in report.unexpected if not n.startswith(_HEAD_PREFIX)]
+        misfit = [n for n, _, _ in report.shape_mismatched if not n.startswith(_HEAD_PREFIX)]
+        if loaded_count < _MIN_LOADED_FRACTION * len(counted):
+            reason = f"only {loaded_count} of {len(counted)} tensors match by name and shape"
+        elif misfit:
+            reason = f"{len(misfit)} tensors have other shapes, e.g. {misfit[0]}"
+        elif foreign:
+            reason = f"{len(foreign)} tensors have no place in it, e.g. {foreign[0]}"
+        else:
+            reason = None
+        if reason is not None:
+            raise VidactError(
+                f"{checkpoint.path}: weights do not fit this model ({reason}); use the config the checkpoint was trained with"
+            )
 
     model.load_state_dict(to_load, strict=False)
     report.loaded = [n for n in target if n in to_load]
