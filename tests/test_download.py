@@ -15,14 +15,15 @@ from conftest import shared_path
 from vidact.errors import VidactError
 from vidact.paths import weights_dir
 from vidact.weights.checkpoint import read_checkpoint
-from vidact.weights.download import download
+from vidact.weights.download import cache_path, download
 
 PARITY = ("fixtures", "parity", "tiny_k400_slowfast")
 FILES = {"SLOWFAST_TINY.pyth": "model.pyth", "SLOWFAST_TINY.pkl": "model_c2.pkl"}
 
 
 class Server:
-    """A threaded HTTP server on 127.0.0.1; ``/drop/NAME`` sends half of NAME and closes."""
+    """A threaded HTTP server on 127.0.0.1; ``/drop/NAME`` sends half of NAME and closes,
+    ``/v2/NAME`` sends other bytes under the same file name."""
 
     def __init__(self):
         self.files = {name: shared_path(*PARITY, source).read_bytes() for name, source in FILES.items()}
@@ -32,8 +33,10 @@ class Server:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append(self.path)
-                drop = self.path.startswith("/drop/")
-                body = server.files.get(self.path.removeprefix("/drop/").lstrip("/"))
+                drop, other = self.path.startswith("/drop/"), self.path.startswith("/v2/")
+                body = server.files.get(self.path.removeprefix("/drop/").removeprefix("/v2/").lstrip("/"))
+                if body is not None and other:
+                    body = body[::-1]
                 if body is None:
                     self.send_error(404)
                     return
@@ -71,7 +74,7 @@ def cache_files() -> list[Path]:
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_download_into_cache_with_progress(server, name, capsys):
     path = download(f"{server.url}/{name}")
-    assert path == weights_dir() / name
+    assert path == cache_path(f"{server.url}/{name}") and path.parent == weights_dir() and path.name.endswith(name)
     assert path.read_bytes() == server.files[name]
     assert cache_files() == [path]
     assert "100%" in capsys.readouterr().err  # tqdm reached the Content-Length
@@ -87,12 +90,25 @@ def test_cached_file_is_reused_without_a_request(server):
     assert len(server.requests) == 1
 
 
+def test_urls_ending_in_one_name_are_two_files_readable_by_others(server):
+    import os
+    import stat
+
+    first = download(f"{server.url}/SLOWFAST_TINY.pyth", progress=False)
+    second = download(f"{server.url}/v2/SLOWFAST_TINY.pyth", progress=False)
+    assert first != second and second.read_bytes() == server.files["SLOWFAST_TINY.pyth"][::-1]
+    assert first.read_bytes() == server.files["SLOWFAST_TINY.pyth"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(first.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
+
+
 def test_connection_dropped_half_way_leaves_nothing(server):
     url = f"{server.url}/drop/SLOWFAST_TINY.pkl"
     with pytest.raises(VidactError) as excinfo:
         download(url, progress=False)
     message = str(excinfo.value)
-    assert url in message and str(weights_dir() / "SLOWFAST_TINY.pkl") in message and "\n" not in message
+    assert url in message and str(cache_path(url)) in message and "\n" not in message
     assert cache_files() == []
 
 
@@ -111,7 +127,7 @@ def test_http_error_names_url_and_cache_path(server):
     url = f"{server.url}/MISSING.pyth"
     with pytest.raises(VidactError, match="HTTP 404") as excinfo:
         download(url, progress=False)
-    assert str(weights_dir() / "MISSING.pyth") in str(excinfo.value)
+    assert str(cache_path(url)) in str(excinfo.value)
     assert cache_files() == []
 
 
@@ -123,5 +139,18 @@ def test_offline_error_names_url_and_cache_path():
     with pytest.raises(VidactError) as excinfo:
         download(url, progress=False)
     message = str(excinfo.value)
-    assert url in message and str(weights_dir() / "SLOWFAST_8x8_R50.pkl") in message and "\n" not in message
+    assert url in message and str(cache_path(url)) in message and "\n" not in message
     assert cache_files() == []
+
+
+def test_a_broken_cached_zoo_download_says_to_delete_it(tmp_path, monkeypatch):
+    """A body cut short without a Content-Length is only found when loading; the cache would serve it again."""
+    import vidact
+    import vidact.api
+
+    broken = tmp_path / "X3D_XS.pyth"
+    broken.write_bytes(shared_path(*PARITY, "model.pyth").read_bytes()[:1000])
+    monkeypatch.setattr(vidact.api, "fetch_weights", lambda entry, progress=True: broken)
+    with pytest.raises(VidactError, match="cached download of https://.*: delete the file and run again") as excinfo:
+        vidact.create_model("x3d_xs", weights="default")
+    assert str(broken) in str(excinfo.value) and "\n" not in str(excinfo.value)

@@ -440,6 +440,19 @@ def test_convert_pyth_uses_stored_cfg(tmp_path):
     assert all(torch.equal(converted.state_dict[n], t) for n, t in expected.items())
 
 
+def test_stored_cfg_of_a_newer_pyslowfast_skips_its_unknown_keys(tmp_path):
+    from vidact.config.pyslowfast import ConfigWarning
+    from vidact.weights.checkpoint import checkpoint_model_config
+
+    saved = torch.load(shared_path("fixtures", "parity", "tiny_x3d", "model.pyth"), map_location="cpu", weights_only=True)
+    saved["cfg"] = saved["cfg"] + "\nSOME_NEWER_SECTION:\n  KEY: 1\n"
+    path = tmp_path / "newer.pyth"
+    torch.save(saved, path)
+    with pytest.warns(ConfigWarning, match="skipped keys .*: SOME_NEWER_SECTION"):
+        config = checkpoint_model_config(read_checkpoint(path))
+    assert config.arch == "x3d"
+
+
 def test_convert_caffe2_needs_cfg(tmp_path, capsys):
     folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
     out = tmp_path / "sf.safetensors"

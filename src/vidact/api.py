@@ -82,7 +82,15 @@ def create_model(
     if checkpoint_path is not None:
         from vidact.weights.checkpoint import load_into
 
-        model.load_report = load_into(model, checkpoint_path)  # warns itself about a re-initialised head
+        try:
+            model.load_report = load_into(model, checkpoint_path)  # warns itself about a re-initialised head
+        except VidactError as err:
+            if os.fspath(weights) != "default":
+                raise
+            # A download cut short without a stated length is only found here, and the cache
+            # would hand back the same file on every run.
+            raise VidactError(f"{err} (vidact's cached download of {resolved.entry.url}: delete the file and run "
+                              "again to fetch it anew)") from None
     return model
 
 

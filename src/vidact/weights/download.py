@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from vidact.errors import VidactError
+from vidact.fileutil import atomic_path
 from vidact.paths import weights_dir
 
 _CHUNK = 1 << 20
@@ -21,11 +21,12 @@ _TIMEOUT_S = 60
 
 
 def cache_path(url: str) -> Path:
-    """Where :func:`download` puts ``url`` by default: the URL's file name in the weights cache."""
+    """Where :func:`download` puts ``url`` by default: the URL's file name in the weights cache,
+    after a digest of the whole URL (two URLs ending in ``model_final.pth`` are two files)."""
     name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
     if not name:
         raise VidactError(f"{url}: the URL names no file; pass dest=")
-    return weights_dir() / name
+    return weights_dir() / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -54,17 +55,11 @@ def download(url: str, dest: str | os.PathLike | None = None, *, sha256: str | N
             raise VidactError(f"{dest}: cached file does not match the pinned sha256 {sha256}; delete it to download {url} again")
         return dest
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as tmp:  # readable as the umask allows, like any file vidact writes
+        with open(tmp, "wb") as out:
             digest = _fetch(url, out, progress, by_hand)
         if sha256 and digest != sha256.lower():
             raise VidactError(f"{url}: sha256 {digest} does not match the pinned {sha256}; nothing was saved; check the URL or {by_hand}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
