@@ -323,3 +323,14 @@ def test_factory_specs(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(VidactError, match="not cached"):
         create_detector()
+
+
+def test_nms_sees_boxes_before_they_are_clipped_to_the_frame():
+    """Two persons at the left edge: as predicted they overlap little (IoU 0.31), clipped a lot (0.91)."""
+    from vidact.detectors._common import finish_detections
+
+    boxes = np.array([[-150, 0, 100, 200], [0, 0, 110, 200], [5, 5, 108, 200]], np.float32)
+    found = finish_detections(boxes, np.array([0.9, 0.8, 0.7], np.float32), width=320, height=240,
+                              score_threshold=0.5, min_box_size=0, nms_iou=0.45)
+    assert found.boxes.tolist() == [[0, 0, 100, 200], [0, 0, 110, 200]]  # the third overlaps the second
+    assert found.scores.tolist() == pytest.approx([0.9, 0.8])

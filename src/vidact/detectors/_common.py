@@ -33,20 +33,25 @@ def finish_detections(
     min_box_size: float,
     nms_iou: float | None = None,
 ) -> Detections:
-    """Clip boxes to the frame, drop weak and small ones, optionally NMS; highest score first.
+    """Drop weak boxes, optionally NMS, clip to the frame, drop small ones; highest score first.
 
-    ``min_box_size`` is the smallest allowed box side in pixels (both width and height).
+    NMS sees the boxes as predicted, before clipping, as the detectors' own references do:
+    clipped, two persons at the frame's edge overlap more and one would be suppressed.
+    ``min_box_size`` is the smallest allowed side in pixels (both width and height), of the
+    part inside the frame.
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
     scores = np.asarray(scores, np.float32).reshape(-1)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    keep = (scores >= score_threshold) & (sides >= min_box_size) & (sides > 0)
+    keep = scores >= score_threshold
     boxes, scores = boxes[keep], scores[keep]
     if nms_iou is not None and len(scores):
         kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), nms_iou).numpy()
         boxes, scores = boxes[kept], scores[kept]
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    keep = (sides >= min_box_size) & (sides > 0)
+    boxes, scores = boxes[keep], scores[keep]
     order = np.argsort(-scores, kind="stable")
     return Detections(np.ascontiguousarray(boxes[order]), np.ascontiguousarray(scores[order]))
 

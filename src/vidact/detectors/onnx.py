@@ -13,7 +13,10 @@ with ``output_format``:
   (Ultralytics' default).
 
 A candidate is a person when its best class is ``person_class``, as in both reference
-runtimes.
+runtimes. NMS runs on the person candidates alone, before the boxes are clipped to the frame,
+as FastestDet's PyTorch post-processing (class-aware NMS) and Ultralytics do; FastestDet's
+ONNX example runs one NMS over all classes, where a stronger box of another class can
+suppress a person.
 """
 
 from __future__ import annotations
