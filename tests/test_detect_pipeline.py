@@ -300,7 +300,11 @@ def test_pyslowfast_demo_config_runs_with_preds_boxes(tmp_path):
 
     case = _tiny_case()
     boxes = tmp_path / "boxes.csv"
-    boxes.write_text("clip,0903,0.1,0.1,0.5,0.9,,0.95\n")  # DEMO.STARTING_SECOND 900: the keyframe at 3 s
+    # DEMO.STARTING_SECOND 900: 0903 is the keyframe at 3 s. As PySlowFast's load_boxes_labels:
+    # the input video's rows only (named as its file), none under AVA.DETECTION_SCORE_THRESH 0.9.
+    video = Path(STRUCTURALIZE).stem
+    boxes.write_text(f"{video},0903,0.1,0.1,0.5,0.9,,0.95\n{video},0905,0.1,0.1,0.5,0.9,,0.30\n"
+                     "other,0904,0.1,0.1,0.5,0.9,,0.99\n")
     opts = [
         "DEMO.ENABLE", "True", "DEMO.INPUT_VIDEO", str(shared_path("data", "videos", STRUCTURALIZE)),
         "DEMO.OUTPUT_FILE", str(tmp_path / "out" / "demo.mp4"), "DEMO.PREDS_BOXES", str(boxes),

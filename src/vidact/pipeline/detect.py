@@ -1187,7 +1187,7 @@ def run_ava_demo(
             demo.uncommon_class_threshold,
         )
     if detector is None:
-        detector = _demo_detector(demo, action_model.device)
+        detector = _demo_detector(run_config, source, action_model.device)
     return detect_video(
         source,
         output.parent,
@@ -1204,12 +1204,21 @@ def _demo_model(run_config, checkpoint, device, label_file) -> ActionModel:
     return load_action_model(run_config.model, checkpoint, device=device, label_file=label_file)
 
 
-def _demo_detector(demo, device: torch.device) -> PersonDetector:
+def _demo_detector(run_config, source: str | int, device: torch.device) -> PersonDetector:
+    demo = run_config.demo
     if demo.preds_boxes:
         from vidact.detectors.precomputed import PrecomputedDetector
 
         notice(f"DEMO.PREDS_BOXES: person boxes from {demo.preds_boxes} instead of a detector")
-        return PrecomputedDetector(demo.preds_boxes, starting_second=demo.starting_second)
+        # PySlowFast's load_boxes_labels: rows scoring under AVA.DETECTION_SCORE_THRESH are
+        # dropped, and a file of several videos gives the input video's: its file name up to a dot.
+        options = dict(starting_second=demo.starting_second, score_threshold=run_config.ava.detection_score_threshold)
+        try:
+            return PrecomputedDetector(demo.preds_boxes, **options)
+        except VidactError:
+            if isinstance(source, int):
+                raise
+            return PrecomputedDetector(demo.preds_boxes, video_id=Path(os.fspath(source)).name.split(".")[0], **options)
     from vidact.weights.detectron2 import detector_spec_from_demo
 
     name, threshold = detector_spec_from_demo(demo.detector_config, demo.detector_weights, demo.detector_threshold)
