@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -78,3 +80,72 @@ def test_bad_video_fails_cleanly(corpus, case, command, tmp_path, capsys):
     assert lines[0].startswith(f"vidact {command}: error: ") and video.name in lines[0]
     assert list(out.iterdir()) == []  # no output, not even a temporary file
     assert captured.out == ""
+
+
+AVA = ("fixtures", "parity", "tiny_ava_slowfast_r101_nln")
+
+
+def _detect_argv(out) -> list[str]:
+    return ["detect", str(shared_path("data", "videos", "mmaction2_demo.mp4")), "--cfg", str(shared_path(*AVA, "config.yaml")),
+            "--weights", str(shared_path(*AVA, "model.pyth")), "--detector",
+            str(shared_path("data", "weights", "fastestdet", "FastestDet.onnx")), "--out", str(out)]
+
+
+def _one_error_line(capsys, command: str) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidact {command}: error: "), lines
+    return lines[0]
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_the_work(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    assert main(_detect_argv(blocker / "sub")) == 2
+    line = _one_error_line(capsys, "detect")
+    assert "cannot write output there" in line and str(blocker / "sub") in line
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    argv = _detect_argv(tmp_path / "out")
+    assert main([*argv[:1], "--list", str(empty), *argv[2:]]) == 2
+    assert "lists no video" in _one_error_line(capsys, "detect")
+
+
+def test_an_unwritable_output_file_is_one_line(tmp_path, capsys):
+    """An OSError while writing (a folder where a file goes, a full disk) is one line, exit 2."""
+    folder = shared_path("data", "ava", "mmaction2_eval_detection")
+    (tmp_path / "m.json").mkdir()
+    argv = ["eval-ava", "--gt", str(folder / "gt.csv"), "--pred", str(folder / "pred.csv"),
+            "--labelmap", str(folder / "action_list.txt"), "--json", str(tmp_path / "m.json")]
+    assert main(argv) == 2
+    assert "check the path" in _one_error_line(capsys, "eval-ava")
+
+
+def test_worker_errors_come_out_as_their_own_line():
+    from vidact.cli.main import _one_line
+
+    wrapped = ("Caught VidactError in DataLoader worker process 2.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\nvidact.errors.VidactError: list.csv: video a.mp4 cannot be decoded; fix or remove its line')
+    assert _one_line(wrapped) == "list.csv: video a.mp4 cannot be decoded; fix or remove its line"
+    assert _one_line("plain message") == "plain message"
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_file(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    source = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "vidact", *_detect_argv(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(out.glob(".*.part*")):  # until the video is being written
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "vidact detect: interrupted"
+    assert list(out.iterdir()) == []  # the video's temporary file removed, nothing else written

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from vidact.errors import VidactError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -38,3 +40,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
     """``open()`` a temporary file that replaces ``path`` when the block succeeds."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
+
+
+def check_writable_folder(path: str | os.PathLike) -> None:
+    """Raise a one-line :class:`~vidact.errors.VidactError` unless files can be written into the
+    folder ``path`` (made on writing if missing): for checking an output before long work,
+    without creating anything."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VidactError(f"{path}: cannot write output there ({existing} is not a folder); pass a writable folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise VidactError(f"{path}: cannot write output there ({reason}); pass a writable folder") from None

@@ -88,7 +88,10 @@ def _detect(args: argparse.Namespace) -> int:
         thresholds = ActionThresholds(top_k=args.top_k)
     else:
         thresholds = args.threshold  # None: PySlowFast's rule
-    with notices_as_lines():
+    from tqdm import tqdm
+
+    # Keyframes as they are scored (a bar on a terminal): detect can run for minutes.
+    with notices_as_lines(), tqdm(unit="keyframe", desc="detect", disable=None) as bar:
         results = detect_many(
             videos,
             args.out,
@@ -107,6 +110,7 @@ def _detect(args: argparse.Namespace) -> int:
             video=not args.no_video,
             video_preset=args.video_preset,
             timeline=not args.no_timeline,
+            on_keyframe=lambda _: bar.update(1),
         )
     for outputs in results:
         fps = outputs.metrics.get("frames_per_s")

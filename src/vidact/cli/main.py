@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
+import signal
 import sys
 
 import vidact
@@ -27,23 +29,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    command = "run"
+    previous_term = _terminate_like_interrupt()
     try:
+        parser = build_parser()  # imports torch: seconds in which Ctrl-C must be caught too
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        command = args.command
         status = args.func(args)
     except VidactError as err:
-        print(f"vidact {args.command}: error: {err}", file=sys.stderr)
+        print(f"vidact {command}: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as err:  # an output that cannot be written: unwritable folder, full disk
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"vidact {command}: error: {where}{err.strerror or err}; check the path: a writable folder "
+              "with free space", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"vidact {args.command}: interrupted", file=sys.stderr)
+        print(f"vidact {command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return int(status or 0)
+
+
+def _terminate_like_interrupt():
+    """Let SIGTERM (``timeout``, ``kill``, a scheduler) unwind like Ctrl-C, so that no temporary
+    output is left behind; returns the handler it replaced (None off the main thread)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _one_line(message: str) -> str:
+    # An error raised in a DataLoader worker comes back wrapped with the worker's traceback;
+    # its last line is the error itself ("vidact.errors.VidactError: ...").
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and "Original Traceback" in message:
+        return re.sub(r"^[\w.]*Error: ", "", lines[-1])
+    return message
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from vidact.config.model import InputSpec
 from vidact.config.pyslowfast_defaults import DEFAULTS
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
+from vidact.fileutil import check_writable_folder
 from vidact.io.video import Frame, VideoReader
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
 from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
@@ -1099,6 +1100,8 @@ def read_video_list(path: str | os.PathLike) -> list[Path]:
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
         raise VidactError(f"{path}: several videos are named {duplicates[0]!r}; their outputs would collide")
+    if not videos:
+        raise VidactError(f"{path}: lists no video; put one video path a line")
     return videos
 
 
@@ -1116,6 +1119,7 @@ def detect_many(
     for video in mine:  # fail on unreadable input before fetching models or writing anything
         if isinstance(video, (str, os.PathLike)) and _video_id(video) != "stream":
             VideoReader(video).close()
+    check_writable_folder(out_dir)  # and on an output that cannot be written, not after the work
     device = options.pop("device", None)
     if device is None and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"

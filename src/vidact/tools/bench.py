@@ -246,7 +246,11 @@ def run_bench(
     if unknown:
         known = ", ".join(sorted(PIPELINE_BENCHES)) or "none registered"
         raise VidactError(f"unknown pipeline bench {unknown[0]!r}; available: {known}")
+    if "detect" in pipelines and video is None:  # before minutes of model timing, not after
+        raise VidactError("--pipeline detect needs --video PATH (a video file to run on)")
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if threads is not None:
         torch.set_num_threads(threads)
     precisions = list(precisions) if precisions else default_precisions(device)
