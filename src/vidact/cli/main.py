@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = "run"
+    prefix = "vidact"  # "vidact COMMAND" once the command is known
     previous_term = _terminate_like_interrupt()
     try:
         parser = build_parser()  # imports torch: seconds in which Ctrl-C must be caught too
@@ -37,21 +37,21 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        command = args.command
+        prefix = f"vidact {args.command}"
         status = args.func(args)
     except VidactError as err:
-        print(f"vidact {command}: error: {_one_line(str(err))}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
     except OSError as err:  # an output that cannot be written: unwritable folder, full disk
         where = f"{err.filename}: " if err.filename else ""
-        print(f"vidact {command}: error: {where}{err.strerror or err}; check the path: a writable folder "
+        print(f"{prefix}: error: {where}{err.strerror or err}; check the path: a writable folder "
               "with free space", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vidact {command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     finally:
         if previous_term is not None:
