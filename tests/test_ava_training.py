@@ -116,8 +116,9 @@ def test_tiny_model_learns_the_synthetic_actions(tmp_path):
     actors (128 short videos) rather than many epochs over few actors, which a tiny model
     memorises by colour instead (held-out mAP stayed near chance with 24 videos).
     """
+    # Square frames: validation takes the centre square, as PySlowFast's, and must not cut actors away.
     root = generate_synthetic_ava(
-        tmp_path / "ava", num_train_videos=128, num_val_videos=16, seconds=5, width=80, height=64,
+        tmp_path / "ava", num_train_videos=128, num_val_videos=16, seconds=5, width=64, height=64,
         actors_per_video=(1, 2), frame_format="jpg", seed=7,
     )
     base = _run(root)
