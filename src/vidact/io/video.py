@@ -402,9 +402,8 @@ class VideoReader:
         """Frame ``index``'s :attr:`Frame.pts_seconds`, read from the packets without decoding
         (``index / fps`` for frame folders and live sources); past the end, the last frame's."""
         source = self._av
-        if source is None or not self.seekable or source.start_pts is None:
-            return index / float(self.fps) if self.fps else float(index)
-        table = source.presentation_pts()
+        timed = source is not None and self.seekable and source.start_pts is not None
+        table = source.presentation_pts() if timed else []
         if not table:
             return index / float(self.fps) if self.fps else float(index)
         return float((table[min(max(index, 0), len(table) - 1)] - source.start_pts) * source.stream.time_base)
