@@ -327,3 +327,11 @@ def test_bench_inputs_give_every_clip_of_a_batch_its_boxes():
     torch.testing.assert_close(boxes[:bench.DETECTION_BOXES, 1:], boxes[bench.DETECTION_BOXES:, 1:])
     scores = create_model(config).eval()(pathways, boxes)
     assert scores.shape == (2 * bench.DETECTION_BOXES, config.num_classes)
+
+
+def test_a_pipeline_bench_without_its_video_fails_before_timing(monkeypatch):
+    from vidact.errors import VidactError
+
+    monkeypatch.setattr(bench, "bench_model", lambda *a, **k: pytest.fail("timed a model first"))
+    with pytest.raises(VidactError, match="--pipeline detect needs --video PATH"):
+        bench.run_bench([small_x3d_config()], device="cpu", pipelines=["detect"])

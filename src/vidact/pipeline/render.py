@@ -494,9 +494,9 @@ class I420Painter:
     """Draws with this module's RGB functions on I420 frames (:meth:`vidact.io.video.Frame.i420`),
     converting only the regions the drawing changes.
 
-    :meth:`draw` (and :meth:`paint`, for any drawing) converts the regions to RGB in a scratch frame, lets the drawing run on it
-    and converts the regions back: at 1080p tens of kB a frame, where drawing on RGB costs a
-    conversion of all 6 MB each way. Uses OpenCV's BT.601 conversions (None from :meth:`create`
+    :meth:`draw` (and :meth:`paint`, for any drawing) converts the regions to RGB in a scratch
+    frame, lets the drawing run on it and converts the regions back: at 1080p tens of kB a
+    frame, where drawing on RGB costs a conversion of all 6 MB each way. Uses OpenCV's BT.601 conversions (None from :meth:`create`
     without OpenCV): pixels next to the drawing are within a few levels of swscale's, and on a
     BT.709 video the drawn colours are a few levels off.
     """

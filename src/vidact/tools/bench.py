@@ -73,13 +73,17 @@ class BenchOptions:
 # pipeline registers one named "detect".
 PipelineBench = Callable[[BenchOptions], list[BenchRecord]]
 PIPELINE_BENCHES: dict[str, PipelineBench] = {}
+_NEEDS_VIDEO: set[str] = set()  # pipeline benches that run on options.video
 
 
-def register_pipeline_bench(name: str) -> Callable[[PipelineBench], PipelineBench]:
-    """Decorator: make ``fn(options) -> list[BenchRecord]`` runnable as ``vidact bench --pipeline NAME``."""
+def register_pipeline_bench(name: str, *, needs_video: bool = False) -> Callable[[PipelineBench], PipelineBench]:
+    """Decorator: make ``fn(options) -> list[BenchRecord]`` runnable as ``vidact bench --pipeline NAME``;
+    with ``needs_video``, :func:`run_bench` refuses to start without ``--video``."""
 
     def register(fn: PipelineBench) -> PipelineBench:
         PIPELINE_BENCHES[name] = fn
+        if needs_video:
+            _NEEDS_VIDEO.add(name)
         return fn
 
     return register
@@ -246,8 +250,9 @@ def run_bench(
     if unknown:
         known = ", ".join(sorted(PIPELINE_BENCHES)) or "none registered"
         raise VidactError(f"unknown pipeline bench {unknown[0]!r}; available: {known}")
-    if "detect" in pipelines and video is None:  # before minutes of model timing, not after
-        raise VidactError("--pipeline detect needs --video PATH (a video file to run on)")
+    without_video = [p for p in pipelines if p in _NEEDS_VIDEO] if video is None else []
+    if without_video:  # before minutes of model timing, not after
+        raise VidactError(f"--pipeline {without_video[0]} needs --video PATH (a video file to run on)")
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
@@ -308,7 +313,7 @@ def format_record(record: BenchRecord) -> str:
             f"{clips}{rate}{share}{speedup}")
 
 
-@register_pipeline_bench("detect")
+@register_pipeline_bench("detect", needs_video=True)
 def bench_detect(options: BenchOptions) -> list[BenchRecord]:
     """``vidact detect`` end to end on ``options.video``: busy seconds per stage and the wall time.
 
@@ -324,8 +329,6 @@ def bench_detect(options: BenchOptions) -> list[BenchRecord]:
     from vidact.pipeline.detect import STAGES, DetectNotice, detect_video, load_action_model
     from vidact.weights.zoo import DEFAULT_AVA_MODEL, ZOO
 
-    if options.video is None:
-        raise VidactError("--pipeline detect needs --video PATH (a video file to run on)")
     config = ZOO[DEFAULT_AVA_MODEL].config
     records = []
     for precision in ("eager", *options.precisions):
