@@ -229,3 +229,18 @@ def test_needed_frames_seek_by_timestamp_at_a_variable_frame_rate(tmp_path):
         fps = reader.num_frames / reader.duration
         delivered = [(index, round((float(rgb.mean()) - 4) / 3)) for index, _, rgb in _needed_frames(reader, needed, fps)]
     assert delivered == [(index, index % 80) for index in needed]
+
+
+def test_a_reinitialised_head_is_one_warning_line(shared, tmp_path, capsys):
+    """The CLI prints vidact's warnings once, as ``vidact COMMAND: warning: ...``."""
+    config = shared_path(*TINY, "config.yaml").read_text().replace("  NUM_CLASSES: 10", "  NUM_CLASSES: 3")
+    (tmp_path / "three.yaml").write_text(config)
+    status = main([
+        "predict", str(shared_path(*VIDEO)), "--cfg", str(tmp_path / "three.yaml"),
+        "--weights", str(shared_path(*TINY, "model.pyth")),
+    ])
+    assert status == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len([line for line in err if "re-initialised" in line]) == 1
+    assert [line for line in err if "re-initialised" in line][0].startswith("vidact predict: warning: ")
+    assert not any("warnings.warn" in line for line in err)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-import warnings
 
 from vidact.cli._args import add_precision_arguments
 
@@ -58,25 +55,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=_detect)
 
 
-@contextlib.contextmanager
-def notices_as_lines(command: str = "detect"):
-    """Print vidact's notices as ``vidact COMMAND: notice: ...`` lines; other warnings as usual."""
-    from vidact.pipeline.detect import DetectNotice
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", DetectNotice)
-        show = warnings.showwarning
-
-        def show_notice(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, DetectNotice):
-                print(f"vidact {command}: notice: {message}", file=sys.stderr)
-            else:
-                show(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show_notice
-        yield
-
-
 def _detect(args: argparse.Namespace) -> int:
     from vidact.pipeline.detect import ActionThresholds, detect_many, read_video_list
 
@@ -91,7 +69,7 @@ def _detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     # Keyframes as they are scored (a bar on a terminal): detect can run for minutes.
-    with notices_as_lines(), tqdm(unit="keyframe", desc="detect", disable=None) as bar:
+    with tqdm(unit="keyframe", desc="detect", disable=None) as bar:
         results = detect_many(
             videos,
             args.out,

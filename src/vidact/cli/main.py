@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import re
 import signal
 import sys
+import warnings
+from pathlib import Path
 
 import vidact
 import vidact.cli
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         prefix = f"vidact {args.command}"
-        status = args.func(args)
+        with warnings_as_lines(prefix):
+            status = args.func(args)
     except VidactError as err:
         print(f"{prefix}: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
@@ -57,6 +61,29 @@ def main(argv: list[str] | None = None) -> int:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     return int(status or 0)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(prefix: str):
+    """Print vidact's own warnings as one ``PREFIX: warning: ...`` line (its notices as
+    ``notice:``, each time they occur); other libraries' warnings print as usual."""
+    from vidact.pipeline.detect import DetectNotice
+
+    package = str(Path(vidact.__file__).parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DetectNotice)
+        show = warnings.showwarning
+
+        def show_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DetectNotice):
+                print(f"{prefix}: notice: {message}", file=sys.stderr)
+            elif str(filename).startswith(package):
+                print(f"{prefix}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show_line
+        yield
 
 
 def _terminate_like_interrupt():

@@ -40,11 +40,9 @@ def _run(args: argparse.Namespace) -> int:
         _train_and_test(run, progress)
     if run.demo.enable:
         if run.model.detection.enable:
-            from vidact.cli.detect import notices_as_lines
             from vidact.pipeline.detect import run_ava_demo
 
-            with notices_as_lines("run"):
-                outputs = run_ava_demo(run)
+            outputs = run_ava_demo(run)
             print(f"wrote {outputs.video}")
         else:
             from vidact.pipeline.kinetics_demo import run_kinetics_demo

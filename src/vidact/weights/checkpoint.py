@@ -243,7 +243,6 @@ def load_into(
         _reinitialise_head(model)
         report.head_reinitialised = True
         message = f"{checkpoint.path}: classifier head has another number of classes than the model; head.projection was re-initialised and needs training"
-        logger.warning(message)
         warnings.warn(message, stacklevel=2)
     logger.info("%s: %s", checkpoint.path, report.summary())
     return report
