@@ -261,6 +261,23 @@ def test_no_person_gives_valid_empty_outputs_and_a_notice(micro_model, tmp_path)
     assert result.timeline.stat().st_size > 0
 
 
+def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
+    """The video and data files are one result: a full disk on metrics.json leaves no video."""
+    from vidact.pipeline import outputs
+
+    def disk_full(path, data):
+        Path(path).write_text("{")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(outputs, "write_json", disk_full)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier")
+    with pytest.raises(OSError, match="No space"):
+        detect_video(shared_path("data", "videos", INTEL), out, model=micro_model, detector=_fastestdet(), end=1.0)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
 def test_unreadable_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 20)

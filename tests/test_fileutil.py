@@ -34,3 +34,21 @@ def test_atomic_output_gets_the_umask_mode(tmp_path):
     finally:
         os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_paths_rename_all_or_none(tmp_path):
+    from vidact.fileutil import atomic_paths
+
+    targets = {"a": tmp_path / "a.csv", "b": tmp_path / "b.json"}
+    targets["a"].write_text("old a")
+    with pytest.raises(OSError):
+        with atomic_paths(targets) as tmp:
+            tmp["a"].write_text("new a")
+            raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"] and targets["a"].read_text() == "old a"
+    with atomic_paths(targets) as tmp:
+        tmp["a"].write_text("new a")
+        tmp["b"].write_text("new b")
+        assert not targets["b"].exists()
+    assert targets["a"].read_text() == "new a" and targets["b"].read_text() == "new b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]

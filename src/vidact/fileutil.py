@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, TypeVar
 
 from vidact.errors import VidactError
 
@@ -33,6 +33,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+Key = TypeVar("Key")
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Mapping[Key, str | os.PathLike]) -> Iterator[dict[Key, Path]]:
+    """:func:`atomic_path` for files that belong together: all are renamed into place only when
+    the block succeeds, so a failure on the last one (a full disk) leaves none of them."""
+    with contextlib.ExitStack() as stack:
+        yield {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
 
 
 @contextlib.contextmanager

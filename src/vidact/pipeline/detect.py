@@ -47,7 +47,7 @@ from vidact.config.model import InputSpec
 from vidact.config.pyslowfast_defaults import DEFAULTS
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
-from vidact.fileutil import check_writable_folder
+from vidact.fileutil import atomic_paths, check_writable_folder
 from vidact.io.video import Frame, VideoReader
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
 from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
@@ -776,7 +776,7 @@ class DetectionRun:
 
         frame = _get(shared, encode_q)
         if frame is _END:
-            raise VidactError(f"{self.name}: no frame to write to {self.video_path}")
+            raise VidactError(f"{self.name}: no frame to draw into the video")
         # Opened on the first frame, whose drawing decided the video's colour tag.
         with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset,
                          colorspace=self._video_colorspace) as writer:
@@ -1049,22 +1049,25 @@ def detect_video(
     paths = output_paths(out_dir, video_id)
     if video_path is not None:
         paths["video"] = Path(video_path)
-    run = detect(source, video_path=paths["video"] if video else None, **options)
-    results: list[KeyframeResult] = []
-    for result in run:
-        results.append(result)
-        if on_keyframe is not None:
-            on_keyframe(result)
-    persons = sum(len(r.persons) for r in results)
-    if persons == 0:
-        notice(f"{run.name}: no person found on any of {len(results)} keyframes; the outputs are empty")
-    names = run.action_model.class_names
-    outputs.write_actions_csv(paths["actions_csv"], video_id, results)
-    outputs.write_tracks_csv(paths["tracks_csv"], video_id, results)
-    outputs.write_jsonl(paths["jsonl"], video_id, results)
-    if timeline:
-        outputs.write_timeline(paths["timeline"], video_id, results, names, rate=run.rate)
-    outputs.write_json(paths["metrics_json"], {"video_id": video_id, "source": run.name, **run.metrics})
+    written = {key: path for key, path in paths.items()
+               if (video or key != "video") and (timeline or key != "timeline")}
+    # The files are one result: a failure on the last (a full disk) must not leave the first.
+    with atomic_paths(written) as tmp:
+        run = detect(source, video_path=tmp.get("video"), **options)
+        results: list[KeyframeResult] = []
+        for result in run:
+            results.append(result)
+            if on_keyframe is not None:
+                on_keyframe(result)
+        persons = sum(len(r.persons) for r in results)
+        if persons == 0:
+            notice(f"{run.name}: no person found on any of {len(results)} keyframes; the outputs are empty")
+        outputs.write_actions_csv(tmp["actions_csv"], video_id, results)
+        outputs.write_tracks_csv(tmp["tracks_csv"], video_id, results)
+        outputs.write_jsonl(tmp["jsonl"], video_id, results)
+        if timeline:
+            outputs.write_timeline(tmp["timeline"], video_id, results, run.action_model.class_names, rate=run.rate)
+        outputs.write_json(tmp["metrics_json"], {"video_id": video_id, "source": run.name, **run.metrics})
     return DetectOutputs(
         video=paths["video"] if video else None,
         actions_csv=paths["actions_csv"],
