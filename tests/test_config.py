@@ -365,7 +365,11 @@ def test_used_keys_come_from_the_mapping():
     for name in ("fork/c3.yaml", "fork/c2.yaml", "upstream/configs/Kinetics/X3D_M.yaml"):
         reader = _Reader(load_quietly(reference(name)))
         _run_config(reader)
-        assert reader.read == used
+        assert reader.read | {"DEMO.NUM_VIS_INSTANCES", "DEMO.THREAD_ENABLE"} == used
+    # Read into no setting vidact acts on, these warn when set (the reference changes its output).
+    assert not {"DEMO.INPUT_FORMAT", "DEMO.SLOWMO", "DEMO.NUM_CLIPS_SKIP", "DEMO.GT_BOXES", "SHARD_ID"} & used
+    with pytest.warns(ConfigWarning, match="vidact ignores DEMO.INPUT_FORMAT"):
+        load_pyslowfast(reference("fork/c3.yaml"), ["DEMO.INPUT_FORMAT", "RGB"])
 
 
 # --- mapping rules --------------------------------------------------------------------

@@ -230,10 +230,10 @@ def test_pyslowfast_kinetics_config_trains_and_tests_through_cli(synthetic, tmp_
             "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
             "DATA.NUM_FRAMES", "8", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "6", "SOLVER.MAX_EPOCH", "1", "DATA_LOADER.NUM_WORKERS", "0",
             "TEST.NUM_ENSEMBLE_VIEWS", "2"]
-    with pytest.warns(UserWarning):  # NUM_GPUS and precise BN warnings are expected here
-        assert main(["train", "--cfg", str(cfg), "--no-progress", "--opts", *opts]) == 0
+    assert main(["train", "--cfg", str(cfg), "--no-progress", "--opts", *opts]) == 0
     assert (tmp_path / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()
-    capsys.readouterr()
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vidact train: warning: ")]
+    assert any("BN.USE_PRECISE_STATS" in line for line in warned)  # set in the file; one line each
     assert main(["test", "--cfg", str(cfg), "--opts", *opts]) == 0
     printed = capsys.readouterr().out
     assert '"top1_acc"' in printed and '"mean_class_acc"' in printed
@@ -253,3 +253,24 @@ def test_bad_list_file_is_one_line_error(tmp_path):
     with pytest.raises(VidactError, match=r"train.csv:1: expected 'path label'"):
         train(run, progress=False)
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_data_ensemble_method_max_reaches_the_test_evaluator():
+    from types import SimpleNamespace
+
+    from vidact.engine.trainer import TASKS
+
+    path = shared_path("configs", "pyslowfast", "fork", "c3_train.yaml")
+    views = torch.tensor([[0.1, 0.0, 0.9], [0.45, 0.55, 0.0]])  # one video, two views, 3 classes
+    batch = {"video_index": torch.tensor([0, 0]), "label": torch.tensor([0, 0])}
+    top1 = {}
+    for method in ("sum", "max"):
+        run = load_run_config(path, ["DATA.ENSEMBLE_METHOD", method, "MODEL.NUM_CLASSES", "3"])
+        assert run.test.ensemble_method == method
+        evaluator = TASKS["kinetics"].build_evaluator(run, SimpleNamespace(views_per_video=2))
+        evaluator.reset()
+        evaluator.process(batch, views)
+        top1[method] = evaluator.evaluate()["top1_acc"]
+    assert top1 == {"sum": 0.0, "max": 0.0} or top1["sum"] != top1["max"]
+    with pytest.raises(VidactError, match="DATA.ENSEMBLE_METHOD"):
+        load_run_config(path, ["DATA.ENSEMBLE_METHOD", "mean"])

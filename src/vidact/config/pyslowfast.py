@@ -366,12 +366,18 @@ class _Reader:
         return VidactError(f"{self.cfg.source}: {message}")
 
 
+# Keys that tune only how PySlowFast's demo runs (its worker processes and threads), with no
+# effect on its results; vidact has no such knobs, and a warning would leave nothing to do.
+_RUNTIME_ONLY_KEYS = frozenset({"DEMO.NUM_VIS_INSTANCES", "DEMO.THREAD_ENABLE"})
+
+
 @functools.lru_cache(maxsize=1)
 def used_keys() -> frozenset[str]:
-    """Dotted keys vidact reads; found by mapping the defaults with a recording reader."""
+    """Dotted keys vidact reads (found by mapping the defaults with a recording reader), and
+    the runtime-only keys that need no counterpart."""
     reader = _Reader(PySlowFastCfg(DEFAULTS, "PySlowFast defaults"))
     _run_config(reader)
-    return frozenset(reader.read)
+    return frozenset(reader.read) | _RUNTIME_ONLY_KEYS
 
 
 def _warn_unused(cfg: PySlowFastCfg) -> None:
@@ -537,29 +543,20 @@ def _run_config(r: _Reader) -> RunConfig:
             webcam=r("DEMO.WEBCAM"),
             output_file=path("DEMO.OUTPUT_FILE"),
             output_fps=r("DEMO.OUTPUT_FPS"),
-            display_width=r("DEMO.DISPLAY_WIDTH"),
-            display_height=r("DEMO.DISPLAY_HEIGHT"),
             label_file=path("DEMO.LABEL_FILE_PATH"),
             vis_mode=r("DEMO.VIS_MODE"),
             common_class_threshold=r("DEMO.COMMON_CLASS_THRES"),
             uncommon_class_threshold=r("DEMO.UNCOMMON_CLASS_THRES"),
             common_class_names=r("DEMO.COMMON_CLASS_NAMES"),
             top_k=r("TENSORBOARD.MODEL_VIS.TOPK_PREDS"),
-            colormap=r("TENSORBOARD.MODEL_VIS.COLORMAP"),
             buffer_size=r("DEMO.BUFFER_SIZE"),
             clip_vis_size=r("DEMO.CLIP_VIS_SIZE"),
-            num_vis_instances=r("DEMO.NUM_VIS_INSTANCES"),
-            thread_enable=r("DEMO.THREAD_ENABLE"),
-            num_clips_skip=r("DEMO.NUM_CLIPS_SKIP"),
-            input_format=r("DEMO.INPUT_FORMAT"),
             detector_config=r("DEMO.DETECTRON2_CFG"),
             detector_weights=r("DEMO.DETECTRON2_WEIGHTS"),
             detector_threshold=r("DEMO.DETECTRON2_THRESH"),
             preds_boxes=path("DEMO.PREDS_BOXES"),
-            gt_boxes=path("DEMO.GT_BOXES"),
             starting_second=r("DEMO.STARTING_SECOND"),
             fps=r("DEMO.FPS"),
-            slowmo=r("DEMO.SLOWMO"),
         ),
         checkpoint=CheckpointConfig(
             train_path=path("TRAIN.CHECKPOINT_FILE_PATH"),
@@ -610,6 +607,7 @@ def _run_config(r: _Reader) -> RunConfig:
             batch_size=r("TEST.BATCH_SIZE"),
             num_ensemble_views=r("TEST.NUM_ENSEMBLE_VIEWS"),
             num_spatial_crops=r("TEST.NUM_SPATIAL_CROPS"),
+            ensemble_method=_choice(r, "DATA.ENSEMBLE_METHOD", ("sum", "max")),
         ),
         data=DataConfig(
             data_dir=path("DATA.PATH_TO_DATA_DIR"),
@@ -639,7 +637,6 @@ def _run_config(r: _Reader) -> RunConfig:
         ),
         num_gpus=r("NUM_GPUS"),
         num_shards=r("NUM_SHARDS"),
-        shard_id=r("SHARD_ID"),
         output_dir=r("OUTPUT_DIR"),
         seed=r("RNG_SEED"),
         log_period=r("LOG_PERIOD"),
@@ -653,6 +650,13 @@ def _checkpoint_type(r: _Reader, key: str) -> str:
     value = r(key)
     if value not in ("pytorch", "caffe2"):
         raise r.error(f"{key} {value!r} is not a checkpoint type; use pytorch or caffe2")
+    return value
+
+
+def _choice(r: _Reader, key: str, choices: tuple[str, ...]) -> str:
+    value = r(key)
+    if value not in choices:
+        raise r.error(f"{key} {value!r} is not one of {', '.join(choices)}; use one of them")
     return value
 
 

@@ -24,29 +24,20 @@ class DemoConfig:
     webcam: int = -1  # DEMO.WEBCAM: camera index, -1 = read input_video
     output_file: str | None = None  # DEMO.OUTPUT_FILE: None = show in a window
     output_fps: int = -1  # DEMO.OUTPUT_FPS: -1 = the source's fps
-    display_width: int = 0  # DEMO.DISPLAY_WIDTH (webcam capture size; 0 = camera default)
-    display_height: int = 0  # DEMO.DISPLAY_HEIGHT
     label_file: str | None = None  # DEMO.LABEL_FILE_PATH: JSON {"class name": 0-based id}
     vis_mode: str = "thres"  # DEMO.VIS_MODE: "thres" or "top-k"
     common_class_threshold: float = 0.7  # DEMO.COMMON_CLASS_THRES
     uncommon_class_threshold: float = 0.3  # DEMO.UNCOMMON_CLASS_THRES
     common_class_names: tuple[str, ...] = ()  # DEMO.COMMON_CLASS_NAMES
     top_k: int = 1  # TENSORBOARD.MODEL_VIS.TOPK_PREDS (vis_mode "top-k")
-    colormap: str = "Pastel2"  # TENSORBOARD.MODEL_VIS.COLORMAP (label colours)
     buffer_size: int = 0  # DEMO.BUFFER_SIZE: frames of the previous clip reused
     clip_vis_size: int = 10  # DEMO.CLIP_VIS_SIZE: frames drawn either side of the keyframe
-    num_vis_instances: int = 2  # DEMO.NUM_VIS_INSTANCES (visualisation workers)
-    thread_enable: bool = False  # DEMO.THREAD_ENABLE
-    num_clips_skip: int = 0  # DEMO.NUM_CLIPS_SKIP
-    input_format: str = "BGR"  # DEMO.INPUT_FORMAT: channel order of the person detector's input
     detector_config: str = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"  # DEMO.DETECTRON2_CFG
     detector_weights: str = ""  # DEMO.DETECTRON2_WEIGHTS
     detector_threshold: float = 0.9  # DEMO.DETECTRON2_THRESH: person score threshold
     preds_boxes: str | None = None  # DEMO.PREDS_BOXES: precomputed boxes instead of a detector
-    gt_boxes: str | None = None  # DEMO.GT_BOXES
     starting_second: int = 900  # DEMO.STARTING_SECOND (timestamp of the first frame, AVA files)
     fps: int = 30  # DEMO.FPS (frame rate of a precomputed-boxes video)
-    slowmo: int = 1  # DEMO.SLOWMO (slow-motion factor of the output)
 
 
 @dataclass(frozen=True)
@@ -111,6 +102,7 @@ class TestConfig:
     batch_size: int = 8  # TEST.BATCH_SIZE
     num_ensemble_views: int = 10  # TEST.NUM_ENSEMBLE_VIEWS (temporal clips per video)
     num_spatial_crops: int = 3  # TEST.NUM_SPATIAL_CROPS
+    ensemble_method: str = "sum"  # DATA.ENSEMBLE_METHOD: sum | max of a video's view scores
 
 
 @dataclass(frozen=True)
@@ -164,7 +156,6 @@ class RunConfig:
     ava: AvaConfig = field(default_factory=AvaConfig)
     num_gpus: int = 1  # NUM_GPUS (0 = CPU)
     num_shards: int = 1  # NUM_SHARDS (machines)
-    shard_id: int = 0  # SHARD_ID
     output_dir: str = "."  # OUTPUT_DIR (checkpoints go to OUTPUT_DIR/checkpoints)
     seed: int = 1  # RNG_SEED
     log_period: int = 10  # LOG_PERIOD (iterations)

@@ -182,11 +182,14 @@ class ClassificationEvaluator:
     evaluates a shard and :meth:`evaluate` gathers the views before scoring.
     """
 
-    def __init__(self, num_classes: int, views_per_video: int, *, apply_softmax: bool = False) -> None:
+    def __init__(
+        self, num_classes: int, views_per_video: int, *, apply_softmax: bool = False, ensemble: str = "sum",
+    ) -> None:
         from vidact.evaluation.kinetics import KineticsEvaluator
 
         topk = (1, 5) if num_classes >= 5 else (1,)
-        self._inner = KineticsEvaluator(num_classes, topk=topk, apply_softmax=apply_softmax, expected_views=views_per_video)
+        self._inner = KineticsEvaluator(num_classes, topk=topk, apply_softmax=apply_softmax,
+                                        expected_views=views_per_video, ensemble=ensemble)
         self.result = None
         self.reset()
 
@@ -261,7 +264,7 @@ def _classification_dataset(run: RunConfig, split: str) -> Dataset:
 
 
 def _classification_evaluator(run: RunConfig, dataset: Dataset) -> BatchEvaluator:
-    return ClassificationEvaluator(run.model.num_classes, dataset.views_per_video)
+    return ClassificationEvaluator(run.model.num_classes, dataset.views_per_video, ensemble=run.test.ensemble_method)
 
 
 TASKS: dict[str, Task] = {"kinetics": Task(_classification_dataset, _classification_evaluator)}
