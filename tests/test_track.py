@@ -100,6 +100,26 @@ def test_ids_of_two_people_and_a_lost_track():
     assert len(tracker.update(Detections.empty(), 1)) == 0
 
 
+@pytest.mark.parametrize("rate", [1.0, 0.4, 0.25])
+def test_slow_keyframe_rates_keep_ids_and_survive_one_missed_keyframe(rate):
+    tracker = PersonTracker(frame_rate=rate)
+    ids = [tracker.update(_detections([100 + 5 * k, 100, 200 + 5 * k, 300]), k / rate).track_ids.tolist()
+           for k in range(4)]
+    assert ids[0] == [UNTRACKED] and ids[1] == ids[2] == ids[3] != [UNTRACKED]
+    tracker.update(Detections.empty(), 4 / rate)
+    assert tracker.update(_detections([120, 100, 220, 300]), 5 / rate).track_ids.tolist() == ids[3]
+    tracker.update(Detections.empty(), 6 / rate)
+    tracker.update(Detections.empty(), 7 / rate)
+    assert tracker.update(_detections([120, 100, 220, 300]), 8 / rate).track_ids.tolist() == [UNTRACKED]
+
+
+@pytest.mark.parametrize("score", [0.5, 0.55, 0.9])
+def test_any_detection_at_the_default_detector_threshold_gets_an_id(score):
+    tracker = PersonTracker(frame_rate=1)
+    ids = [tracker.update(_detections([100, 100, 200, 300], score=score), k).track_ids.tolist() for k in range(3)]
+    assert ids[0] == [UNTRACKED] and ids[1] == ids[2] != [UNTRACKED]
+
+
 def test_interpolate_tracks_rules():
     before = TrackedDetections(
         np.array([[0, 0, 10, 10], [50, 50, 60, 60], [80, 0, 90, 10]], np.float32),

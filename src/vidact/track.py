@@ -50,8 +50,11 @@ class PersonTracker:
     """ByteTrack over the person detections of successive keyframes.
 
     A person gets an id from the second keyframe they are matched on (ByteTrack confirms a
-    track before naming it); until then, and for detections too weak to start a track, the
-    id is ``-1``. A track not matched for ``lost_track_seconds`` is dropped.
+    track before naming it); until then the id is ``-1``. Detections scoring at least
+    ``high_confidence_threshold`` are matched first and start tracks (when they also reach
+    ``track_activation_threshold``); weaker ones (a detector threshold set lower) only continue
+    tracks. A track not matched for ``lost_track_seconds``, or for two keyframe intervals when
+    keyframes are further apart, is dropped.
     """
 
     def __init__(
@@ -60,11 +63,15 @@ class PersonTracker:
         *,
         lost_track_seconds: float = 2.0,
         track_activation_threshold: float = 0.5,
-        high_confidence_threshold: float = 0.6,
+        high_confidence_threshold: float = 0.5,
         min_iou: float = 0.1,
     ) -> None:
         trackers = import_optional("trackers", "person tracking")
         states = import_optional("trackers.utils.state_representations", "person tracking")
+        # The tracker drops a track whose time unmatched exceeds the budget before matching, so
+        # a budget under the keyframe interval would drop every track (--rate 0.25: 4 s apart);
+        # a track survives one missed keyframe at any rate (2.5 intervals: clear of rounding).
+        lost_track_seconds = max(lost_track_seconds, 2.5 / frame_rate)
         self._tracker = trackers.ByteTrackTracker(
             lost_track_buffer=round(lost_track_seconds * _TRACKERS_REFERENCE_FPS),
             frame_rate=frame_rate,
