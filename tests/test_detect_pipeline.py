@@ -261,6 +261,42 @@ def test_no_person_gives_valid_empty_outputs_and_a_notice(micro_model, tmp_path)
     assert result.timeline.stat().st_size > 0
 
 
+def test_labels_come_from_the_keyframe_whose_box_is_drawn(micro_model, tmp_path, monkeypatch):
+    """Midway between keyframes (30 fps, rate 3: frame 75 at 2.5 s) the box and its labels come from
+    the same keyframe, so no frame shows a box without its actions."""
+    import av
+
+    from vidact.pipeline import detect as detect_module
+
+    source = tmp_path / "syn30.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        for index in range(90):
+            frame = av.VideoFrame.from_ndarray(noise, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    boxes = tmp_path / "boxes.csv"  # untracked persons (score 0.3) moving right: nearer keyframe's box
+    boxes.write_text("".join(f"syn30,{k / 3:.4f},{0.05 + 0.05 * k:.3f},0.1,{0.4 + 0.05 * k:.3f},0.9,,0.30\n"
+                             for k in range(9)))
+    drawn = {}
+    draw = detect_module.DetectionRun._draw
+
+    def recording_draw(self, frame, overlays, painter):
+        drawn[frame.index] = [overlay.label_lines for overlay in overlays if hasattr(overlay, "box")]
+        return draw(self, frame, overlays, painter)
+
+    monkeypatch.setattr(detect_module.DetectionRun, "_draw", recording_draw)
+    run = detect_module.detect(source, model=micro_model, detector=f"csv:{boxes}", rate=3.0, thresholds=0.0,
+                               video_path=tmp_path / "drawn.mp4")
+    list(run)
+    assert len(drawn) == 90 and all(len(boxes) == 1 for boxes in drawn.values())
+    label_counts = {len(boxes[0]) for boxes in drawn.values()}
+    assert label_counts == {len(drawn[0][0])} and len(drawn[0][0]) > 1  # "person" + every action
+
+
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
     """The video and data files are one result: a full disk on metrics.json leaves no video."""
     from vidact.pipeline import outputs

@@ -120,9 +120,7 @@ def interpolate_tracks(
     """
     if after is None or after_time is None or time <= before_time:
         return before
-    if after_time <= before_time:
-        raise ValueError(f"keyframe times must increase: {before_time} then {after_time}")
-    alpha = min((time - before_time) / (after_time - before_time), 1.0)
+    alpha = interpolation_weight(before_time, after_time, time)
     later_index = {int(i): k for k, i in enumerate(after.track_ids) if i != UNTRACKED}
     shared = [(k, later_index[int(i)]) for k, i in enumerate(before.track_ids) if int(i) in later_index]
     boxes, scores, ids = [], [], []
@@ -130,7 +128,7 @@ def interpolate_tracks(
         boxes.append((1 - alpha) * before.boxes[k] + alpha * after.boxes[j])
         scores.append((1 - alpha) * before.scores[k] + alpha * after.scores[j])
         ids.append(before.track_ids[k])
-    nearer, shared_rows = (before, {k for k, _ in shared}) if alpha < 0.5 else (after, {j for _, j in shared})
+    nearer, shared_rows = (after, {j for _, j in shared}) if alpha >= 0.5 else (before, {k for k, _ in shared})
     for k in range(len(nearer)):
         if k not in shared_rows:
             boxes.append(nearer.boxes[k])
@@ -141,3 +139,11 @@ def interpolate_tracks(
     return TrackedDetections(
         np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32), np.asarray(ids, np.int64)
     )
+
+
+def interpolation_weight(before_time: float, after_time: float, time: float) -> float:
+    """How far ``time`` is from the keyframe at ``before_time`` to the one at ``after_time``
+    (0 to 1); from 0.5 on, the later keyframe is the nearer one."""
+    if after_time <= before_time:
+        raise ValueError(f"keyframe times must increase: {before_time} then {after_time}")
+    return min(max((time - before_time) / (after_time - before_time), 0.0), 1.0)

@@ -49,7 +49,7 @@ from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_paths, check_writable_folder
 from vidact.io.video import Frame, VideoReader
-from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks
+from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks, interpolation_weight
 from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
 
 # PySlowFast's DEMO.COMMON_CLASS_NAMES default: frequent AVA classes get the higher threshold.
@@ -720,7 +720,10 @@ class DetectionRun:
             has_before = shared.wait_keyframe(before, need_result=False)
             has_after = has_before and shared.wait_keyframe(before + 1, need_result=False)
             nearer = before
-            if has_after and entry.time - before / self.rate >= 0.5 / self.rate:
+            # interpolate_tracks's rule, on the same times: the labels must come from the
+            # keyframe whose boxes are shown (they can differ at a midpoint otherwise).
+            if has_after and interpolation_weight(shared.tracked[before][0], shared.tracked[before + 1][0],
+                                                  entry.time) >= 0.5:
                 nearer = before + 1
             if not has_before:  # past the last keyframe: hold the last one
                 nearer = before = (shared.num_keyframes or 1) - 1
