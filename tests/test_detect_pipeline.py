@@ -314,6 +314,14 @@ def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_an_unreadable_source_creates_no_output_folder(micro_model, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 20)
+    with pytest.raises(vidact.errors.VidactError):
+        detect_video(bad, tmp_path / "out" / "sub", model=micro_model, detector=_fastestdet())
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreadable_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 20)

@@ -52,3 +52,18 @@ def test_atomic_paths_rename_all_or_none(tmp_path):
         assert not targets["b"].exists()
     assert targets["a"].read_text() == "new a" and targets["b"].read_text() == "new b"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]
+
+
+def test_atomic_text_is_utf8_whatever_the_locale(tmp_path):
+    """Outputs hold video names: under the C locale (ASCII) a Cyrillic id must not fail the write."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = ("import sys; from vidact.fileutil import atomic_open\n"
+            "with atomic_open(sys.argv[1]) as f: f.write('caf\\u00e9_\\u0438\\u043d\\u0442')")
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(src)}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "id.csv")], check=True, env=env)
+    assert (tmp_path / "id.csv").read_bytes() == "café_инт".encode("utf-8")

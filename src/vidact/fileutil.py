@@ -48,7 +48,10 @@ def atomic_paths(paths: Mapping[Key, str | os.PathLike]) -> Iterator[dict[Key, P
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
-    """``open()`` a temporary file that replaces ``path`` when the block succeeds."""
+    """``open()`` a temporary file that replaces ``path`` when the block succeeds; text is
+    UTF-8 unless told otherwise (not the locale's encoding, which may lack a video's name)."""
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
 

@@ -123,7 +123,7 @@ def write_ava_csv(path: str | os.PathLike, rows: AvaRows) -> None:
 def _rows(path: Path):
     """Yield ``(line_number, cells)`` for the non-blank lines of a CSV file."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             for line_no, row in enumerate(csv.reader(f), start=1):
                 if row and any(cell.strip() for cell in row):
                     yield line_no, [cell.strip() for cell in row]

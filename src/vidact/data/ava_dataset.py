@@ -90,7 +90,7 @@ def read_frame_lists(paths: Iterable[str | os.PathLike], frame_dir: str | os.Pat
     frames: dict[str, list[Path]] = {}
     for path in map(Path, paths):
         try:
-            lines = path.read_text().splitlines()
+            lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise VidactError(f"{path}: cannot read the frame list ({err.strerror or err}); check AVA.FRAME_LIST_DIR") from None
         for line_no, line in enumerate(lines[1:], start=2):  # the first line is the header

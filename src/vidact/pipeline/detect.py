@@ -1054,9 +1054,10 @@ def detect_video(
         paths["video"] = Path(video_path)
     written = {key: path for key, path in paths.items()
                if (video or key != "video") and (timeline or key != "timeline")}
+    run = detect(source, video_path=paths["video"] if video else None, **options)  # a bad source fails here
     # The files are one result: a failure on the last (a full disk) must not leave the first.
     with atomic_paths(written) as tmp:
-        run = detect(source, video_path=tmp.get("video"), **options)
+        run.video_path = tmp.get("video")
         results: list[KeyframeResult] = []
         for result in run:
             results.append(result)
@@ -1097,7 +1098,7 @@ def read_video_list(path: str | os.PathLike) -> list[Path]:
     """Video paths from a text file, one a line (blank lines and ``#`` comments skipped), relative to the file."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise VidactError(f"{path}: cannot read the video list ({error.strerror or error}); check the path") from None
     videos = [Path(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]

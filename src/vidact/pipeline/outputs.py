@@ -110,7 +110,7 @@ def write_jsonl(path: str | os.PathLike, video_id: str, results: Sequence[Keyfra
 
 def jsonl_schema() -> dict:
     """The JSON schema every line of the JSON-lines output validates against."""
-    return json.loads(JSONL_SCHEMA_PATH.read_text())
+    return json.loads(JSONL_SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
