@@ -1158,7 +1158,7 @@ def run_ava_demo(
     """PySlowFast's AVA demo (``DEMO.ENABLE`` and ``DETECTION.ENABLE``) from a :class:`RunConfig`.
 
     Reads ``DEMO.INPUT_VIDEO`` (or ``DEMO.WEBCAM``), writes the annotated video to
-    ``DEMO.OUTPUT_FILE`` and vidact's data outputs beside it (same stem). The checkpoint is
+    ``DEMO.OUTPUT_FILE`` and vidact's data outputs beside it (named after the input video). The checkpoint is
     PySlowFast's choice (:func:`vidact.engine.checkpoint.demo_checkpoint`): ``TEST.CHECKPOINT_FILE_PATH``,
     else the latest in ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``. ``DEMO.PREDS_BOXES``
     replaces the detector; ``DEMO.DETECTRON2_*`` map to vidact's Detectron2-compatible Faster
