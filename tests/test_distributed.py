@@ -1,4 +1,4 @@
-"""Two gloo ranks under torchrun train with DDP and end with identical parameters."""
+"""Two gloo ranks under torchrun train with DDP and end with identical parameters and buffers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ WORKER = textwrap.dedent(
         def after_train(self):
             rank = dist.get_rank()
             state = {k: v.detach().clone() for k, v in self.trainer.module.named_parameters()}
-            torch.save({"params": state, "world": dist.get_world_size(), "steps": self.trainer.global_step,
+            buffers = {k: v.detach().clone() for k, v in self.trainer.module.named_buffers()}
+            torch.save({"params": state, "buffers": buffers, "world": dist.get_world_size(), "steps": self.trainer.global_step,
                         "reduced": dist.all_reduce_mean({"rank": float(rank)})}, sys.argv[2] + f"/rank{rank}.pt")
 
     result = train(load_run_config(sys.argv[1]), extra_hooks=[DumpParameters()], progress=False)
@@ -60,6 +61,8 @@ def test_two_gloo_ranks_hold_identical_parameters(tmp_path):
     assert ranks[0]["reduced"] == ranks[1]["reduced"] == {"rank": 0.5}
     assert ranks[0]["params"].keys() == ranks[1]["params"].keys()
     assert all(torch.equal(ranks[0]["params"][k], ranks[1]["params"][k]) for k in ranks[0]["params"])
+    # BatchNorm statistics too: validation ran on rank 0's (what its checkpoint stores) everywhere.
+    assert all(torch.equal(ranks[0]["buffers"][k], ranks[1]["buffers"][k]) for k in ranks[0]["buffers"])
     # Training moved the weights away from their (shared) initialisation.
     from vidact.models import build_model
 
@@ -70,3 +73,13 @@ def test_two_gloo_ranks_hold_identical_parameters(tmp_path):
     assert metrics[0]["val/top1_acc"] == metrics[1]["val/top1_acc"]
     assert metrics[0]["train_epoch/loss"] == metrics[1]["train_epoch/loss"]
     assert (tmp_path / "out" / "checkpoints" / "checkpoint_epoch_00002.pyth").is_file()
+
+
+def test_a_worker_is_its_rank_after_the_process_group_is_gone(monkeypatch):
+    """``vidact test`` prints after cleanup(): only rank 0 may, so the rank outlives the group."""
+    from vidact.engine import distributed as dist
+
+    monkeypatch.setenv("RANK", "1")
+    assert dist.get_rank() == 1 and not dist.is_main_process()
+    monkeypatch.delenv("RANK")
+    assert dist.is_main_process()

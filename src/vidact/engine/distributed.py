@@ -68,7 +68,8 @@ def get_world_size() -> int:
 
 
 def get_rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    # After cleanup() a torchrun worker is still its rank: only rank 0 prints the results.
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
 
 
 def is_main_process() -> bool:
@@ -99,6 +100,15 @@ def all_reduce_sum(values: Mapping[str, float], device: torch.device | None = No
     tensor = torch.tensor([float(values[name]) for name in names], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return {name: float(value) for name, value in zip(names, tensor.tolist())}
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics): each rank's last training batch
+    left its own, and rank 0's are the ones its checkpoint stores and that DDP's next forward
+    would use."""
+    if dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def all_gather_objects(obj: object) -> list[object]:

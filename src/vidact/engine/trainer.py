@@ -596,6 +596,7 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
         evaluator = task.build_evaluator(run, val_set)
 
         def evaluate_fn() -> dict[str, float]:
+            dist.broadcast_buffers(model)  # every rank scores its shard with the same model
             return evaluate(model, val_loader, evaluator, device=device, forward=task.forward, amp_dtype=amp_dtype)
 
     hooks = default_hooks(run, evaluate_fn, progress=progress)
