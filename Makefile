@@ -21,8 +21,10 @@ install-dev: $(BIN)/python
 demo: install
 	$(BIN)/vidact detect $(VIDEO) --out vidact_out
 
+# pytest exits 5 when it collected no tests, a failure; make would report it only as status 2.
 test: install-dev
-	$(BIN)/python -m pytest -q
+	@status=0; $(BIN)/python -m pytest -q || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 bench: install-dev
 	$(BIN)/vidact bench

@@ -7,12 +7,13 @@ import importlib.resources
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 import torch
 
-from test_gpu_monitor import FakeNvml, h100
+from test_gpu_monitor import FakeNvml, MigNvml, h100
 from vidact.cli.main import main
 from vidact.paths import weights_dir
 from vidact.tools.doctor import (
@@ -218,3 +219,127 @@ def test_an_unreadable_gpu_is_reported_not_a_crash(no_cuda, schema):
     lost = report["gpus"][1]
     assert "GPU is lost" in lost["name"] and lost["verdict"] is None
     assert any(c["name"] == "gpu 1" and c["status"] == "warn" for c in report["checks"])
+
+
+def test_a_gpu_whose_memory_nvml_refuses_keeps_its_verdict(no_cuda, schema):
+    a100 = h100(name="NVIDIA A100-SXM4-80GB", cc=(8, 0), mig=True)
+    report = collect(MigNvml([a100]))
+    validate(report, schema)
+    [gpu] = report["gpus"]
+    assert (gpu["name"], gpu["memory_total_mib"], gpu["verdict"]["status"]) == ("NVIDIA A100-SXM4-80GB", 0, "ok")
+
+
+CUDNN_SM75_ERROR = (
+    "cuDNN version 92400 is not compatible with devices with SM < 7.5. Please install a version of PyTorch with a"
+    " compatible cuDNN version. https://github.com/pytorch/pytorch/blob/main/RELEASE.md#release-compatibility-matrix"
+)
+
+
+def test_cudnn_refused_by_torch_is_a_failing_check_not_a_crash(no_cuda, schema, monkeypatch, capsys):
+    def refuse():
+        raise RuntimeError(CUDNN_SM75_ERROR)
+
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", refuse)
+    v100 = h100(name="Tesla V100-SXM2-16GB", cc=(7, 0))
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([v100]))
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    validate(report, schema)
+    assert report["versions"]["cudnn"] == "unusable: cuDNN version 92400 is not compatible with devices with SM < 7.5"
+    [cudnn] = [c for c in report["checks"] if c["name"] == "cudnn"]
+    assert cudnn["status"] == "fail" and "older than 9.11" in cudnn["fix"]
+    assert "CUDA 13.0 dropped sm_70" in format_report(report)  # the GPU's own verdict still comes out
+
+
+def test_old_torch_with_an_empty_arch_list_is_not_called_cpu_only(no_cuda, monkeypatch):
+    # torch 2.4 to 2.11 return [] from get_arch_list() whenever is_available() is False: here a driver too old.
+    class OldDriver(FakeNvml):
+        def nvmlSystemGetCudaDriverVersion(self):
+            return 12040
+
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: [])
+    monkeypatch.setattr(torch._C, "_cuda_getArchFlags", lambda: " ".join(CU130), raising=False)
+    report = collect(OldDriver([h100()]))
+    assert report["torch"]["arch_list"] == CU130 and report["gpus"][0]["verdict"]["status"] == "ok"
+    [driver] = [c for c in report["checks"] if c["name"] == "driver"]
+    assert driver["status"] == "fail" and ">= 580" in driver["fix"]
+
+    # A build whose flags say nothing, or a torch without the function, is CPU-only after all.
+    monkeypatch.setattr(torch._C, "_cuda_getArchFlags", lambda: None)
+    assert "CPU-only" in collect(OldDriver([h100()]))["gpus"][0]["verdict"]["message"]
+    monkeypatch.delattr(torch._C, "_cuda_getArchFlags")
+    assert collect(OldDriver([h100()]))["torch"]["arch_list"] == []
+
+
+def torch_sees(monkeypatch, gpus: list[dict]) -> list[str]:
+    """Make torch see ``gpus`` (name, cc, optional uuid and pci) as cuda:0, cuda:1, ... and run kernels on the CPU.
+
+    Returns the list of devices the smoke tests ran on; a GPU marked ``no_kernels`` fails its kernel.
+    """
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(gpus))
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+
+    def properties(i):
+        gpu = gpus[i]
+        domain, bus, device = gpu.get("pci", (None, None, None))
+        return SimpleNamespace(name=gpu["name"], major=gpu["cc"][0], minor=gpu["cc"][1], total_memory=2**34,
+                               uuid=gpu.get("torch_uuid"), pci_domain_id=domain, pci_bus_id=bus, pci_device_id=device)
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    ran, real_ones = [], torch.ones
+
+    def ones(*size, device=None, **kwargs):
+        if str(device).startswith("cuda:"):
+            ran.append(str(device))
+            if gpus[int(str(device)[5:])].get("no_kernels"):
+                raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+            device = None
+        return real_ones(*size, device=device, **kwargs)
+
+    monkeypatch.setattr(torch, "ones", ones)
+    return ran
+
+
+def test_smoke_test_runs_on_the_gpu_it_reports(no_cuda, monkeypatch):
+    # NVML numbers by PCI bus (the GTX 1080 first); CUDA fastest first (the RTX 4090 first).
+    gtx = h100(name="NVIDIA GeForce GTX 1080", cc=(6, 1), uuid="GPU-11111111-2222-3333-4444-555555555555",
+               pci=(0, 1, 0))
+    rtx = h100(name="NVIDIA GeForce RTX 4090", cc=(8, 9), uuid="GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+               pci=(0, 2, 0))
+    ran = torch_sees(monkeypatch, [
+        rtx | {"torch_uuid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"},
+        gtx | {"torch_uuid": "11111111-2222-3333-4444-555555555555", "no_kernels": True},
+    ])
+    report = collect(FakeNvml([gtx, rtx]))
+    assert [g["smoke_test"] for g in report["gpus"]] == [None, "ok"] and ran == ["cuda:0"]
+
+    # Without UUIDs the PCI address tells them apart.
+    ran = torch_sees(monkeypatch, [rtx, gtx | {"no_kernels": True}])
+    report = collect(FakeNvml([{k: v for k, v in g.items() if k != "uuid"} for g in (gtx, rtx)]))
+    assert report["gpus"][1]["smoke_test"] == "ok" and ran == ["cuda:0"]
+
+
+def test_a_gpu_hidden_from_torch_gets_no_smoke_test(no_cuda, monkeypatch):
+    # CUDA_VISIBLE_DEVICES=1: torch's cuda:0 is NVML's GPU 1.
+    first = h100(uuid="GPU-11111111-2222-3333-4444-555555555555")
+    second = h100(uuid="GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+    ran = torch_sees(monkeypatch, [second | {"torch_uuid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}])
+    report = collect(FakeNvml([first, second]))
+    assert [g["smoke_test"] for g in report["gpus"]] == [None, "ok"] and ran == ["cuda:0"]
+
+
+def test_a_working_rocm_gpu_is_judged_by_its_smoke_test(no_cuda, schema, monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", "6.2.41133", raising=False)
+    ran = torch_sees(monkeypatch, [{"name": "AMD Instinct MI300X", "cc": (9, 4)}])
+    report = collect(FakeNvml([], init_error="NVML Shared Library Not Found"))
+    validate(report, schema)
+    [gpu] = report["gpus"]
+    assert gpu["verdict"]["status"] == "ok" and gpu["smoke_test"] == "ok" and ran == ["cuda:0"]
+    assert report["exit_status"] == 0
+
+    ran = torch_sees(monkeypatch, [{"name": "AMD Instinct MI300X", "cc": (9, 4), "no_kernels": True}])
+    report = collect(FakeNvml([], init_error="NVML Shared Library Not Found"))
+    assert report["exit_status"] == 1 and "no kernel image" in report["gpus"][0]["smoke_test"]

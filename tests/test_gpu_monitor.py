@@ -6,6 +6,7 @@ import csv
 import io
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,7 @@ from vidact.tools.gpu_monitor import (
     MIB,
     CsvLog,
     GpuSampler,
+    GpuUsageRecorder,
     Nvml,
     NvmlUnavailable,
     format_table,
@@ -66,6 +68,17 @@ class FakeNvml:
 
     def nvmlDeviceGetCudaComputeCapability(self, handle):
         return handle["cc"]
+
+    def nvmlDeviceGetUUID(self, handle):
+        if "uuid" not in handle:
+            raise self.NVMLError("Not Supported")
+        return handle["uuid"]
+
+    def nvmlDeviceGetPciInfo(self, handle):
+        if "pci" not in handle:
+            raise self.NVMLError("Not Supported")
+        domain, bus, device = handle["pci"]
+        return SimpleNamespace(domain=domain, bus=bus, device=device)
 
     def nvmlSystemGetDriverVersion(self):
         return "580.65.06"
@@ -206,10 +219,6 @@ def test_cli_on_this_machine():
 
 
 def test_usage_recorder_gives_the_mean_utilisation_and_peak_memory_of_a_job(fake):
-    import time
-
-    from vidact.tools.gpu_monitor import GpuUsageRecorder
-
     recorder = GpuUsageRecorder(GpuSampler(fake), interval=0.01).start()
     time.sleep(0.1)
     fake.gpus[0] = h100(util=(20, 10), memory=(81559 * MIB, 30000 * MIB))  # the job peaks, then idles
@@ -227,3 +236,63 @@ def test_usage_recorder_gives_the_mean_utilisation_and_peak_memory_of_a_job(fake
 
     no_driver = FakeNvml([h100()], init_error="NVML Shared Library Not Found")
     assert GpuUsageRecorder(GpuSampler(no_driver), interval=0.01).start().stop() == {}
+
+
+class MigNvml(FakeNvml):
+    """NVML as a non-root user sees a MIG-enabled GPU: its memory needs privileges (NVML_ERROR_NO_PERMISSION)."""
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        if handle.get("mig"):
+            raise self.NVMLError("Insufficient Permissions")
+        return super().nvmlDeviceGetMemoryInfo(handle)
+
+
+def mig_gpus() -> MigNvml:
+    return MigNvml([h100(), h100(name="NVIDIA A100-SXM4-80GB", cc=(8, 0), util=(50, 10), mig=True)])
+
+
+def test_an_unreadable_value_is_missing_and_the_rest_is_reported(tmp_path, monkeypatch, capsys):
+    with Nvml(mig_gpus()) as nvml:
+        full, mig = nvml.sample_all()
+    assert full.memory_used_mib == 20480
+    assert (mig.name, mig.utilization_gpu, mig.memory_total_mib, mig.memory_used_mib) == (
+        "NVIDIA A100-SXM4-80GB", 50, None, None,
+    )
+    assert mig.csv_row()[3:] == ["50", "10", "", "", ""]
+    assert gpu_metrics([full, mig]) == {
+        "gpu0/util_pct": 97, "gpu0/mem_util_pct": 41, "gpu0/mem_used_mib": 20480, "gpu0/mem_total_mib": 81559,
+        "gpu1/util_pct": 50, "gpu1/mem_util_pct": 10,
+    }
+    assert GpuSampler(mig_gpus()).metrics()["gpu1/util_pct"] == 50  # what training's GpuMonitorHook logs
+
+    monkeypatch.setitem(sys.modules, "pynvml", mig_gpus())
+    path = tmp_path / "gpu.csv"
+    assert main(["gpu-monitor", "--count", "1", "--csv", str(path)]) == 0
+    [mig_row] = [line for line in capsys.readouterr().out.splitlines() if "A100" in line]
+    assert mig_row.split()[-3:] == ["[N/A]"] * 3
+    assert path.read_text().splitlines()[2].endswith(",NVIDIA A100-SXM4-80GB,50,10,,,")
+
+
+def test_usage_recorder_keeps_sampling_past_an_unreadable_value():
+    recorder = GpuUsageRecorder(GpuSampler(mig_gpus()), interval=0.01).start()
+    while len(recorder.samples) < 3:
+        assert recorder._thread.is_alive()
+        time.sleep(0.01)
+    metrics = recorder.stop()
+    assert metrics["gpu0/mem_used_mib_peak"] == 20480 and metrics["gpu1/util_pct_mean"] == 50
+    assert "gpu1/mem_used_mib_peak" not in metrics and "gpu1/mem_total_mib" not in metrics
+
+
+class LostNvml(FakeNvml):
+    """A driver that lost its GPUs after initialising: even the count fails."""
+
+    def nvmlDeviceGetCount(self):
+        raise self.NVMLError("GPU is lost")
+
+
+def test_a_lost_gpu_count_stops_nothing_in_a_job_and_is_one_line_in_the_cli(monkeypatch, capsys):
+    assert GpuSampler(LostNvml([h100()])).metrics() == {}
+    monkeypatch.setitem(sys.modules, "pynvml", LostNvml([h100()]))
+    assert main(["gpu-monitor", "--count", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "NVML cannot count the GPUs (GPU is lost)" in err and err.count("\n") == 1

@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 import vidact
 from vidact.paths import weights_dir
-from vidact.tools.gpu_monitor import Nvml, NvmlUnavailable
+from vidact.tools.gpu_monitor import GpuInfo, Nvml, NvmlUnavailable, normalize_uuid
 
 SCHEMA_VERSION = 1
 
@@ -302,10 +302,20 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
+#: Prefix of ``versions.cudnn`` when torch refuses to use its cuDNN; the rest is torch's reason.
+CUDNN_UNUSABLE = "unusable: "
+
+
 def _cudnn_version(torch: ModuleType) -> str | None:
+    """The cuDNN version, None without cuDNN, or :data:`CUDNN_UNUSABLE` and torch's reason."""
     if not torch.backends.cudnn.is_available():
         return None
-    packed = torch.backends.cudnn.version()  # cuDNN 9: major*10000 + minor*100 + patch; cuDNN 8: *1000, *100
+    try:
+        packed = torch.backends.cudnn.version()  # cuDNN 9: major*10000 + minor*100 + patch; cuDNN 8: *1000, *100
+    except RuntimeError as err:
+        # torch refuses a cuDNN that does not match its build, or cuDNN >= 9.11 next to a GPU below sm_75:
+        # a finding for the report, not a reason to print none.
+        return CUDNN_UNUSABLE + str(err).splitlines()[0].split(". ")[0]
     major, rest = (packed // 10000, packed % 10000) if packed >= 90000 else (packed // 1000, packed % 1000)
     return f"{major}.{rest // 100}.{rest % 100}"
 
@@ -331,12 +341,62 @@ def _torchvision_ops(torch: ModuleType) -> str | None:
     return None
 
 
+def _arch_list(torch: ModuleType) -> list[str]:
+    """The GPU architectures this torch build carries kernels for; [] for a CPU-only (or ROCm) build."""
+    if not torch.version.cuda:
+        return []
+    archs = torch.cuda.get_arch_list()
+    if not archs:
+        # torch 2.4 to 2.11 answer [] whenever torch.cuda.is_available() is False (a driver too old, say),
+        # which would read as a CPU-only build; the build's own flags say what it carries.
+        read_flags = getattr(torch._C, "_cuda_getArchFlags", None)
+        flags = read_flags() if read_flags is not None else None
+        archs = flags.split() if flags else []
+    return archs
+
+
+def _torch_ids(torch: ModuleType) -> list[tuple[str | None, tuple[int, int, int] | None]]:
+    """UUID and PCI address (domain, bus, device) of each torch device, None where torch does not say."""
+    ids = []
+    for i in range(torch.cuda.device_count()):
+        try:
+            props = torch.cuda.get_device_properties(i)
+        except Exception:  # a device torch cannot query: its smoke test will say what is wrong
+            ids.append((None, None))
+            continue
+        uuid = getattr(props, "uuid", None)
+        pci = tuple(getattr(props, f"pci_{part}_id", None) for part in ("domain", "bus", "device"))
+        ids.append((normalize_uuid(str(uuid)) if uuid is not None else None, pci if None not in pci else None))
+    return ids
+
+
+def _torch_device(gpu: GpuInfo, torch_ids: list[tuple[str | None, tuple[int, int, int] | None]]) -> int | None:
+    """The torch device that is NVML's GPU ``gpu``, None when torch does not see it.
+
+    NVML numbers GPUs in PCI bus order, CUDA fastest first (unless CUDA_DEVICE_ORDER=PCI_BUS_ID) and
+    only those in CUDA_VISIBLE_DEVICES, so the same number can be another GPU. Without UUIDs or PCI
+    addresses on both sides, the same number is the best guess left.
+    """
+    comparable = False
+    for mine, theirs in ((gpu.uuid, [uuid for uuid, _ in torch_ids]), (gpu.pci, [pci for _, pci in torch_ids])):
+        if mine is not None and any(t is not None for t in theirs):
+            comparable = True
+            if mine in theirs:
+                return theirs.index(mine)
+    if comparable:
+        return None
+    return gpu.index if gpu.index < len(torch_ids) else None
+
+
 def _gpus(
     nvml_module: ModuleType | None, torch: ModuleType, arch_list: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The driver section and one entry per GPU, from NVML, or from torch where NVML is missing."""
     driver: dict[str, Any] = {"nvml": None, "version": None, "cuda": None}
-    found: list[tuple[int, str, tuple[int, int] | None, int]] = []
+    cuda_ok = torch.cuda.is_available()
+    torch_ids = _torch_ids(torch) if cuda_ok else []
+    # (NVML index, name, compute capability, memory in MiB, torch device or None)
+    found: list[tuple[int, str, tuple[int, int] | None, int, int | None]] = []
     try:
         with Nvml(nvml_module) as nvml:
             driver["nvml"] = "ok"
@@ -347,23 +407,33 @@ def _gpus(
                 try:
                     info = nvml.info(i)
                 except nvml.nvml.NVMLError as err:  # a lost or failing GPU is what doctor must still report
-                    found.append((i, f"unreadable through NVML ({err})", None, 0))
+                    found.append((i, f"unreadable through NVML ({err})", None, 0, None))
                     continue
-                found.append((info.index, info.name, info.compute_capability, info.memory_total_mib))
+                found.append((
+                    info.index,
+                    info.name or "name unreadable through NVML",
+                    info.compute_capability,
+                    info.memory_total_mib or 0,  # 0: NVML refused to say (e.g. a MIG-enabled GPU, not root)
+                    _torch_device(info, torch_ids),
+                ))
     except NvmlUnavailable as err:
         driver["nvml"] = str(err)
-        if torch.cuda.is_available():
+        if cuda_ok:
             for i in range(torch.cuda.device_count()):
                 props = torch.cuda.get_device_properties(i)
-                found.append((i, props.name, (props.major, props.minor), props.total_memory // 2**20))
+                found.append((i, props.name, (props.major, props.minor), props.total_memory // 2**20, i))
 
-    cuda_ok = torch.cuda.is_available()
+    hip = getattr(torch.version, "hip", None)
     gpus = []
-    for index, name, capability, memory in found:
-        verdict = arch_verdict(capability, arch_list, torch.version.cuda) if capability else None
+    for index, name, capability, memory, device in found:
+        if hip:
+            # CUDA architectures and driver versions say nothing about a ROCm build: the smoke test judges the GPU.
+            verdict = ArchVerdict("ok", f"ROCm build (HIP {hip}): no CUDA architecture check; the smoke test decides")
+        else:
+            verdict = arch_verdict(capability, arch_list, torch.version.cuda) if capability else None
         smoke = None
-        if cuda_ok and verdict is not None and verdict.status != "broken" and index < torch.cuda.device_count():
-            smoke = _smoke_test(torch, index)
+        if cuda_ok and verdict is not None and verdict.status != "broken" and device is not None:
+            smoke = _smoke_test(torch, device)
         gpus.append({
             "index": index,
             "name": name,
@@ -391,7 +461,7 @@ def collect(nvml_module: ModuleType | None = None) -> dict[str, Any]:
     """
     import torch
 
-    arch_list = torch.cuda.get_arch_list() if torch.version.cuda else []
+    arch_list = _arch_list(torch)
     driver, gpus = _gpus(nvml_module, torch, arch_list)
     cuda_gpu = any(g["smoke_test"] == "ok" for g in gpus)
     onnx = _onnxruntime()
@@ -451,6 +521,15 @@ def checks(report: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_check("torchvision ops", "fail", f"torchvision C++ ops fail: {tv_error}", fix))
     else:
         out.append(_check("torchvision ops", "ok", "nms and roi_align run"))
+
+    cudnn = report["versions"]["cudnn"]
+    if cudnn and cudnn.startswith(CUDNN_UNUSABLE):
+        reason = cudnn.removeprefix(CUDNN_UNUSABLE)
+        if "SM < 7.5" in reason:
+            fix = "install a torch whose cuDNN is older than 9.11 (torch's release compatibility matrix), or use the CPU"
+        else:
+            fix = "keep other cuDNN libraries off LD_LIBRARY_PATH so torch loads the cuDNN it ships with"
+        out.append(_check("cudnn", "fail", f"torch refuses its cuDNN: {reason}", fix))
 
     video = report["video"]
     if video["error"]:
@@ -537,8 +616,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  none  ({report['driver']['nvml']})" if report["driver"]["nvml"] != "ok" else "  none")
     for g in report["gpus"]:
         verdict = g["verdict"]["status"] if g["verdict"] else "unknown"
+        memory = f"{g['memory_total_mib']} MiB" if g["memory_total_mib"] else "memory n/a"
         lines.append(f"  {g['index']}  {g['name']}  cc {g['compute_capability'] or none}  "
-                     f"{g['memory_total_mib']} MiB  kernels: {verdict}  smoke test: {g['smoke_test'] or none}")
+                     f"{memory}  kernels: {verdict}  smoke test: {g['smoke_test'] or none}")
 
     flags = " ".join(flag for flag, present in cpu["flags"].items() if present) or none
     lines += [

@@ -17,6 +17,7 @@ import csv
 import importlib
 import io
 import os
+import re
 import statistics
 import sys
 import threading
@@ -50,16 +51,16 @@ class NvmlUnavailable(VidactError):
 
 @dataclass(frozen=True)
 class GpuSample:
-    """One GPU at one moment. Utilisation in percent (None where the GPU does not report it), memory in MiB."""
+    """One GPU at one moment. Utilisation in percent, memory in MiB; None where NVML does not report a value."""
 
     timestamp: datetime
     index: int
-    name: str
+    name: str | None
     utilization_gpu: int | None
     utilization_memory: int | None
-    memory_total_mib: int
-    memory_free_mib: int
-    memory_used_mib: int
+    memory_total_mib: int | None
+    memory_free_mib: int | None
+    memory_used_mib: int | None
 
     def csv_row(self) -> list[str]:
         """The row under :data:`CSV_COLUMNS`; unreported values are empty."""
@@ -78,17 +79,32 @@ class GpuSample:
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """What the doctor needs from NVML about one GPU."""
+    """What the doctor needs from NVML about one GPU; None where NVML does not report a value.
+
+    ``uuid`` (32 lower-case hex digits) and ``pci`` (domain, bus, device) find the same GPU
+    among torch's devices, which CUDA numbers in another order.
+    """
 
     index: int
-    name: str
+    name: str | None
     compute_capability: tuple[int, int] | None
-    memory_total_mib: int
+    memory_total_mib: int | None
+    uuid: str | None = None
+    pci: tuple[int, int, int] | None = None
 
 
-def _text(value: str | bytes) -> str:
+def _text(value: str | bytes | None) -> str | None:
     # nvidia-ml-py < 11.515 returned bytes for names and versions.
     return value.decode() if isinstance(value, bytes) else value
+
+
+def normalize_uuid(uuid: str | bytes | None) -> str | None:
+    """A GPU UUID as 32 lower-case hex digits, as NVML (``GPU-8f6b...-...``) and torch (``8f6b...-...``) write it."""
+    text = _text(uuid)
+    if not text:
+        return None
+    text = text.strip().lower().removeprefix("gpu-").replace("-", "")
+    return text if re.fullmatch(r"[0-9a-f]{32}", text) else None
 
 
 class Nvml:
@@ -125,52 +141,62 @@ class Nvml:
             self.nvml.nvmlShutdown()
 
     def device_count(self) -> int:
-        return self.nvml.nvmlDeviceGetCount()
+        """The number of GPUs; :class:`NvmlUnavailable` when NVML cannot say (nothing per GPU can be read then)."""
+        try:
+            return self.nvml.nvmlDeviceGetCount()
+        except self.nvml.NVMLError as err:
+            raise NvmlUnavailable(f"NVML cannot count the GPUs ({err}); check the driver with nvidia-smi") from err
+
+    def _read(self, query: Callable, *args: object) -> object:
+        """``query(*args)``, or None when NVML refuses: not supported, no permission (a MIG-enabled GPU for a
+        non-root user), GPU lost. One unreadable value must not cost the others, nor stop a monitor or a job."""
+        try:
+            return query(*args)
+        except self.nvml.NVMLError:
+            return None
 
     def driver_version(self) -> str | None:
         """The NVIDIA driver version, e.g. ``"580.65.06"``."""
-        try:
-            return _text(self.nvml.nvmlSystemGetDriverVersion())
-        except self.nvml.NVMLError:
-            return None
+        return _text(self._read(self.nvml.nvmlSystemGetDriverVersion))
 
     def driver_cuda_version(self) -> tuple[int, int] | None:
         """The newest CUDA version the driver supports, e.g. ``(13, 0)``."""
-        try:
-            packed = self.nvml.nvmlSystemGetCudaDriverVersion()
-        except self.nvml.NVMLError:
-            return None
-        return packed // 1000, packed % 1000 // 10
+        packed = self._read(self.nvml.nvmlSystemGetCudaDriverVersion)
+        return None if packed is None else (packed // 1000, packed % 1000 // 10)
 
     def info(self, index: int) -> GpuInfo:
-        """Name, compute capability and memory of GPU ``index``."""
+        """Name, compute capability, memory and identity of GPU ``index``; NVMLError only when the GPU is lost."""
         handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-        try:
-            capability = tuple(self.nvml.nvmlDeviceGetCudaComputeCapability(handle))
-        except self.nvml.NVMLError:
-            capability = None
-        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
-        return GpuInfo(index, _text(self.nvml.nvmlDeviceGetName(handle)), capability, memory.total // MIB)
+        capability = self._read(self.nvml.nvmlDeviceGetCudaComputeCapability, handle)
+        memory = self._read(self.nvml.nvmlDeviceGetMemoryInfo, handle)
+        pci = self._read(self.nvml.nvmlDeviceGetPciInfo, handle)
+        return GpuInfo(
+            index,
+            _text(self._read(self.nvml.nvmlDeviceGetName, handle)),
+            tuple(capability) if capability is not None else None,
+            memory.total // MIB if memory is not None else None,
+            normalize_uuid(self._read(self.nvml.nvmlDeviceGetUUID, handle)),
+            (pci.domain, pci.bus, pci.device) if pci is not None else None,
+        )
 
     def sample(self, index: int, timestamp: datetime | None = None) -> GpuSample:
-        """Utilisation and memory of GPU ``index`` now."""
-        handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-        try:
-            rates = self.nvml.nvmlDeviceGetUtilizationRates(handle)
-            util_gpu, util_memory = int(rates.gpu), int(rates.memory)
-        except self.nvml.NVMLError:
+        """Utilisation and memory of GPU ``index`` now; what NVML does not report is None."""
+        handle = self._read(self.nvml.nvmlDeviceGetHandleByIndex, index)
+        name = rates = memory = None
+        if handle is not None:
+            name = _text(self._read(self.nvml.nvmlDeviceGetName, handle))
             # Some GPUs (and MIG slices) do not report utilisation; nvidia-smi prints [N/A].
-            util_gpu = util_memory = None
-        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+            rates = self._read(self.nvml.nvmlDeviceGetUtilizationRates, handle)
+            memory = self._read(self.nvml.nvmlDeviceGetMemoryInfo, handle)
         return GpuSample(
             timestamp=timestamp or datetime.now().astimezone(),
             index=index,
-            name=_text(self.nvml.nvmlDeviceGetName(handle)),
-            utilization_gpu=util_gpu,
-            utilization_memory=util_memory,
-            memory_total_mib=memory.total // MIB,
-            memory_free_mib=memory.free // MIB,
-            memory_used_mib=memory.used // MIB,
+            name=name,
+            utilization_gpu=int(rates.gpu) if rates is not None else None,
+            utilization_memory=int(rates.memory) if rates is not None else None,
+            memory_total_mib=memory.total // MIB if memory is not None else None,
+            memory_free_mib=memory.free // MIB if memory is not None else None,
+            memory_used_mib=memory.used // MIB if memory is not None else None,
         )
 
     def sample_all(self) -> list[GpuSample]:
@@ -213,8 +239,13 @@ class GpuSampler:
             self._nvml = None
 
     def sample(self) -> list[GpuSample]:
-        """One sample per GPU; ``[]`` without a driver."""
-        return self._nvml.sample_all() if self._nvml is not None else []
+        """One sample per GPU; ``[]`` without a driver, or when NVML cannot count the GPUs."""
+        if self._nvml is None:
+            return []
+        try:
+            return self._nvml.sample_all()
+        except NvmlUnavailable:  # a job must not stop because its GPU log cannot be written
+            return []
 
     def metrics(self) -> dict[str, float]:
         """Flat scalars for a metrics log, e.g. ``{"gpu0/util_pct": 97, "gpu0/mem_used_mib": 20480}``."""
@@ -258,13 +289,16 @@ class GpuUsageRecorder:
         for sample in (s for moment in self.samples for s in moment):
             by_gpu.setdefault(sample.index, []).append(sample)
         for index, samples in sorted(by_gpu.items()):
-            reported = [s for s in samples if s.utilization_gpu is not None]
-            if reported:
-                metrics[f"gpu{index}/util_pct_mean"] = round(statistics.fmean(s.utilization_gpu for s in reported), 1)
-                metrics[f"gpu{index}/mem_util_pct_mean"] = round(
-                    statistics.fmean(s.utilization_memory for s in reported), 1)
-            metrics[f"gpu{index}/mem_used_mib_peak"] = max(s.memory_used_mib for s in samples)
-            metrics[f"gpu{index}/mem_total_mib"] = samples[-1].memory_total_mib
+            # Means and peaks over the samples that reported the value; a value never reported is left out.
+            for key, values, summary in (
+                ("util_pct_mean", [s.utilization_gpu for s in samples], lambda v: round(statistics.fmean(v), 1)),
+                ("mem_util_pct_mean", [s.utilization_memory for s in samples], lambda v: round(statistics.fmean(v), 1)),
+                ("mem_used_mib_peak", [s.memory_used_mib for s in samples], max),
+                ("mem_total_mib", [s.memory_total_mib for s in samples], lambda v: v[-1]),
+            ):
+                reported = [v for v in values if v is not None]
+                if reported:
+                    metrics[f"gpu{index}/{key}"] = summary(reported)
         return metrics
 
 
@@ -278,30 +312,33 @@ def gpu_metrics(samples: list[GpuSample]) -> dict[str, float]:
     """Samples as flat scalars named ``gpu<index>/<quantity>``, for logs next to loss and throughput."""
     metrics: dict[str, float] = {}
     for s in samples:
-        if s.utilization_gpu is not None:
-            metrics[f"gpu{s.index}/util_pct"] = s.utilization_gpu
-            metrics[f"gpu{s.index}/mem_util_pct"] = s.utilization_memory
-        metrics[f"gpu{s.index}/mem_used_mib"] = s.memory_used_mib
-        metrics[f"gpu{s.index}/mem_total_mib"] = s.memory_total_mib
+        for key, value in (
+            ("util_pct", s.utilization_gpu),
+            ("mem_util_pct", s.utilization_memory),
+            ("mem_used_mib", s.memory_used_mib),
+            ("mem_total_mib", s.memory_total_mib),
+        ):
+            if value is not None:  # unreported values are left out, not logged as 0
+                metrics[f"gpu{s.index}/{key}"] = value
     return metrics
 
 
 def format_table(samples: list[GpuSample]) -> str:
     """A fixed-width table of one round of samples, with units in the cells like ``nvidia-smi``."""
 
-    def pct(value: int | None) -> str:
-        return "[N/A]" if value is None else f"{value} %"
+    def cell(value: object, unit: str = "") -> str:
+        return "[N/A]" if value is None else f"{value}{unit}"
 
     header = ("idx", "name", "util.gpu", "util.mem", "mem.total", "mem.free", "mem.used")
     rows = [
         (
             str(s.index),
-            s.name,
-            pct(s.utilization_gpu),
-            pct(s.utilization_memory),
-            f"{s.memory_total_mib} MiB",
-            f"{s.memory_free_mib} MiB",
-            f"{s.memory_used_mib} MiB",
+            cell(s.name),
+            cell(s.utilization_gpu, " %"),
+            cell(s.utilization_memory, " %"),
+            cell(s.memory_total_mib, " MiB"),
+            cell(s.memory_free_mib, " MiB"),
+            cell(s.memory_used_mib, " MiB"),
         )
         for s in samples
     ]
