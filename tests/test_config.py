@@ -25,6 +25,7 @@ from vidact.config.pyslowfast import (
     used_keys,
 )
 from vidact.config.pyslowfast_defaults import DEFAULTS
+from vidact.config.run_io import load_run_config as run_io_load
 from vidact.errors import VidactError
 
 PYSLOWFAST = ("configs", "pyslowfast")
@@ -226,6 +227,39 @@ def test_base_files_resolve_relative_and_recursively(tmp_path):
     assert (model.resnet.depth, model.num_classes, model.dropout_rate) == (101, 10, 0.3)
 
 
+def test_base_list_merges_each_base_in_order_then_the_file(tmp_path):
+    """fvcore: each listed base with its own bases, later ones winning, then the file."""
+    write(tmp_path, "first.yaml", "MODEL:\n  NUM_CLASSES: 7\nSOLVER:\n  BASE_LR: 0.5\n")
+    write(tmp_path, "sub/grand.yaml", "MODEL:\n  NUM_CLASSES: 9\nSOLVER:\n  MAX_EPOCH: 3\n")
+    write(tmp_path, "sub/second.yaml", "_BASE_: grand.yaml\nDATA:\n  NUM_FRAMES: 4\n")
+    child = write(tmp_path, "child.yaml", "_BASE_: [first.yaml, sub/second.yaml]\nSOLVER:\n  BASE_LR: 0.25\n")
+    cfg = load_pyslowfast(child)
+    assert cfg.get("MODEL.NUM_CLASSES") == 9 and cfg.get("SOLVER.MAX_EPOCH") == 3
+    assert cfg.get("DATA.NUM_FRAMES") == 4 and cfg.get("SOLVER.BASE_LR") == 0.25
+    write(tmp_path, "loop.yaml", "_BASE_: [first.yaml, looped.yaml]\n")
+    write(tmp_path, "looped.yaml", "_BASE_: loop.yaml\n")
+    with pytest.raises(VidactError, match="include each other"):
+        load_pyslowfast(tmp_path / "loop.yaml")
+    with pytest.raises(VidactError, match="bad.yaml: _BASE_ must be a file path or a list of them"):
+        load_pyslowfast(write(tmp_path, "bad.yaml", "_BASE_: [first.yaml, 3]\n"))
+
+
+def test_base_values_are_typed_only_after_the_merge(tmp_path):
+    """fvcore merges the raw files first: a base value its child replaces is never checked."""
+    write(tmp_path, "base.yaml", "SOLVER:\n  WARMUP_EPOCHS: 34\nMODEL:\n  NUM_CLASSES: eighty\n")
+    child = write(
+        tmp_path, "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  WARMUP_EPOCHS: 34.0\nMODEL:\n  NUM_CLASSES: 80\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        cfg = load_pyslowfast(child)
+    assert cfg.get("SOLVER.WARMUP_EPOCHS") == 34.0 and cfg.get("MODEL.NUM_CLASSES") == 80
+    # A value that survives the merge is still checked, and named with the file that set it.
+    kept = write(tmp_path, "kept.yaml", "_BASE_: base.yaml\nSOLVER:\n  WARMUP_EPOCHS: 34.0\n")
+    with pytest.raises(VidactError, match=r"base.yaml: MODEL.NUM_CLASSES must be an int"):
+        load_pyslowfast(kept)
+
+
 def test_base_loop_and_missing_base_are_errors(tmp_path):
     write(tmp_path, "a.yaml", "_BASE_: b.yaml\n")
     write(tmp_path, "b.yaml", "_BASE_: a.yaml\n")
@@ -306,6 +340,16 @@ def test_opts_override_like_merge_from_list():
         reference("upstream/configs/Kinetics/c2/SLOW_8x8_R50.yaml"), ["RESNET.SPATIAL_STRIDES", "[[1],[2],[2],[2]]"]
     )
     assert single.resnet.spatial_strides == ((1,), (2,), (2,), (2,))
+
+
+def test_opts_values_for_str_keys_are_literal_evaluated_like_yacs():
+    cfg = load_pyslowfast(
+        reference("fork/c2.yaml"), ["OUTPUT_DIR", "None", "MODEL.ARCH", '"slowfast"', "DEMO.OUTPUT_FILE", "out.mp4"]
+    )
+    assert cfg.get("OUTPUT_DIR") is None and cfg.get("MODEL.ARCH") == "slowfast"
+    assert cfg.get("DEMO.OUTPUT_FILE") == "out.mp4"  # not a literal: the text itself
+    with pytest.raises(VidactError, match="--opts: OUTPUT_DIR must be a string like its default '.', got an int 123"):
+        load_pyslowfast(reference("fork/c2.yaml"), ["OUTPUT_DIR", "123"])
 
 
 def test_opts_errors_name_opts():
@@ -397,11 +441,54 @@ def test_channel_order_follows_the_training_pipeline():
         (["MODEL.HEAD_ACT", "none"], "MODEL.HEAD_ACT none"),
         (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2]]"], "RESNET.SPATIAL_STRIDES must list 4 stages"),
         (["TEST.CHECKPOINT_TYPE", "onnx"], "TEST.CHECKPOINT_TYPE 'onnx'"),
+        (["DATA.MEAN", '["a", "b", "c"]'], "DATA.MEAN .* must hold numbers"),
+        (["DATA.TRAIN_JITTER_SCALES", "[256.5, 320]"], "DATA.TRAIN_JITTER_SCALES .* must hold whole numbers"),
+        (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2], [2, 2], [2, 2.5]]"], "RESNET.SPATIAL_STRIDES .* a whole number"),
+        (["NONLOCAL.POOL", "[[1], [1], [1], [1]]"], "NONLOCAL.POOL .* a list of whole numbers"),
+        # PySlowFast's assert_and_infer_cfg
+        (["NUM_GPUS", "4", "TRAIN.BATCH_SIZE", "10"], "TRAIN.BATCH_SIZE 10 must be divisible by NUM_GPUS 4"),
+        (["NUM_GPUS", "2", "TEST.BATCH_SIZE", "3"], "TEST.BATCH_SIZE 3 must be divisible by NUM_GPUS 2"),
+        (["NUM_SHARDS", "2", "SHARD_ID", "2"], "SHARD_ID 2 must be below NUM_SHARDS 2"),
+        (["RESNET.NUM_GROUPS", "0"], "RESNET.NUM_GROUPS 0 must be positive"),
+        (["RESNET.WIDTH_PER_GROUP", "-8"], "RESNET.WIDTH_PER_GROUP -8 must be positive"),
+        (["RESNET.NUM_GROUPS", "3"], "RESNET.WIDTH_PER_GROUP 64 must be divisible by RESNET.NUM_GROUPS 3"),
+        (["BN.NUM_BATCHES_PRECISE", "-1"], "BN.NUM_BATCHES_PRECISE -1 must be 0 or more"),
     ],
 )
 def test_inconsistent_settings_are_errors(opts, match):
-    with pytest.raises(VidactError, match=match):
+    with warnings.catch_warnings(), pytest.raises(VidactError, match=match):
+        warnings.simplefilter("ignore", ConfigWarning)  # SHARD_ID: vidact ignores it once it is valid
         load_run_config(reference("fork/c2.yaml"), opts)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["DATA.MEAN", "DATA.INPUT_CHANNEL_NUM", "DATA.TRAIN_JITTER_SCALES", "RESNET.SPATIAL_STRIDES",
+     "NONLOCAL.LOCATION", "MODEL.NUM_CLASSES", "SLOWFAST.ALPHA", "TRAIN.ENABLE"],
+)
+def test_none_for_a_key_with_a_value_default_is_an_error(key):
+    # yacs takes None for any key; nothing vidact builds can use it.
+    with pytest.raises(VidactError, match=rf"c2.yaml: {key} is None; vidact needs an? \w+ here; set one$"):
+        load_run_config(reference("fork/c2.yaml"), [key, "None"])
+
+
+def test_x3d_is_built_with_x3d_blocks_only():
+    # PySlowFast's X3D would build its stages from whatever RESNET.TRANS_FUNC names.
+    with pytest.raises(VidactError, match="X3D_XS.yaml: RESNET.TRANS_FUNC bottleneck_transform is not built for X3D"):
+        load_model_config(
+            reference("upstream/configs/Kinetics/X3D_XS.yaml"), ["RESNET.TRANS_FUNC", "bottleneck_transform"]
+        )
+
+
+def test_dataset_names_in_any_case():
+    """PySlowFast's dataset registry capitalises TRAIN/TEST.DATASET."""
+    run = load_run_config(reference("fork/c2.yaml"), ["TRAIN.DATASET", "Kinetics", "TEST.DATASET", "KINETICS"])
+    assert run.train.dataset == "kinetics" and run.test.dataset == "kinetics"
+    # AVA's pipeline (BGR frames flipped after normalising) is told by the name too.
+    ava = load_model_config(
+        reference("fork/c3.yaml"), ["TRAIN.DATASET", "AVA", "DETECTION.ENABLE", "False", "DATA.MEAN", "[0.1, 0.2, 0.3]"]
+    )
+    assert ava.input.mean == (0.3, 0.2, 0.1)
 
 
 # --- vidact's own YAML ----------------------------------------------------------------
@@ -425,3 +512,21 @@ def test_vidact_yaml_partial_and_unknown_keys(tmp_path):
     typo = write(tmp_path, "t.yaml", "vidact_model:\n  resnet:\n    dept: 101\n")
     with pytest.raises(VidactError, match="t.yaml: unknown key vidact_model.resnet.dept"):
         load_model_config(typo)
+
+
+def test_vidact_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads 1e-2 as a string; both vidact formats parse the model's float settings."""
+    model_text = (
+        "vidact_model:\n  arch: x3d\n  fc_init_std: 1e-2\n  x3d: {width_factor: 2e0}\n"
+        "  input: {mean: [0.45, 4.5e-1, 0.45]}\n"
+    )
+    model = load_model_config(write(tmp_path, "m.yaml", model_text))
+    assert (model.fc_init_std, model.x3d.width_factor, model.input.mean) == (0.01, 2.0, (0.45, 0.45, 0.45))
+    assert type(model.fc_init_std) is float and all(type(m) is float for m in model.input.mean)
+    run_path = write(tmp_path, "r.yaml", "vidact_run:\n  model: {arch: slow, dropout_rate: 5e-1}\n")
+    assert run_io_load(run_path).model.dropout_rate == 0.5
+    assert run_io_load(run_path, ["model.dropout_rate", "2e-1"]).model.dropout_rate == 0.2
+    with pytest.raises(VidactError, match=r"r.yaml: vidact_run.model.input.std must be a number, got 'wide'"):
+        run_io_load(run_path, ["model.input.std", "[0.2, wide, 0.2]"])
+    with pytest.raises(VidactError, match=r"m.yaml: vidact_model.fc_init_std must be a number, got 'small'"):
+        load_model_config(write(tmp_path, "m.yaml", "vidact_model:\n  fc_init_std: small\n"))

@@ -187,6 +187,21 @@ def test_nonlocal_group_attends_within_time_chunks():
     assert not torch.allclose(block(x), by_chunk, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "location, expected",
+    [
+        ("[[[1]], [[]], [[]], [[]]]", ["s2", "s3", "s4", "s5"]),
+        ("[[[]], [[]], [[2]], [[]]]", []),
+    ],
+)
+def test_x3d_takes_nonlocal_settings_of_res2_for_every_stage(location, expected):
+    # PySlowFast's X3D passes NONLOCAL.LOCATION[0] (and GROUP[0], POOL[0]) to all its stages.
+    config = load_model_config(_config_path("configs/Kinetics/X3D_XS.yaml"), ["NONLOCAL.LOCATION", location])
+    model = _meta_model(config)
+    stages = [name.split(".")[0] for name, module in model.named_modules() if isinstance(module, NonLocal)]
+    assert stages == expected
+
+
 def test_detection_model_needs_boxes_and_scores_each_box():
     config = _tiny(load_model_config(_config_path("configs/AVA/c2/SLOW_8x8_R50.yaml")))
     model = build_model(config).eval()

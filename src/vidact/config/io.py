@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,8 +51,9 @@ def model_config_from_yaml_data(data: Mapping, source: str) -> ModelConfig:
     if not isinstance(body, Mapping):
         raise VidactError(f"{source}: {VIDACT_MODEL_KEY} must be a mapping of model settings")
     _check_keys(ModelConfig, body, source, VIDACT_MODEL_KEY)
+    body = parse_numbers(ModelConfig, body, source, VIDACT_MODEL_KEY)
     try:
-        return model_config_from_dict(dict(body))
+        return model_config_from_dict(body)
     except TypeError as e:
         raise VidactError(f"{source}: invalid model settings ({e})") from None
 
@@ -88,3 +91,30 @@ def _check_keys(cls: type, values: Mapping, source: str, where: str) -> None:
             if not isinstance(value, Mapping):
                 raise VidactError(f"{source}: {where}.{key} must be a mapping of settings")
             _check_keys(default, value, source, f"{where}.{key}")
+
+
+def parse_number(hint: Any, value: Any, source: str, where: str) -> Any:
+    """``value`` as floats where the setting holds them: YAML reads ``5e-5`` (no dot) as a string."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and args[:1] == (float,) and isinstance(value, (list, tuple)):
+        return tuple(parse_number(float, item, source, where) for item in value)
+    is_float = hint is float or (origin in (typing.Union, types.UnionType) and float in args)
+    if not is_float or isinstance(value, bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise VidactError(f"{source}: {where} must be a number, got {value!r}") from None
+
+
+def parse_numbers(cls: type, values: Mapping, source: str, where: str) -> dict:
+    """``values`` (settings of dataclass ``cls``, nested sections included) with float settings parsed."""
+    hints = typing.get_type_hints(cls)
+    parsed = {}
+    for key, value in values.items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            parsed[key] = parse_numbers(hint, value, source, f"{where}.{key}")
+        else:
+            parsed[key] = parse_number(hint, value, source, f"{where}.{key}")
+    return parsed

@@ -130,7 +130,10 @@ def load_pyslowfast(path: str | os.PathLike, opts: Sequence[str] | None = None) 
     """
     path = Path(path)
     values = copy.deepcopy(DEFAULTS)
-    _merge_file(values, path, chain=())
+    data: dict = {}
+    sources: dict[str, str] = {}
+    _load_with_bases(path, data, sources, chain=())
+    _merge_into(values, data, str(path), prefix="", sources=sources)
     return _finish(values, str(path), opts)
 
 
@@ -190,55 +193,83 @@ def _read_yaml_file(path: Path) -> dict:
     return _parse_yaml(text, str(path))
 
 
-def _merge_file(values: dict, path: Path, chain: tuple[Path, ...]) -> None:
-    """Merge ``path`` into ``values``, its ``_BASE_`` first (fvcore's order)."""
+def _load_with_bases(path: Path, data: dict, sources: dict[str, str], chain: tuple[Path, ...]) -> None:
+    """fvcore's ``load_yaml_with_base``: merge ``path`` into the raw mapping ``data``, after
+    its ``_BASE_`` file (or list of files, in order, each with its own bases).
+
+    Files merge as plain YAML and types are checked once, on the result, as in fvcore: a base
+    may hold a value its child replaces. ``sources`` records the file that set each key.
+    """
     resolved = path.resolve()
     if resolved in chain:
         loop = " -> ".join(str(p) for p in (*chain, resolved))
         raise VidactError(f"{path}: _BASE_ files include each other ({loop}); break the loop")
-    data = _read_yaml_file(path)
-    base = data.pop(_BASE_KEY, None)
-    if base is not None:
-        if not isinstance(base, str):
-            raise VidactError(f"{path}: _BASE_ must be a file path, got {base!r}")
+    file_data = _read_yaml_file(path)
+    bases = file_data.pop(_BASE_KEY, None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    elif not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise VidactError(f"{path}: _BASE_ must be a file path or a list of them, got {bases!r}; fix it")
+    for base in bases:
         base_path = Path(os.path.expanduser(base))
         if not base_path.is_absolute():
             base_path = path.parent / base_path
-        _merge_file(values, base_path, (*chain, resolved))
-    _merge_into(values, data, str(path), prefix="")
+        _load_with_bases(base_path, data, sources, (*chain, resolved))
+    _merge_raw(file_data, data, str(path), sources, prefix="")
+
+
+def _merge_raw(new: Mapping, data: dict, source: str, sources: dict[str, str], prefix: str) -> None:
+    """Merge one file's YAML mapping over ``data``: sections key by key, values replaced."""
+    for key, value in new.items():
+        full_key = f"{prefix}{key}"
+        sources[full_key] = source
+        if isinstance(value, dict):
+            section = data.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise VidactError(
+                    f"{source}: {full_key} is a section here but a value in a _BASE_ file; fix the base file"
+                )
+            _merge_raw(value, section, source, sources, prefix=f"{full_key}.")
+        else:
+            data[key] = value
 
 
 def _merge_into(
-    values: dict, data: Mapping, source: str, prefix: str,
-    root: dict | None = None, unknown: list[str] | None = None,
+    values: dict, data: Mapping, source: str, prefix: str, root: dict | None = None,
+    unknown: list[str] | None = None, sources: Mapping[str, str] | None = None,
 ) -> None:
-    """Merge one file's mapping into the (sub)tree ``values`` of ``root``, checking keys and types.
+    """Merge a YAML mapping into the (sub)tree ``values`` of ``root``, checking keys and types.
 
-    Unknown keys are an error, or collected into ``unknown`` when a list is given.
+    Unknown keys are an error, or collected into ``unknown`` when a list is given. Messages
+    name ``source``, or the file ``sources`` gives for a key.
     """
     root = values if root is None else root
+    sources = sources or {}
     for key, value in data.items():
         full_key = f"{prefix}{key}"
+        where = sources.get(full_key, source)
         if full_key in KEY_ALIASES:
             target = KEY_ALIASES[full_key]
             warnings.warn(
-                f"{source}: PySlowFast has no key {full_key}; read it as {target} "
+                f"{where}: PySlowFast has no key {full_key}; read it as {target} "
                 f"(the reference rejects this file; rename the key)",
                 ConfigWarning, stacklevel=2,
             )
-            _set_leaf(root, target, value, source)
+            _set_leaf(root, target, value, where)
             continue
         if not isinstance(key, str) or key not in values:
             if unknown is not None:
                 unknown.append(full_key)
                 continue
-            raise VidactError(f"{source}: unknown key {full_key}; {_unknown_key_hint(full_key)}")
+            raise VidactError(f"{where}: unknown key {full_key}; {_unknown_key_hint(full_key)}")
         if isinstance(values[key], dict):
             if not isinstance(value, dict):
-                raise VidactError(f"{source}: {full_key} is a section of keys, not a value; indent its keys under it")
-            _merge_into(values[key], value, source, prefix=f"{full_key}.", root=root, unknown=unknown)
+                raise VidactError(f"{where}: {full_key} is a section of keys, not a value; indent its keys under it")
+            _merge_into(values[key], value, where, f"{full_key}.", root, unknown, sources)
         else:
-            values[key] = _coerce(value, _default(full_key), full_key, source)
+            values[key] = _coerce(value, _default(full_key), full_key, where)
 
 
 def _merge_opts(values: dict, opts: list) -> None:
@@ -256,10 +287,22 @@ def _merge_opts(values: dict, opts: list) -> None:
                 ConfigWarning, stacklevel=3,
             )
             key = KEY_ALIASES[key]
-        _set_leaf(values, key, value, _OPTS_SOURCE)
+        # yacs literal-evals every --opts value, for str keys too: OUTPUT_DIR None is None,
+        # MODEL.ARCH '"slow"' is slow, and OUTPUT_DIR 123 is an int (refused below).
+        _set_leaf(values, key, _literal(value), _OPTS_SOURCE, evaluated=True)
 
 
-def _set_leaf(values: dict, key: str, value: Any, source: str) -> None:
+def _literal(value: Any) -> Any:
+    """yacs's decoding of a string: the Python literal it spells, else the text itself."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
+
+
+def _set_leaf(values: dict, key: str, value: Any, source: str, evaluated: bool = False) -> None:
     *sections, name = key.split(".")
     node = values
     for section in sections:
@@ -268,18 +311,18 @@ def _set_leaf(values: dict, key: str, value: Any, source: str) -> None:
         raise VidactError(f"{source}: unknown key {key}; {_unknown_key_hint(key)}")
     if isinstance(node[name], dict):
         raise VidactError(f"{source}: {key} is a section of keys, not a value; set one of its keys")
-    node[name] = _coerce(value, _default(key), key, source)
+    node[name] = _coerce(value, _default(key), key, source, evaluated)
 
 
-def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
-    """yacs's type rule: the value must have the default's type, with a few conversions."""
-    # YAML leaves some numbers as strings (1e-4 has no dot) and --opts gives only strings;
-    # yacs literal-evals them. Not for str keys, where the text is the value.
-    if isinstance(value, str) and not isinstance(default, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            pass
+def _coerce(value: Any, default: Any, key: str, source: str, evaluated: bool = False) -> Any:
+    """yacs's type rule: the value must have the default's type, with a few conversions.
+
+    ``evaluated``: the value already went through :func:`_literal` (``--opts``).
+    """
+    # YAML leaves some numbers as strings (1e-4 has no dot); yacs literal-evals them. A
+    # file's text for a str key is kept as YAML gave it.
+    if not evaluated and not isinstance(default, str):
+        value = _literal(value)
     if isinstance(value, dict):
         raise VidactError(f"{source}: {key} is a value, not a section of keys; give it a single value")
     if default is None or value is None:
@@ -353,14 +396,22 @@ class _Reader:
         self.cfg = cfg
         self.read: set[str] = set()
 
-    def __call__(self, key: str) -> Any:
+    def __call__(self, key: str, *, none_ok: bool = False) -> Any:
         self.read.add(key)
-        return _freeze(self.cfg.get(key))
+        value, default = self.cfg.get(key), _default(key)
+        # yacs lets None replace any value, but nothing vidact builds can take it.
+        if value is None and default is not None and not none_ok:
+            raise self.error(f"{key} is None; vidact needs {_type_name(default)} here; set one")
+        return _freeze(value)
 
     def path(self, key: str) -> str | None:
         """A path key; PySlowFast's empty string (or a bare YAML key) means none."""
-        value = self(key)
+        value = self(key, none_ok=True)
         return value if value else None
+
+    def dataset(self, key: str) -> str:
+        """A dataset name; PySlowFast's registry capitalises it, so any case names the same one."""
+        return self(key).lower()
 
     def error(self, message: str) -> VidactError:
         return VidactError(f"{self.cfg.source}: {message}")
@@ -421,6 +472,22 @@ def _model_config(r: _Reader) -> ModelConfig:
             f"MODEL.ARCH {arch} does not fit MODEL.MODEL_NAME {model_name}; "
             f"use one of {', '.join(MODEL_FAMILIES[model_name])}"
         )
+    trans_func = r("RESNET.TRANS_FUNC")
+    if arch == "x3d" and trans_func != "x3d_transform":
+        raise r.error(
+            f"RESNET.TRANS_FUNC {trans_func} is not built for X3D (vidact's X3D has x3d_transform blocks "
+            f"only); set RESNET.TRANS_FUNC x3d_transform"
+        )
+    # PySlowFast's assert_and_infer_cfg checks these for every model.
+    num_groups, width_per_group = r("RESNET.NUM_GROUPS"), r("RESNET.WIDTH_PER_GROUP")
+    for key, value in (("RESNET.NUM_GROUPS", num_groups), ("RESNET.WIDTH_PER_GROUP", width_per_group)):
+        if value <= 0:
+            raise r.error(f"{key} {value} must be positive; set it to 1 or more")
+    if width_per_group % num_groups:
+        raise r.error(
+            f"RESNET.WIDTH_PER_GROUP {width_per_group} must be divisible by RESNET.NUM_GROUPS {num_groups}; "
+            f"change one of them"
+        )
     if model_name == "ResNet_nopool":
         arch = f"{arch}_nopool"
     num_pathways = 2 if model_name == "SlowFast" else 1
@@ -434,12 +501,14 @@ def _model_config(r: _Reader) -> ModelConfig:
             f"DATA.INPUT_CHANNEL_NUM {list(input_channels)} has {len(input_channels)} entries "
             f"but a {model_name} model has {num_pathways} pathway(s); give one per pathway"
         )
+    if not _whole_numbers(input_channels):
+        raise r.error(f"DATA.INPUT_CHANNEL_NUM {r.cfg.get('DATA.INPUT_CHANNEL_NUM')} must hold whole numbers; fix it")
     resnet = ResNetConfig(
         depth=r("RESNET.DEPTH"),
-        num_groups=r("RESNET.NUM_GROUPS"),
-        width_per_group=r("RESNET.WIDTH_PER_GROUP"),
+        num_groups=num_groups,
+        width_per_group=width_per_group,
         stride_1x1=r("RESNET.STRIDE_1X1"),
-        trans_func=r("RESNET.TRANS_FUNC"),
+        trans_func=trans_func,
         inplace_relu=r("RESNET.INPLACE_RELU"),
         zero_init_final_bn=r("RESNET.ZERO_INIT_FINAL_BN"),
         zero_init_final_conv=r("RESNET.ZERO_INIT_FINAL_CONV"),
@@ -448,10 +517,10 @@ def _model_config(r: _Reader) -> ModelConfig:
         spatial_dilations=_per_stage(r, "RESNET.SPATIAL_DILATIONS"),
     )
     nonlocal_ = NonLocalConfig(
-        location=_per_stage(r, "NONLOCAL.LOCATION"),
+        location=_per_stage(r, "NONLOCAL.LOCATION", lists=True),
         group=_per_stage(r, "NONLOCAL.GROUP"),
         instantiation=r("NONLOCAL.INSTANTIATION"),
-        pool=_per_stage(r, "NONLOCAL.POOL"),
+        pool=_per_stage(r, "NONLOCAL.POOL", lists=True),
     )
     return ModelConfig(
         arch=arch,
@@ -490,11 +559,23 @@ def _model_config(r: _Reader) -> ModelConfig:
     )
 
 
-def _per_stage(r: _Reader, key: str) -> tuple:
+def _per_stage(r: _Reader, key: str, lists: bool = False) -> tuple:
+    """A per-stage key; each pathway's entry is a whole number, or with ``lists`` a list of them."""
     value = r(key)
     if len(value) != 4 or not all(isinstance(stage, tuple) for stage in value):
         raise r.error(f"{key} must list 4 stages (res2..res5), each a list with one entry per pathway")
+    entries = [entry for stage in value for entry in stage]
+    if not all(isinstance(entry, tuple) == lists and _whole_numbers(entry) for entry in entries):
+        kind = "a list of whole numbers" if lists else "a whole number"
+        raise r.error(f"{key} {r.cfg.get(key)}: each pathway's entry must be {kind}; fix it")
     return value
+
+
+def _whole_numbers(value: Any) -> bool:
+    """Every entry of a (nested) tuple is an int; bool is no number here."""
+    if isinstance(value, tuple):
+        return all(_whole_numbers(item) for item in value)
+    return type(value) is int
 
 
 def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
@@ -507,7 +588,7 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
     mean, std = r("DATA.MEAN"), r("DATA.STD")
     reverse = r("DATA.REVERSE_INPUT_CHANNEL")
     ava_bgr = r("AVA.BGR")
-    ava = r("TRAIN.DATASET") == "ava" or r("DETECTION.ENABLE")
+    ava = r.dataset("TRAIN.DATASET") == "ava" or r("DETECTION.ENABLE")
     decoded = "BGR" if ava else "RGB"  # channel order when mean/std are applied
     flips = int(ava and not ava_bgr) + int(reverse)
     order = decoded if flips % 2 == 0 else decoded[::-1]
@@ -518,6 +599,11 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
         raise r.error(f"DATA.TRAIN_JITTER_SCALES must be [min, max] short sides, got {list(scales)}")
     if len(mean) != 3 or len(std) != 3:
         raise r.error("DATA.MEAN and DATA.STD must have 3 entries (one per colour channel)")
+    for key, values in (("DATA.MEAN", mean), ("DATA.STD", std)):
+        if not all(type(x) in (int, float) for x in values):
+            raise r.error(f"{key} {r.cfg.get(key)} must hold numbers; fix it")
+    if not _whole_numbers(scales):
+        raise r.error(f"DATA.TRAIN_JITTER_SCALES {list(scales)} must hold whole numbers (short sides); fix it")
     return InputSpec(
         num_frames=r("DATA.NUM_FRAMES"),
         sampling_rate=r("DATA.SAMPLING_RATE"),
@@ -535,6 +621,7 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
 
 def _run_config(r: _Reader) -> RunConfig:
     path = r.path
+    _check_distribution(r)
     return RunConfig(
         model=_model_config(r),
         demo=DemoConfig(
@@ -571,7 +658,7 @@ def _run_config(r: _Reader) -> RunConfig:
         ),
         train=TrainConfig(
             enable=r("TRAIN.ENABLE"),
-            dataset=r("TRAIN.DATASET"),
+            dataset=r.dataset("TRAIN.DATASET"),
             batch_size=r("TRAIN.BATCH_SIZE"),
             eval_period=r("TRAIN.EVAL_PERIOD"),
             mixed_precision=r("TRAIN.MIXED_PRECISION"),
@@ -603,7 +690,7 @@ def _run_config(r: _Reader) -> RunConfig:
         ),
         test=TestConfig(
             enable=r("TEST.ENABLE"),
-            dataset=r("TEST.DATASET"),
+            dataset=r.dataset("TEST.DATASET"),
             batch_size=r("TEST.BATCH_SIZE"),
             num_ensemble_views=r("TEST.NUM_ENSEMBLE_VIEWS"),
             num_spatial_crops=r("TEST.NUM_SPATIAL_CROPS"),
@@ -644,6 +731,27 @@ def _run_config(r: _Reader) -> RunConfig:
         tensorboard_dir=path("TENSORBOARD.LOG_DIR"),
         source=r.cfg.source,
     )
+
+
+def _check_distribution(r: _Reader) -> None:
+    """The run-level checks of PySlowFast's ``assert_and_infer_cfg`` (the model's are in _model_config)."""
+    num_gpus, num_shards = r("NUM_GPUS"), r("NUM_SHARDS")
+    for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
+        batch_size = r(key)
+        # NUM_GPUS 0 (CPU) has no per-GPU share to check.
+        if num_gpus > 0 and batch_size % num_gpus:
+            raise r.error(
+                f"{key} {batch_size} must be divisible by NUM_GPUS {num_gpus} (each GPU takes an equal share); "
+                f"change one of them"
+            )
+    # Checked but not used (vidact takes ranks from torchrun), so it is not read through r and
+    # setting it still warns that vidact ignores it.
+    shard_id = r.cfg.get("SHARD_ID")
+    if shard_id is not None and shard_id >= num_shards:
+        raise r.error(f"SHARD_ID {shard_id} must be below NUM_SHARDS {num_shards}; fix one of them")
+    precise_bn, precise_batches = r("BN.USE_PRECISE_STATS"), r("BN.NUM_BATCHES_PRECISE")
+    if precise_bn and precise_batches < 0:
+        raise r.error(f"BN.NUM_BATCHES_PRECISE {precise_batches} must be 0 or more; fix it")
 
 
 def _checkpoint_type(r: _Reader, key: str) -> str:

@@ -24,14 +24,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from vidact.config.io import read_yaml_file
+from vidact.config.io import parse_number, parse_numbers, read_yaml_file
 from vidact.config.model import ModelConfig, model_config_from_dict, to_dict
 from vidact.config.run import RunConfig
 from vidact.errors import VidactError
@@ -79,21 +78,7 @@ def _section(cls: type, values: Any, source: str, where: str) -> Any:
         if key not in names:
             raise VidactError(f"{source}: unknown key {where}.{key}; use one of {', '.join(sorted(names))}")
     hints = typing.get_type_hints(cls)
-    return cls(**{key: _number(hints[key], _tuples(value), source, f"{where}.{key}") for key, value in values.items()})
-
-
-def _number(hint: Any, value: Any, source: str, where: str) -> Any:
-    """``value`` as floats where the setting holds them: YAML reads ``5e-5`` (no dot) as a string."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple and args[:1] == (float,) and isinstance(value, tuple):
-        return tuple(_number(float, item, source, where) for item in value)
-    is_float = hint is float or (origin in (typing.Union, types.UnionType) and float in args)
-    if not is_float or isinstance(value, bool) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise VidactError(f"{source}: {where} must be a number, got {value!r}") from None
+    return cls(**{key: parse_number(hints[key], _tuples(value), source, f"{where}.{key}") for key, value in values.items()})
 
 
 def run_config_from_dict(data: Mapping, source: str) -> RunConfig:
@@ -113,7 +98,7 @@ def run_config_from_dict(data: Mapping, source: str) -> RunConfig:
             if not isinstance(value, Mapping):
                 raise VidactError(f"{source}: {VIDACT_RUN_KEY}.model must be a mapping of model settings")
             _check_keys(ModelConfig, value, source, f"{VIDACT_RUN_KEY}.model")
-            kwargs[key] = model_config_from_dict(dict(value))
+            kwargs[key] = model_config_from_dict(parse_numbers(ModelConfig, value, source, f"{VIDACT_RUN_KEY}.model"))
         elif dataclasses.is_dataclass(cls):
             kwargs[key] = _section(cls, value, source, f"{VIDACT_RUN_KEY}.{key}")
         else:

@@ -137,6 +137,9 @@ class X3D(nn.Module):
         dim_stem = round_width(x3d.dim_c1, x3d.width_factor)
         self.s1 = VideoStem([X3DStem(input_channels, dim_stem, inplace_relu=res.inplace_relu, **bn)])
 
+        # PySlowFast's X3D hands NONLOCAL.LOCATION[0], GROUP[0] and POOL[0] to every stage: the
+        # res2 entry places non-local blocks in all four stages and the other entries are unused.
+        nonlocal_ = config.nonlocal_
         dim_in = dim_stem
         for stage, (base_depth, base_width) in enumerate(zip(BASE_STAGE_DEPTHS, base_widths)):
             dim_out = round_width(base_width, x3d.width_factor)
@@ -151,10 +154,10 @@ class X3D(nn.Module):
                 temporal_kernels=[[BLOCK_TEMPORAL_KERNEL] * num_blocks],
                 num_groups=[dim_inner if x3d.channelwise_3x3x3 else res.num_groups],
                 dilation=[dilation],
-                nonlocal_indices=config.nonlocal_.location[stage][:1],
-                nonlocal_group=config.nonlocal_.group[stage][:1],
-                nonlocal_pool=config.nonlocal_.pool[stage][:1],
-                nonlocal_instantiation=config.nonlocal_.instantiation,
+                nonlocal_indices=nonlocal_.location[0][:1],
+                nonlocal_group=nonlocal_.group[0][:1],
+                nonlocal_pool=nonlocal_.pool[0][:1],
+                nonlocal_instantiation=nonlocal_.instantiation,
                 transform=X3DTransform,
                 stride_1x1=res.stride_1x1,
                 inplace_relu=res.inplace_relu,
