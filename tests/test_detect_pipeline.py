@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -295,6 +296,47 @@ def test_labels_come_from_the_keyframe_whose_box_is_drawn(micro_model, tmp_path,
     assert len(drawn) == 90 and all(len(boxes) == 1 for boxes in drawn.values())
     label_counts = {len(boxes[0]) for boxes in drawn.values()}
     assert label_counts == {len(drawn[0][0])} and len(drawn[0][0]) > 1  # "person" + every action
+
+
+def test_a_finished_video_over_http_is_read_whole_like_a_file(micro_model, tmp_path):
+    """An http URL with a duration is no live stream: no frame is dropped, whatever the pace."""
+    import functools
+    import http.server
+    import threading
+
+    import av
+
+    from vidact.detectors.base import Detections
+    from vidact.io.video import VideoReader
+
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for index in range(120):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 2, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+    def slow_detector(frames):  # slower than decoding: a live source would drop frames meanwhile
+        time.sleep(0.3)
+        return [Detections(np.array([[20, 10, 80, 110]], np.float32), np.array([0.9], np.float32)) for _ in frames]
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/clip.mp4"
+        with VideoReader(url) as reader:
+            assert not reader.live and not reader.seekable
+        result = detect_video(url, tmp_path / "out", model=micro_model, detector=slow_detector, timeline=False)
+    finally:
+        server.shutdown()
+    assert result.keyframes == 4 and result.metrics["dropped_frames"] == 0
+    with VideoReader(result.video) as drawn:
+        assert sum(1 for _ in drawn) == 120
 
 
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):

@@ -37,6 +37,9 @@ from vidact.optional import opencv
 # to .mp4 opens as a one-frame "video"); they are not videos for vidact.
 _IMAGE_FORMATS = {"image2", "image2pipe"}
 # VideoReader's ``hwaccel`` choices (``vidact detect --decode``).
+# Protocols that deliver frames in real time whatever the reader does (a URL of another kind,
+# e.g. http of a finished video, is live only when it has no duration).
+_LIVE_PROTOCOLS = {"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp"}
 HWACCELS = ("auto", "cpu", "cuda")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -161,11 +164,12 @@ class _AVSource:
         fmt = None
         if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
             url, fmt = _webcam(int(source))
-            self.name, self.seekable = f"webcam {source} ({url})", False
+            self.name, self.seekable, self.live = f"webcam {source} ({url})", False, True
             hint = "check that the camera is connected and not in use"
         elif isinstance(source, str) and "://" in source and not source.startswith("file://"):
             url = source
             self.name, self.seekable = source, False
+            self.live = source.split("://", 1)[0].lower() in _LIVE_PROTOCOLS  # else: told by the duration below
             hint = "check the URL and that the stream is live"
         else:
             path = Path(source.removeprefix("file://") if isinstance(source, str) else source)
@@ -174,7 +178,7 @@ class _AVSource:
             if path.stat().st_size == 0:
                 raise VidactError(f"{path}: file is empty (0 bytes); pass a video file")
             url = str(path)
-            self.name, self.seekable = str(path), True
+            self.name, self.seekable, self.live = str(path), True, False
             hint = "the file is truncated, corrupt or not a video"
         self.url, self.format, self._hint = url, fmt, hint
         # "auto" tries NVDEC on files and streams (a webcam's raw or MJPEG frames gain nothing).
@@ -250,6 +254,8 @@ class _AVSource:
             self.duration = self.container.duration / av.time_base
         else:
             self.duration = None
+        if self.duration is None:  # a stream with no end: a live one (a camera, live HLS)
+            self.live = True
         self._decoder = self._decode()
         self._first = next(self._decoder, None)
         if self._first is None:
@@ -322,7 +328,9 @@ class VideoReader:
     layout; ``frames_fps`` gives their rate), a webcam index (``0`` or ``"0"``:
     ``/dev/video0`` through v4l2 on Linux) or any URL FFmpeg opens. Opening
     decodes the first frame, so unreadable input fails here with a
-    :class:`VidactError` before the caller writes anything.
+    :class:`VidactError` before the caller writes anything. :attr:`live` says whether
+    frames arrive in real time (a webcam, an RTSP/UDP/... stream, or a URL with no
+    duration), so that a slow consumer must drop frames rather than hold the source back.
 
     Iterating yields :class:`Frame` from the start; :meth:`frames` starts at a
     time; :meth:`frame_at` random-accesses one frame. Use as a context manager or
@@ -348,7 +356,7 @@ class VideoReader:
             self.num_frames: int | None = len(self._dir)
             self.duration: float | None = self._dir.duration
             self.width, self.height = self._dir.width, self._dir.height
-            self.seekable = True
+            self.seekable, self.live = True, False
             self.decoder = "cpu"
         else:
             self._av = _AVSource(source, hwaccel)
@@ -356,7 +364,7 @@ class VideoReader:
             self.name = self._av.name
             self.fps, self.num_frames, self.duration = self._av.fps, self._av.num_frames, self._av.duration
             self.width, self.height = self._av.width, self._av.height
-            self.seekable = self._av.seekable
+            self.seekable, self.live = self._av.seekable, self._av.live
         self._fresh = True  # nothing consumed yet: the probed first frame can be reused
 
     def __enter__(self) -> "VideoReader":

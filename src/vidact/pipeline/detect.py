@@ -19,8 +19,9 @@ preparation, the action model, drawing and encoding overlap:
 Each frame is decoded once and kept in a bounded store until no clip and no frame still to
 be drawn needs it; the decoder waits while the store is full, so memory stays at about the
 longest clip plus a small margin, whatever the video's length. A live source (webcam,
-stream) is never paused: frames that arrive while the store is full are dropped, which
-bounds latency.
+RTSP or other real-time stream, a URL with no duration) is never paused: frames that arrive
+while the store is full are dropped, which bounds latency. A URL of a finished video (http
+with a duration) is read like a file: every frame, at the pipeline's pace.
 """
 
 from __future__ import annotations
@@ -569,7 +570,7 @@ class DetectionRun:
             raise RuntimeError("a DetectionRun can be iterated once")
         self._started = True
         rendering = self.video_path is not None
-        shared = _Shared(self.capacity, live=not self.reader.seekable, rendering=rendering)
+        shared = _Shared(self.capacity, live=self.reader.live, rendering=rendering)
         self._shared = shared
         prepare_q: queue.Queue = queue.Queue(maxsize=2)
         act_q: queue.Queue = queue.Queue(maxsize=2)
