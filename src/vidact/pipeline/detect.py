@@ -30,10 +30,12 @@ import inspect
 import math
 import os
 import queue
+import re
 import resource
 import sys
 import threading
 import time
+import urllib.parse
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -992,13 +994,20 @@ def detect(
         raise
 
 
+def _is_url(source: str | os.PathLike) -> bool:
+    text = os.fspath(source)
+    return "://" in text and not text.startswith("file://")
+
+
 def _video_id(source: str | int | os.PathLike) -> str:
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
         return f"webcam{source}"
     text = os.fspath(source)
-    if "://" in text and not text.startswith("file://"):
-        return "stream"
-    return Path(text).stem
+    if _is_url(text):
+        # The file name in the URL's path (rtsp://cam/live/front -> "front"); "stream" if none.
+        name = Path(urllib.parse.urlsplit(text).path).stem
+        return re.sub(r"[^\w.-]", "_", name) or "stream"
+    return Path(text.removeprefix("file://")).stem
 
 
 @dataclass(frozen=True)
@@ -1095,16 +1104,18 @@ def shard(items: Sequence[Any], rank: int | None = None, world_size: int | None 
     return list(items[rank::world_size])
 
 
-def read_video_list(path: str | os.PathLike) -> list[Path]:
-    """Video paths from a text file, one a line (blank lines and ``#`` comments skipped), relative to the file."""
+def read_video_list(path: str | os.PathLike) -> list[Path | str]:
+    """Videos from a text file, one a line (blank lines and ``#`` comments skipped): paths,
+    relative to the file, or URLs."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise VidactError(f"{path}: cannot read the video list ({error.strerror or error}); check the path") from None
-    videos = [Path(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]
-    videos = [video if video.is_absolute() else path.parent / video for video in videos]
-    stems = [video.stem for video in videos]
+    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    # URLs stay text (a Path would fold "//"); file paths are relative to the list.
+    videos = [entry if "://" in entry else path.parent / entry for entry in entries]
+    stems = [_video_id(video) for video in videos]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
         raise VidactError(f"{path}: several videos are named {duplicates[0]!r}; their outputs would collide")
@@ -1124,8 +1135,8 @@ def detect_many(
     mine = shard(videos)
     if not mine:
         return []
-    for video in mine:  # fail on unreadable input before fetching models or writing anything
-        if isinstance(video, (str, os.PathLike)) and _video_id(video) != "stream":
+    for video in mine:  # fail on unreadable files before fetching models or writing anything
+        if isinstance(video, (str, os.PathLike)) and not _is_url(video):
             VideoReader(video).close()
     check_writable_folder(out_dir)  # and on an output that cannot be written, not after the work
     device = options.pop("device", None)
