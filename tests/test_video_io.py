@@ -395,3 +395,26 @@ def test_writer_encodes_i420_planes_with_their_colour_tag(tmp_path):
     assert len(decoded) == 4 and decoded[0].colorspace == 1  # tagged BT.709 as asked
     # crf 18 on the decoder's own planes: the luma comes back within a few levels
     assert np.abs(decoded[2].to_ndarray()[:240].astype(int) - frames[2].i420()[:240]).mean() < 2
+
+
+def test_threads_converting_one_frame_at_once_do_not_hang():
+    """detect's stages convert the same frame (a keyframe, a clip frame, the drawing) from their own
+    threads; a picture's one swscale context used by two at once hung FFmpeg's slice threads."""
+    import threading
+
+    with VideoReader(shared_path("data", "videos", "mmaction2_test_video_structuralize.mp4")) as reader:
+        for _, frame in zip(range(200), reader):
+            barrier = threading.Barrier(3)
+            results = []
+
+            def convert(frame=frame, barrier=barrier, results=results):
+                barrier.wait()
+                results.append((frame.rgb, frame.i420()))
+
+            threads = [threading.Thread(target=convert, daemon=True) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert not any(thread.is_alive() for thread in threads), f"conversion hung on frame {frame.index}"
+            assert all(rgb is results[0][0] and np.array_equal(planes, results[0][1]) for rgb, planes in results)

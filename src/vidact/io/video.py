@@ -18,6 +18,7 @@ import itertools
 import math
 import os
 import sys
+import threading
 from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
@@ -54,7 +55,7 @@ class Frame:
     through RGB.
     """
 
-    __slots__ = ("index", "pts_seconds", "_rgb", "_picture", "_quarter_turns")
+    __slots__ = ("index", "pts_seconds", "_rgb", "_picture", "_quarter_turns", "_convert_lock")
 
     def __init__(
         self,
@@ -69,6 +70,9 @@ class Frame:
             raise ValueError("give a Frame either its RGB array or its decoded picture")
         self.index, self.pts_seconds = index, pts_seconds
         self._rgb, self._picture, self._quarter_turns = rgb, picture, quarter_turns
+        # A picture converts through its one swscale context: two threads in it at once (the
+        # detector's and the clip's, say) deadlock FFmpeg's slice threads.
+        self._convert_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Frame(index={self.index}, pts_seconds={self.pts_seconds:.3f})"
@@ -77,14 +81,15 @@ class Frame:
     def rgb(self) -> np.ndarray:
         """``HxWx3`` uint8 RGB, rotation applied."""
         if self._rgb is None:
-            picture = self._picture
-            if picture.format.name == "nv12":
-                # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples chroma
-                # differently (up to 35 levels off on the shared clips); repacked losslessly to the
-                # software decoder's yuv420p, the RGB arrays are the CPU path's exactly.
-                picture = picture.reformat(format="yuv420p")
-            # Two threads may convert the same frame at once; both get the same array.
-            self._rgb = _rotated(picture.to_ndarray(format="rgb24"), self._quarter_turns)
+            with self._convert_lock:
+                if self._rgb is None:  # not converted by another thread meanwhile
+                    picture = self._picture
+                    if picture.format.name == "nv12":
+                        # NVDEC's frames arrive as NV12, whose RGB conversion in swscale upsamples
+                        # chroma differently (up to 35 levels off on the shared clips); repacked
+                        # losslessly to the software decoder's yuv420p, the RGB is the CPU path's exactly.
+                        picture = picture.reformat(format="yuv420p")
+                    self._rgb = _rotated(picture.to_ndarray(format="rgb24"), self._quarter_turns)
         return self._rgb
 
     @property
@@ -101,11 +106,12 @@ class Frame:
             return None
         if picture.colorspace not in _I420_MATRICES:
             return None
-        if picture.format.name == "nv12":
-            picture = picture.reformat(format="yuv420p")  # lossless: the chroma planes unpacked
-        if picture.format.name != "yuv420p":
-            return None
-        planes = picture.to_ndarray()
+        with self._convert_lock:
+            if picture.format.name == "nv12":
+                picture = picture.reformat(format="yuv420p")  # lossless: the chroma planes unpacked
+            if picture.format.name != "yuv420p":
+                return None
+            planes = picture.to_ndarray()
         if not self._quarter_turns:
             return planes
         turned = [np.rot90(plane, self._quarter_turns) for plane in i420_planes(planes)]
