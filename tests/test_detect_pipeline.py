@@ -339,6 +339,18 @@ def test_a_finished_video_over_http_is_read_whole_like_a_file(micro_model, tmp_p
         assert sum(1 for _ in drawn) == 120
 
 
+def test_without_a_drawn_video_no_keyframe_is_kept_after_its_result(micro_model):
+    """Only the drawing reads keyframes back; a webcam run without it must not hold them all."""
+    from vidact.pipeline.detect import detect
+
+    run = detect(shared_path("data", "videos", INTEL), model=micro_model, detector=_fastestdet(), end=5.0)
+    assert len(list(run)) == 6
+    assert run._shared.tracked == {} and run._shared.results == {}
+    assert run.metrics["frames"] == 51  # 0.0 .. 5.0 s at 10 fps, as a drawn video has: not the last clip's tail
+    with pytest.raises(vidact.VidactError, match="--end"):
+        detect(shared_path("data", "videos", INTEL), model=micro_model, detector=_fastestdet(), end=-1.0)
+
+
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
     """The video and data files are one result: a full disk on metrics.json leaves no video."""
     from vidact.pipeline import outputs

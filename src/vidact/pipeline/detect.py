@@ -417,15 +417,20 @@ class _Shared:
 
     # keyframes --------------------------------------------------------------
 
+    # Only the renderer reads (and forgets) these tables: without it, storing them would keep
+    # every keyframe of a webcam run in memory.
+
     def publish_tracked(self, number: int, seconds: float, tracked: TrackedDetections) -> None:
-        with self.cond:
-            self.tracked[number] = (seconds, tracked)
-            self.cond.notify_all()
+        if self.rendering:
+            with self.cond:
+                self.tracked[number] = (seconds, tracked)
+                self.cond.notify_all()
 
     def publish_result(self, number: int, result: KeyframeResult) -> None:
-        with self.cond:
-            self.results[number] = result
-            self.cond.notify_all()
+        if self.rendering:
+            with self.cond:
+                self.results[number] = result
+                self.cond.notify_all()
 
     def end_keyframes(self, count: int) -> None:
         with self.cond:
@@ -536,6 +541,8 @@ class DetectionRun:
     ):
         if not rate > 0:
             raise VidactError(f"prediction rate must be positive, got {rate}; pass e.g. --rate 1")
+        if end is not None and end < 0:
+            raise VidactError(f"--end must be 0 or more seconds, got {end}; pass e.g. --end 10")
         if isinstance(source, VideoReader):
             self.reader = source
         else:
@@ -563,6 +570,7 @@ class DetectionRun:
         window_s = max(offsets[-1] - offsets[0], 1.0 / self.rate, 0.5 / self.rate + offsets[-1]) + 1.0 / self.fps
         self.capacity = math.ceil((window_s + 1.0 / self.rate) * self.fps) + 1 + _FRAME_MARGIN
         self.frames_written = 0
+        self.frames_in_range = 0  # decoded up to --end
         self._video_colorspace = None  # the drawn video's YUV matrix tag, set on its first frame
         self.metrics: dict[str, float | str] = {}
         self._started = False
@@ -633,6 +641,8 @@ class DetectionRun:
                 if frame is None:
                     break
                 shared.put(frame)
+                if self.end is None or frame.pts_seconds <= self.end + 0.5 / self.fps:
+                    self.frames_in_range += 1  # the frames drawn with a video; not the last clip's tail
                 if last_needed is not None and frame.pts_seconds > last_needed:
                     break
         finally:
@@ -796,8 +806,9 @@ class DetectionRun:
 
     def _finish_metrics(self, wall: float, gpu_metrics: dict[str, float]) -> None:
         shared = self._shared
-        # Frames through the pipeline: all drawn ones when a video is written, else all decoded.
-        frames = self.frames_written if self.video_path is not None else shared.decoded_frames
+        # Frames through the pipeline: the drawn ones, or without a video those decoded up to
+        # --end (not the tail decoded for the last clip), so that frames/s compares the two.
+        frames = self.frames_written if self.video_path is not None else self.frames_in_range
         metrics: dict[str, float | str] = {
             f"time_{stage}_s": round(seconds, 4) for stage, seconds in shared.busy.items()
         }
