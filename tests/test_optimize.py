@@ -98,6 +98,29 @@ def test_wrapper_keeps_config_and_refuses_training():
         optimized.train()
 
 
+def test_wrapper_is_in_eval_mode_so_helpers_can_restore_its_mode():
+    model, args, _ = load_case("tiny_x3d")
+    optimized = optimize_for_inference(model, precision="fp32")
+    assert not optimized.training
+    count_gflops(optimized, *args)  # ends with optimized.train(optimized.training)
+    assert not optimized.training
+
+
+def test_bf16_roi_align_gets_the_boxes_unrounded_in_fp32():
+    model, (pathways, boxes), _ = load_case("tiny_ava_slowfast_r101_nln")
+    assert not torch.equal(boxes.bfloat16().float(), boxes)  # e.g. 140.75, which bf16 rounds to 141
+    optimized = optimize_for_inference(model, precision="bf16")
+    head = optimized.network.head
+    seen = []
+    for p in range(head.num_pathways):
+        getattr(head, f"s{p}_roi").register_forward_pre_hook(lambda module, args: seen.append(args))
+    optimized(pathways, boxes)
+    assert len(seen) == head.num_pathways
+    for features, rois in seen:
+        assert features.dtype == rois.dtype == torch.float32
+        assert torch.equal(rois, boxes)
+
+
 def test_fold_conv_bn_is_exact_with_bias_and_affine():
     generator = torch.Generator().manual_seed(0)
     conv = nn.Conv3d(4, 6, (3, 3, 3), padding=1, bias=True)

@@ -144,7 +144,11 @@ class ResNetRoIHead(nn.Module):
                     f"pathway {p} reaches the head with {x.shape[2]} frames; "
                     f"the model was built for {tpool.kernel_size[0]} (input num_frames)"
                 )
-            x = getattr(self, f"s{p}_roi")(tpool(x).squeeze(2), boxes.to(x.dtype))
+            x = tpool(x).squeeze(2)
+            # RoIAlign in (at least) float32, as torchvision's autocast wrapper runs it, and on
+            # the boxes as given: cast to bf16 (8 mantissa bits), pixel coordinates round by 1-2 px.
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            x = getattr(self, f"s{p}_roi")(x.to(dtype), boxes.to(dtype)).to(x.dtype)
             pooled.append(getattr(self, f"s{p}_spool")(x))
         x = torch.cat(pooled, 1)
         if hasattr(self, "dropout"):

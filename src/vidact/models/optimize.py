@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -408,9 +409,15 @@ class InferenceModel(nn.Module):
         self.device = torch.device(settings.device)
         self._dtype = DTYPES[settings.precision]
         self._network_call: Callable = _compile(network, self.device) if settings.compile else network
+        # Compiled for CUDA ("reduce-overhead"), the network returns its CUDA graph's output
+        # buffer, which the next call overwrites.
+        self._copy_output = settings.compile and self.device.type == "cuda"
         self._run: Callable = self._autocast_forward
         if settings.cuda_graphs:
             self._run = CUDAGraphRunner(self._run, self.device)
+        # Frozen in eval mode, like the network: helpers that put back the previous mode
+        # (count_gflops, evaluate) call train(self.training).
+        self.eval()
 
     def _autocast_forward(self, *args) -> torch.Tensor:
         # No autocast weight cache: the weights already have the right dtype, and a cache
@@ -425,7 +432,7 @@ class InferenceModel(nn.Module):
         args: tuple = (xs,) if boxes is None else (xs, boxes.to(self.device, torch.float32))
         with torch.inference_mode():
             out = self._run(*args)
-        return out.float()
+        return out.to(torch.float32, copy=self._copy_output)
 
     def train(self, mode: bool = True) -> InferenceModel:
         if mode:
@@ -440,8 +447,9 @@ class CUDAGraphRunner:
     autotuner and the allocator settle there), then captures one call into a graph with its
     own static input and output tensors; later calls copy their inputs into those and replay
     it. At most ``max_graphs`` signatures are kept (least recently used dropped): AVA models
-    see one per number of persons. If a capture fails (an op that synchronises with the CPU,
-    say), a warning says so and ``fn`` runs as it is from then on.
+    see one per number of persons. If a capture fails but a plain call of ``fn`` works (an op
+    that synchronises with the CPU, say), a warning says so and ``fn`` runs as it is from then
+    on; if the plain call fails too, its error is raised and graphs stay on.
     """
 
     def __init__(self, fn: Callable, device: torch.device, max_graphs: int = 8, warmup: int = 3) -> None:
@@ -454,21 +462,26 @@ class CUDAGraphRunner:
 
     def __call__(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
         tensors = [*inputs, *([] if boxes is None else [boxes])]
+        has_boxes = boxes is not None
         if self.failed:
-            return self.fn(*self._args(tensors, boxes is not None))
-        key = (boxes is not None, *((t.shape, t.dtype, t.stride()) for t in tensors))
+            return self.fn(*self._args(tensors, has_boxes))
+        key = (has_boxes, *((t.shape, t.dtype, t.stride()) for t in tensors))
         entry = self.graphs.pop(key, None)
         if entry is None:
+            failure: RuntimeError | None = None
             try:
-                entry = self._capture(tensors, boxes is not None)
-            except RuntimeError as error:
-                import warnings
-
-                warnings.warn(f"CUDA graph capture failed ({str(error).splitlines()[0]}); running without graphs",
+                entry = self._capture(tensors, has_boxes)
+            except RuntimeError as error:  # torch.OutOfMemoryError included
+                failure = error
+            if failure is not None:
+                # An input the network rejects (a wrong shape, say) fails the capture too:
+                # running it plainly raises that error to the caller, and the graphs stay on.
+                output = self.fn(*self._args(tensors, has_boxes))
+                warnings.warn(f"CUDA graph capture failed ({str(failure).splitlines()[0]}); running without graphs",
                               RuntimeWarning, stacklevel=2)
                 self.failed = True
                 self.graphs.clear()
-                return self.fn(*self._args(tensors, boxes is not None))
+                return output
             while len(self.graphs) >= self.max_graphs:
                 self.graphs.pop(next(iter(self.graphs)))
         self.graphs[key] = entry  # (re)inserted last: most recently used
@@ -485,15 +498,21 @@ class CUDAGraphRunner:
     def _capture(self, tensors: list[torch.Tensor], has_boxes: bool):
         static_inputs = [t.clone() for t in tensors]  # clone keeps each input's strides
         args = self._args(static_inputs, has_boxes)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self.fn(*args)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_output = self.fn(*args)
+        # On the runner's device whichever is current (detect_many runs cuda:LOCAL_RANK without
+        # set_device), and on a stream of it: torch.cuda.graph's default capture stream is one
+        # per process, made on whichever device was current at the first capture.
+        with torch.cuda.device(self.device):
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self.fn(*args)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # "thread_local": the detector and the video decoder keep using the GPU from their
+            # own threads meanwhile, which the default "global" mode makes the capture fail on.
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+                static_output = self.fn(*args)
         return graph, static_inputs, static_output
 
 
