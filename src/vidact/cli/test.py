@@ -10,7 +10,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("test", help="evaluate a checkpoint on DATA.PATH_TO_DATA_DIR/test.csv")
     p.add_argument("--cfg", required=True, metavar="FILE.yaml", help="PySlowFast config or vidact run YAML")
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="weights to test (default: TEST.CHECKPOINT_FILE_PATH, else the latest in OUTPUT_DIR/checkpoints)")
+                   help="weights to test (default: TEST.CHECKPOINT_FILE_PATH, else the latest in "
+                        "OUTPUT_DIR/checkpoints, else TRAIN.CHECKPOINT_FILE_PATH)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE", help="config overrides")
     p.set_defaults(func=_test)
 
