@@ -7,6 +7,7 @@ import json
 import math
 import time
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
@@ -349,6 +350,37 @@ def test_without_a_drawn_video_no_keyframe_is_kept_after_its_result(micro_model)
     assert run.metrics["frames"] == 51  # 0.0 .. 5.0 s at 10 fps, as a drawn video has: not the last clip's tail
     with pytest.raises(vidact.VidactError, match="--end"):
         detect(shared_path("data", "videos", INTEL), model=micro_model, detector=_fastestdet(), end=-1.0)
+
+
+def test_the_drawn_video_keeps_a_variable_frame_rate_in_step(micro_model, tmp_path):
+    """Frames 0.1 s apart, then a burst 0.01 s apart: each drawn frame shows at its source time."""
+    import av
+
+    from vidact.detectors.base import Detections
+    from vidact.io.video import VideoReader
+
+    source = tmp_path / "vfr.mp4"
+    times_ms = [100 * k for k in range(20)] + [2000 + 10 * k for k in range(1, 41)] + [2400 + 100 * k for k in range(1, 11)]
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 3, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with VideoReader(source) as reader:
+        source_times = [frame.pts_seconds for frame in reader]
+
+    def person(frames):
+        return [Detections(np.array([[20, 10, 80, 110]], np.float32), np.array([0.9], np.float32)) for _ in frames]
+
+    result = detect_video(source, tmp_path / "out", model=micro_model, detector=person, timeline=False)
+    with VideoReader(result.video) as drawn:
+        drawn_times = [frame.pts_seconds for frame in drawn]
+    assert len(drawn_times) == len(source_times) == 70
+    np.testing.assert_allclose(drawn_times, source_times, atol=2e-3)
 
 
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):

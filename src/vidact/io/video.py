@@ -480,6 +480,9 @@ def _yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
+_TICKS = 1000  # VideoWriter's time base: this many ticks a frame at its rate
+
+
 class VideoWriter:
     """Write RGB frames as H.264 MP4 (libx264, yuv420p) at an exact frame rate.
 
@@ -525,6 +528,7 @@ class VideoWriter:
         self.width, self.height = width, height
         self.rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
         self._count = 0
+        self._last_pts = -1
         self._stack = ExitStack()
         try:
             tmp = self._stack.enter_context(atomic_path(self.path))
@@ -540,7 +544,9 @@ class VideoWriter:
             # I420 frames given). Untagged, players would take an HD video for BT.709.
             self._video.codec_context.colorspace = colorspace or self.RGB_COLORSPACE
             self._video.codec_context.color_range = ColorRange.MPEG
-            self._video.codec_context.time_base = 1 / self.rate
+            # Ticks of 1/1000 frame: a frame given its source time keeps it (variable frame rate)
+            # while frames of a constant rate stay exactly _TICKS apart.
+            self._video.codec_context.time_base = 1 / (self.rate * _TICKS)
             self._audio_packets = self._open_audio(audio_from) if audio_from is not None else None
         except BaseException:
             self._stack.__exit__(*sys.exc_info())
@@ -590,9 +596,11 @@ class VideoWriter:
         """A ``(3H/2) x W`` I420 array (:meth:`Frame.i420`) as the frame :meth:`write` encodes."""
         return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
-    def write(self, frame: np.ndarray | av.VideoFrame) -> None:
+    def write(self, frame: np.ndarray | av.VideoFrame, seconds: float | None = None) -> None:
         """Append one frame: an ``HxWx3`` uint8 RGB array of the size given at construction, or
-        :meth:`frame_from_rgb`'s or :meth:`frame_from_i420`'s result."""
+        :meth:`frame_from_rgb`'s or :meth:`frame_from_i420`'s result. ``seconds`` places it at
+        that time (a source frame's, for video of a variable frame rate); by default frames
+        follow each other at the writer's rate."""
         if isinstance(frame, np.ndarray):
             if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
                 raise VidactError(
@@ -605,11 +613,12 @@ class VideoWriter:
                 f"{self.path}: frame {self._count} is {frame.width}x{frame.height} {frame.format.name}, "
                 f"expected {self._video.width}x{self._video.height} yuv420p (VideoWriter.frame_from_rgb or frame_from_i420)"
             )
-        frame.pts = self._count
-        frame.time_base = 1 / self.rate
+        pts = self._count * _TICKS if seconds is None else round(seconds * self.rate * _TICKS)
+        frame.pts = self._last_pts = max(pts, self._last_pts + 1)
+        frame.time_base = 1 / (self.rate * _TICKS)
         self._container.mux(self._video.encode(frame))
         self._count += 1
-        self._mux_audio_until(self._count / self.rate)
+        self._mux_audio_until(Fraction(frame.pts + _TICKS, _TICKS) / self.rate)
 
     def _mux_audio_until(self, seconds: Fraction | None) -> None:
         """Copy source audio packets up to ``seconds`` (all of them for None), keeping streams interleaved."""

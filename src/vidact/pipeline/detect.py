@@ -39,6 +39,7 @@ import urllib.parse
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -764,7 +765,7 @@ class DetectionRun:
             # Drawn here and made ready for the encoder, whose thread is the busier one.
             with _Timer(shared, "render"):
                 frame = self._draw(entry.frame, overlays, painter)
-            _put(shared, encode_q, frame)
+            _put(shared, encode_q, (frame, entry.time))  # at the source frame's time
             shared.set_render_floor(index + 1)
         shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
         _put(shared, encode_q, _END)
@@ -790,17 +791,21 @@ class DetectionRun:
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
-        frame = _get(shared, encode_q)
-        if frame is _END:
+        item = _get(shared, encode_q)
+        if item is _END:
             raise VidactError(f"{self.name}: no frame to draw into the video")
         # Opened on the first frame, whose drawing decided the video's colour tag.
+        # Frames keep their source times (video of a variable frame rate stays in step), scaled
+        # when the video plays at another rate than the source's (DEMO.OUTPUT_FPS).
+        speed = Fraction(self.reader.fps or self.video_fps) / Fraction(self.video_fps)
         with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset,
                          colorspace=self._video_colorspace) as writer:
-            while frame is not _END:
+            while item is not _END:
+                frame, seconds = item
                 with _Timer(shared, "encode"):
-                    writer.write(frame)
+                    writer.write(frame, seconds=float(seconds * speed))
                 self.frames_written += 1
-                frame = _get(shared, encode_q)
+                item = _get(shared, encode_q)
 
     # metrics -----------------------------------------------------------------
 
