@@ -383,6 +383,41 @@ def test_the_drawn_video_keeps_a_variable_frame_rate_in_step(micro_model, tmp_pa
     np.testing.assert_allclose(drawn_times, source_times, atol=2e-3)
 
 
+def test_ctrl_c_ends_a_live_source_and_the_run_finishes(micro_model, tmp_path, monkeypatch):
+    """A webcam has no end but Ctrl-C: the first ends the input, and what was found is kept."""
+    import signal
+
+    from vidact.detectors.base import Detections
+    from vidact.io.video import VideoReader
+    from vidact.pipeline import detect as detect_module
+
+    class Webcam(VideoReader):  # a file standing in for a webcam
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.live = True
+
+    monkeypatch.setattr(detect_module, "VideoReader", Webcam)
+    calls = []
+
+    def person_then_ctrl_c(frames):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return [Detections(np.array([[100, 50, 300, 400]], np.float32), np.array([0.9], np.float32)) for _ in frames]
+
+    previous = signal.getsignal(signal.SIGINT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = detect_module.detect(shared_path("data", "videos", INTEL), model=micro_model,
+                                   detector=person_then_ctrl_c, video_path=tmp_path / "live.mp4")
+        results = list(run)
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert any("stopping the input" in str(w.message) for w in caught)
+    assert 3 <= len(results) < 10 and run.metrics["frames"] > 0  # the video has 95 s
+    with VideoReader(tmp_path / "live.mp4") as drawn:
+        assert sum(1 for _ in drawn) == run.metrics["frames"]
+
+
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
     """The video and data files are one result: a full disk on metrics.json leaves no video."""
     from vidact.pipeline import outputs

@@ -32,6 +32,7 @@ import os
 import queue
 import re
 import resource
+import signal
 import sys
 import threading
 import time
@@ -293,6 +294,7 @@ class _Shared:
     def __init__(self, capacity: int, live: bool, rendering: bool):
         self.cond = threading.Condition()
         self.abort = threading.Event()
+        self.stop = threading.Event()  # end the input here, as if the video ended (live sources)
         self.error: BaseException | None = None
         self.capacity = capacity
         self.live = live
@@ -604,6 +606,7 @@ class DetectionRun:
         for thread in threads:
             thread.start()
         finished = False
+        previous_sigint = self._stop_on_first_interrupt(shared)
         try:
             while True:
                 item = _get(shared, out_q)
@@ -614,6 +617,8 @@ class DetectionRun:
         except _Aborted:
             pass
         finally:
+            if previous_sigint is not None:
+                signal.signal(signal.SIGINT, previous_sigint)
             if not finished:
                 shared.fail(_Aborted())
             for thread in threads:
@@ -623,6 +628,21 @@ class DetectionRun:
         if shared.error is not None:
             raise shared.error
         self._finish_metrics(time.perf_counter() - wall, gpu_metrics)
+
+    def _stop_on_first_interrupt(self, shared: _Shared):
+        """A live source has no end but Ctrl-C: the first one ends the input there and the run
+        finishes with what it found (outputs written); a second one aborts. Returns the SIGINT
+        handler replaced (None: files, or not the main thread, keep Ctrl-C as it is)."""
+        if not self.reader.live or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def stop(signum, frame):
+            if shared.stop.is_set():
+                raise KeyboardInterrupt
+            shared.stop.set()
+            notice(f"{self.name}: stopping the input (Ctrl-C again aborts); finishing the last keyframes")
+
+        return signal.signal(signal.SIGINT, stop)
 
     def _guard(self, shared: _Shared, fn, args) -> None:
         try:
@@ -636,7 +656,7 @@ class DetectionRun:
         last_needed = None if self.end is None else self.end + self.clip_offsets[-1]
         frames = iter(self.reader)
         try:
-            while True:
+            while not shared.stop.is_set():
                 with _Timer(shared, "decode"):
                     frame = next(frames, None)
                 if frame is None:
