@@ -418,6 +418,21 @@ def test_ctrl_c_ends_a_live_source_and_the_run_finishes(micro_model, tmp_path, m
         assert sum(1 for _ in drawn) == run.metrics["frames"]
 
 
+def test_csv_boxes_of_an_ava_movie_start_at_the_given_second(micro_model, tmp_path):
+    """AVA files time boxes from the movie's start (902 = 2 s into a clip cut at 900 s)."""
+    from vidact.pipeline.detect import detect
+
+    video_id = Path(INTEL).stem
+    boxes = tmp_path / "ava_boxes.csv"
+    boxes.write_text(f"{video_id},0902,0.2,0.1,0.6,0.9,,0.95\n")
+    source = shared_path("data", "videos", INTEL)
+    found = [len(r.persons) for r in detect(source, model=micro_model, detector=f"csv:{boxes}", boxes_start=900, end=3)]
+    assert found == [0, 0, 1, 0]
+    assert [len(r.persons) for r in detect(source, model=micro_model, detector=f"csv:{boxes}", end=3)] == [0, 0, 0, 0]
+    with pytest.raises(vidact.VidactError, match="csv: boxes"):
+        detect(source, model=micro_model, detector=_fastestdet(), boxes_start=900)
+
+
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
     """The video and data files are one result: a full disk on metrics.json leaves no video."""
     from vidact.pipeline import outputs

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                    help="person detector: torchvision (default), fastestdet, yolo, PATH.onnx, csv:BOXES.csv, "
                         "detectron2:NAME or a Detectron2 .pkl/.pth")
     p.add_argument("--detector-threshold", type=float, metavar="P", help="person score threshold (detector default)")
+    p.add_argument("--boxes-start", type=float, metavar="SECONDS",
+                   help="csv: boxes only: the file's timestamp of the video's first frame (AVA files: 900)")
     p.add_argument("--rate", type=float, default=1.0, metavar="HZ", help="action predictions per second (default 1)")
     threshold = p.add_mutually_exclusive_group()
     threshold.add_argument("--threshold", type=float, metavar="P",
@@ -78,6 +80,7 @@ def _detect(args: argparse.Namespace) -> int:
             label_file=args.labels,
             detector=args.detector,
             detector_threshold=args.detector_threshold,
+            boxes_start=args.boxes_start,
             rate=args.rate,
             thresholds=thresholds,
             end=args.end,

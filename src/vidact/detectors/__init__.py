@@ -47,6 +47,7 @@ def create_detector(
     device: str = "cpu",
     detector_format: str | None = None,
     video_id: str | None = None,
+    starting_second: float | None = None,
 ) -> PersonDetector:
     """A person detector for ``spec``.
 
@@ -59,7 +60,8 @@ def create_detector(
     ``score_threshold`` and ``person_class`` default to each backend's own (0.7 and COCO id 1
     for torchvision, 0.5 and 0 for ONNX and Detectron2, 0 for CSV boxes);
     ``min_box_size`` is the smallest box side kept, in pixels. ``video_id`` picks the video
-    in a CSV with boxes for several.
+    in a CSV with boxes for several; ``starting_second`` is the CSV's timestamp of the video's
+    first frame (AVA: 900).
     """
     options = {"min_box_size": min_box_size}
     if score_threshold is not None:
@@ -72,8 +74,11 @@ def create_detector(
 
         if person_class is not None:
             raise VidactError(f"precomputed boxes ({spec}) are all persons: drop the person class option")
-        return PrecomputedDetector(argument if kind == "csv" else spec, video_id=video_id, **options)
+        return PrecomputedDetector(argument if kind == "csv" else spec, video_id=video_id,
+                                   starting_second=starting_second or 0.0, **options)
 
+    if starting_second is not None:
+        raise VidactError(f"a starting second (--boxes-start) applies to csv: boxes, not {spec}; drop it")
     if person_class is not None:
         options["person_class"] = person_class
 

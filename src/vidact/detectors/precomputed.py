@@ -60,7 +60,7 @@ class PrecomputedDetector:
         if not path.is_file():
             raise VidactError(f"box file not found: {path}: pass an AVA-format CSV")
         rows: dict[str, dict[float, dict[tuple[float, ...], float]]] = defaultdict(lambda: defaultdict(dict))
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             for line_number, row in enumerate(csv.reader(f), start=1):
                 if not row or not "".join(row).strip():
                     continue

@@ -935,13 +935,16 @@ def build_detector(
     score_threshold: float | None = None,
     device: str | torch.device = "cpu",
     video_id: str | None = None,
+    starting_second: float | None = None,
 ) -> PersonDetector:
     """A person detector from a spec string (see :func:`vidact.detectors.create_detector`) or as given."""
     if not isinstance(detector, str):
+        if starting_second is not None:
+            raise VidactError("a starting second (--boxes-start) applies to csv: boxes only; drop it")
         return detector
     from vidact.detectors import create_detector, is_onnx_spec
 
-    options = dict(score_threshold=score_threshold, device=str(device))
+    options = dict(score_threshold=score_threshold, device=str(device), starting_second=starting_second)
     if is_onnx_spec(detector) and options["device"].startswith("cuda"):
         from vidact.detectors.onnx import onnxruntime_has_cuda
 
@@ -970,6 +973,7 @@ def detect(
     device: str | torch.device | None = None,
     thresholds: ActionThresholds | float | None = None,
     detector_threshold: float | None = None,
+    boxes_start: float | None = None,
     label_file: str | os.PathLike | None = None,
     end: float | None = None,
     video_path: str | os.PathLike | None = None,
@@ -985,6 +989,9 @@ def detect(
         source: a video file, a webcam index or a stream URL.
         detector: a person-detector spec (``"torchvision"``, ``"fastestdet"``, ``"csv:PATH"``,
             a path, ...) or a detector object.
+        boxes_start: for ``csv:`` boxes, the file's timestamp of the video's first frame (AVA
+            files count from the movie's start: 900 for a clip cut at 15 min; PySlowFast's
+            ``DEMO.STARTING_SECOND``).
         model: an AVA zoo name (default :data:`vidact.weights.zoo.DEFAULT_AVA_MODEL`), a YAML
             config, a built model (with ``model.config``) or an :class:`ActionModel`.
         weights: a checkpoint; zoo models default to their official weights.
@@ -1019,7 +1026,8 @@ def detect(
         elif not isinstance(thresholds, ActionThresholds):
             thresholds = ActionThresholds.uniform(float(thresholds), action_model.num_classes)
         person_detector = build_detector(
-            detector, score_threshold=detector_threshold, device=action_model.device, video_id=_video_id(source)
+            detector, score_threshold=detector_threshold, device=action_model.device, video_id=_video_id(source),
+            starting_second=boxes_start,
         )
         return DetectionRun(
             reader, action_model, person_detector, thresholds, rate=rate, end=end, video_path=video_path,
