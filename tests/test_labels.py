@@ -106,3 +106,11 @@ def test_bad_label_maps_name_the_file(tmp_path, text, message):
 def test_missing_label_map_is_a_user_error(tmp_path):
     with pytest.raises(VidactError, match="nope.pbtxt"):
         read_label_map(tmp_path / "nope.pbtxt")
+
+
+def test_a_byte_order_mark_is_no_part_of_the_names(tmp_path):
+    """Windows editors save UTF-8 with a BOM: the file must read as without it."""
+    (tmp_path / "map.json").write_text('\ufeff{\n  "crawl": 0,\n  "walk": 1\n}\n', encoding="utf-8")
+    (tmp_path / "classes.txt").write_text("\ufeffabseiling\nair drumming\n", encoding="utf-8")
+    assert read_label_map(tmp_path / "map.json").names == {0: "crawl", 1: "walk"}
+    assert read_label_map(tmp_path / "classes.txt").names == {0: "abseiling", 1: "air drumming"}

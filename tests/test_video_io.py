@@ -329,6 +329,25 @@ def test_ava_frame_directory_reads_back(tmp_path):
     assert clip.shape == (3, 40, 60, 3) and [grey_level_index(c) for c in clip] == [0, 0, 4]
 
 
+def test_frame_directories_go_by_frame_number(tmp_path):
+    """ffmpeg's unpadded %d.png names in numeric order, hidden files skipped; gaps and twins refused."""
+    frames = numbered_frames(12, height=16, width=16)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for number, rgb in enumerate(frames, start=1):
+        Image.fromarray(rgb).save(plain / f"{number}.png")
+    (plain / "._1.png").write_bytes(b"macOS resource fork")
+    with VideoReader(plain) as reader:
+        assert [grey_level_index(f.rgb) for f in reader] == list(range(12))
+    (plain / "5.png").unlink()
+    with pytest.raises(VidactError, match="frame 5 is missing"):
+        VideoReader(plain)
+    Image.fromarray(frames[4]).save(plain / "5.png")
+    Image.fromarray(frames[4]).save(plain / "5.jpg")
+    with pytest.raises(VidactError, match="frame 5 is there twice"):
+        VideoReader(plain)
+
+
 def test_corrupt_frame_in_directory_is_a_vidact_error(tmp_path):
     folder = tmp_path / "vid"
     folder.mkdir()

@@ -100,7 +100,7 @@ def read_label_map(path: str | os.PathLike) -> LabelMap:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no part of the text
     except (OSError, UnicodeDecodeError) as err:
         raise VidactError(f"{path}: cannot read the label map ({err}); check the path") from None
     try:

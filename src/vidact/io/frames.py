@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -45,19 +46,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 class FrameDirectory:
     """The frames of one video stored as numbered images, read on demand.
 
-    Frames are ordered by file name; frame ``i`` (0-based) is shown at ``i / fps``
-    seconds. Pass the directory of one video (``<root>/<video_id>``).
+    Frames are ordered by the number that ends each file name (``x_000002.jpg``, ``2.png``),
+    which must run without gaps from the first: frame ``i`` (0-based) is shown at ``i / fps``
+    seconds. Hidden files (``._x_000001.jpg`` from macOS) are skipped. Pass the directory of
+    one video (``<root>/<video_id>``).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = AVA_FPS):
         self.path = Path(path)
         if not self.path.is_dir():
             raise VidactError(f"{self.path}: not a directory of frames; pass a folder of .jpg/.png files")
-        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise VidactError(
-                f"{self.path}: directory contains no frames (.jpg/.png); pass a folder of extracted frames"
-            )
+        self.files = _numbered_frames(self.path)
         if fps <= 0:
             raise VidactError(f"{self.path}: frame rate must be positive, got {fps}")
         self.fps = fps
@@ -91,3 +90,27 @@ class FrameDirectory:
         """``(index, seconds, rgb)`` from frame ``start`` on, one image in memory at a time."""
         for index in range(start, len(self.files)):
             yield index, index / self.fps, self.read(index)
+
+
+def _numbered_frames(folder: Path) -> list[Path]:
+    """The image files of ``folder`` in frame-number order; a gap or a number given twice is an
+    error (every later frame would be shown at another frame's time)."""
+    numbered: dict[int, Path] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        match = re.search(r"(\d+)$", path.stem)
+        if match is None:
+            raise VidactError(f"{path}: frame file names must end in the frame number (x_000001.jpg); rename it")
+        number = int(match.group(1))
+        if number in numbered:
+            raise VidactError(f"{folder}: frame {number} is there twice ({numbered[number].name}, {path.name}); keep one")
+        numbered[number] = path
+    if not numbered:
+        raise VidactError(f"{folder}: directory contains no frames (.jpg/.png); pass a folder of extracted frames")
+    first = min(numbered)
+    missing = next((n for n in range(first, first + len(numbered)) if n not in numbered), None)
+    if missing is not None:
+        raise VidactError(f"{folder}: frame {missing} is missing (frames run from {first} to {max(numbered)}); "
+                          "re-extract the frames")
+    return [numbered[n] for n in sorted(numbered)]
