@@ -433,6 +433,27 @@ def test_csv_boxes_of_an_ava_movie_start_at_the_given_second(micro_model, tmp_pa
         detect(source, model=micro_model, detector=_fastestdet(), boxes_start=900)
 
 
+def test_frames_a_live_source_dropped_are_not_counted_as_processed(micro_model, monkeypatch):
+    from vidact.detectors.base import Detections
+    from vidact.io.video import VideoReader
+    from vidact.pipeline import detect as detect_module
+
+    class Webcam(VideoReader):  # a file standing in for a webcam: frames come faster than detection
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.live = True
+
+    def slow_detector(frames):
+        time.sleep(0.3)
+        return [Detections.empty() for _ in frames]
+
+    monkeypatch.setattr(detect_module, "VideoReader", Webcam)
+    run = detect_module.detect(shared_path("data", "videos", INTEL), model=micro_model, detector=slow_detector, end=20.0)
+    list(run)
+    assert run.metrics["dropped_frames"] > 0
+    assert 0 < run.metrics["frames"] <= run._shared.decoded_frames  # kept ones only
+
+
 def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model, tmp_path, monkeypatch):
     """The video and data files are one result: a full disk on metrics.json leaves no video."""
     from vidact.pipeline import outputs

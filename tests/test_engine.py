@@ -219,6 +219,10 @@ def test_vidact_run_yaml_round_trips_with_opts(tmp_path):
     path.write_text("vidact_run:\n  solver: {base_lr: fast}\n")
     with pytest.raises(VidactError, match="vidact_run.solver.base_lr must be a number, got 'fast'"):
         load_run_config(path)
+    # Files of earlier versions held settings that had no effect and are gone: they still load.
+    path.write_text("vidact_run:\n  shard_id: 0\n  demo: {slowmo: 1, display_width: 0, enable: true}\n")
+    with pytest.warns(UserWarning, match="ignored display_width, slowmo"):
+        assert load_run_config(path).demo.enable
 
 
 def test_pyslowfast_kinetics_config_trains_and_tests_through_cli(synthetic, tmp_path, capsys):

@@ -437,3 +437,14 @@ def test_threads_converting_one_frame_at_once_do_not_hang():
                 thread.join(10)
             assert not any(thread.is_alive() for thread in threads), f"conversion hung on frame {frame.index}"
             assert all(rgb is results[0][0] and np.array_equal(planes, results[0][1]) for rgb, planes in results)
+
+
+def test_frames_read_from_images_pickle():
+    """Frames of a frame folder hold plain RGB arrays: they pickle (to DataLoader workers, say)."""
+    import pickle
+
+    from vidact.io.video import Frame
+
+    frame = Frame(3, 0.1, np.zeros((4, 6, 3), np.uint8))
+    copy = pickle.loads(pickle.dumps(frame))
+    assert (copy.index, copy.pts_seconds) == (3, 0.1) and np.array_equal(copy.rgb, frame.rgb)

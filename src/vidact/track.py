@@ -14,6 +14,7 @@ rendered boxes on people who walk, at the price of knowing the next keyframe fir
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,8 @@ class PersonTracker:
     track before naming it); until then the id is ``-1``. Detections scoring at least
     ``high_confidence_threshold`` are matched first and start tracks (when they also reach
     ``track_activation_threshold``); weaker ones (a detector threshold set lower) only continue
-    tracks. A track not matched for ``lost_track_seconds``, or for two keyframe intervals when
-    keyframes are further apart, is dropped.
+    tracks. A track not matched for ``lost_track_seconds``, or for 2.5 keyframe intervals when
+    keyframes are further apart, is dropped: it survives one missed keyframe at any rate.
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class PersonTracker:
         # a track survives one missed keyframe at any rate (2.5 intervals: clear of rounding).
         lost_track_seconds = max(lost_track_seconds, 2.5 / frame_rate)
         self._tracker = trackers.ByteTrackTracker(
-            lost_track_buffer=round(lost_track_seconds * _TRACKERS_REFERENCE_FPS),
+            lost_track_buffer=math.ceil(lost_track_seconds * _TRACKERS_REFERENCE_FPS),
             frame_rate=frame_rate,
             track_activation_threshold=track_activation_threshold,
             minimum_consecutive_frames=1,

@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import os
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +33,7 @@ import yaml
 
 from vidact.config.io import parse_number, parse_numbers, read_yaml_file
 from vidact.config.model import ModelConfig, model_config_from_dict, to_dict
+from vidact.config.pyslowfast import ConfigWarning
 from vidact.config.run import RunConfig
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_open
@@ -70,9 +72,27 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+# Settings that earlier vidact versions wrote but that had no effect: ignored with a warning,
+# so that their run files still load.
+_RETIRED_KEYS = {
+    f"{VIDACT_RUN_KEY}.demo": {"display_width", "display_height", "colormap", "num_vis_instances", "thread_enable",
+                               "num_clips_skip", "input_format", "gt_boxes", "slowmo"},
+    VIDACT_RUN_KEY: {"shard_id"},
+}
+
+
+def _without_retired(values: Mapping, source: str, where: str) -> dict:
+    retired = sorted(set(values) & _RETIRED_KEYS.get(where, set()))
+    if retired:
+        warnings.warn(f"{source}: {where}: ignored {', '.join(retired)} (no longer settings; they had no effect)",
+                      ConfigWarning, stacklevel=3)
+    return {key: value for key, value in values.items() if key not in retired}
+
+
 def _section(cls: type, values: Any, source: str, where: str) -> Any:
     if not isinstance(values, Mapping):
         raise VidactError(f"{source}: {where} must be a mapping of settings, got {values!r}")
+    values = _without_retired(values, source, where)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in names:
@@ -87,7 +107,7 @@ def run_config_from_dict(data: Mapping, source: str) -> RunConfig:
         raise VidactError(f"{source}: {VIDACT_RUN_KEY} must be a mapping of run settings")
     hints = typing.get_type_hints(RunConfig)
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, value in _without_retired(data, source, VIDACT_RUN_KEY).items():
         if key not in hints or key == "source":
             names = sorted(set(hints) - {"source"})
             raise VidactError(f"{source}: unknown key {VIDACT_RUN_KEY}.{key}; use one of {', '.join(names)}")

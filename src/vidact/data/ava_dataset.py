@@ -122,7 +122,7 @@ def read_box_lists(
     for path, is_groundtruth in files:
         path = Path(path)
         try:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8") as f:
                 rows = list(csv.reader(f))
         except OSError as err:
             raise VidactError(f"{path}: cannot read the box list ({err.strerror or err}); check AVA.ANNOTATION_DIR") from None

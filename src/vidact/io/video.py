@@ -71,8 +71,9 @@ class Frame:
         self.index, self.pts_seconds = index, pts_seconds
         self._rgb, self._picture, self._quarter_turns = rgb, picture, quarter_turns
         # A picture converts through its one swscale context: two threads in it at once (the
-        # detector's and the clip's, say) deadlock FFmpeg's slice threads.
-        self._convert_lock = threading.Lock()
+        # detector's and the clip's, say) deadlock FFmpeg's slice threads. (RGB frames need no
+        # lock, and stay picklable.)
+        self._convert_lock = threading.Lock() if picture is not None else None
 
     def __repr__(self) -> str:
         return f"Frame(index={self.index}, pts_seconds={self.pts_seconds:.3f})"

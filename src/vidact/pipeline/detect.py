@@ -332,12 +332,13 @@ class _Shared:
 
     # frames -----------------------------------------------------------------
 
-    def put(self, frame: Frame) -> None:
+    def put(self, frame: Frame) -> bool:
+        """Store ``frame``; False if it was dropped (a live source while the store is full)."""
         with self.cond:
             while len(self.frames) >= self.capacity and not self._stuck():
                 if self.live:
                     self.dropped_frames += 1
-                    return
+                    return False
                 self._wait()
             self.decoded_frames += 1
             self.frames.append(_Entry(frame))
@@ -345,6 +346,7 @@ class _Shared:
             self._collect()
             self.peak_frames = max(self.peak_frames, len(self.frames))
             self.cond.notify_all()
+            return True
 
     def _stuck(self) -> bool:
         # The stage everything waits for (the oldest keyframe still to prepare, or the keyframe the
@@ -525,6 +527,10 @@ class DetectionRun:
     video. ``decode`` ("auto", "cpu" or
     "cuda") picks the decoder when ``source`` is not an open :class:`VideoReader`; "auto"
     tries NVDEC only when the action model runs on CUDA.
+
+    On a live source (a webcam, a real-time stream) the first Ctrl-C during the iteration ends
+    the input and the iteration finishes; the handler stays until the iteration ends, so a
+    caller that stops early without a ``for`` loop should close the iterator.
     """
 
     def __init__(
@@ -661,8 +667,8 @@ class DetectionRun:
                     frame = next(frames, None)
                 if frame is None:
                     break
-                shared.put(frame)
-                if self.end is None or frame.pts_seconds <= self.end + 0.5 / self.fps:
+                kept = shared.put(frame)
+                if kept and (self.end is None or frame.pts_seconds <= self.end + 0.5 / self.fps):
                     self.frames_in_range += 1  # the frames drawn with a video; not the last clip's tail
                 if last_needed is not None and frame.pts_seconds > last_needed:
                     break
