@@ -542,7 +542,7 @@ def test_pyslowfast_demo_config_runs_with_preds_boxes(tmp_path):
 def test_many_videos_are_shared_out_by_rank(tmp_path):
     from vidact.pipeline.detect import _video_id, read_video_list, shard
 
-    (tmp_path / "list.txt").write_text("# clips\na.mp4\n\nsub/b.mp4\n/abs/c.mp4\nhttp://host:8000/v/d.mp4\n")
+    (tmp_path / "list.txt").write_text("# clips\na.mp4\n\nsub/b.mp4\nfile:///abs/c.mp4\nhttp://host:8000/v/d.mp4\n")
     videos = read_video_list(tmp_path / "list.txt")
     assert videos[:3] == [tmp_path / "a.mp4", tmp_path / "sub" / "b.mp4", Path("/abs/c.mp4")]
     assert videos[3] == "http://host:8000/v/d.mp4"  # a URL stays whole

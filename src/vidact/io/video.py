@@ -124,6 +124,11 @@ class Frame:
 _I420_MATRICES = (1, 2, 5, 6)
 
 
+def is_url(source: str | int | os.PathLike) -> bool:
+    """Whether ``source`` is a URL FFmpeg opens (``file://`` names a file)."""
+    return isinstance(source, str) and "://" in source and not source.startswith("file://")
+
+
 def _rotated(array: np.ndarray, quarter_turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array
 
@@ -173,7 +178,7 @@ class _AVSource:
             url, fmt = _webcam(int(source))
             self.name, self.seekable, self.live = f"webcam {source} ({url})", False, True
             hint = "check that the camera is connected and not in use"
-        elif isinstance(source, str) and "://" in source and not source.startswith("file://"):
+        elif is_url(source):
             url = source
             self.name, self.seekable = source, False
             self.live = source.split("://", 1)[0].lower() in _LIVE_PROTOCOLS  # else: told by the duration below

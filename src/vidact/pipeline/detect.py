@@ -53,7 +53,7 @@ from vidact.config.pyslowfast_defaults import DEFAULTS
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_paths, check_writable_folder
-from vidact.io.video import Frame, VideoReader
+from vidact.io.video import Frame, VideoReader, is_url
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks, interpolation_weight
 from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
 
@@ -1044,16 +1044,11 @@ def detect(
         raise
 
 
-def _is_url(source: str | os.PathLike) -> bool:
-    text = os.fspath(source)
-    return "://" in text and not text.startswith("file://")
-
-
 def _video_id(source: str | int | os.PathLike) -> str:
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
         return f"webcam{source}"
     text = os.fspath(source)
-    if _is_url(text):
+    if is_url(text):
         # The file name in the URL's path (rtsp://cam/live/front -> "front"); "stream" if none.
         name = Path(urllib.parse.urlsplit(text).path).stem
         return re.sub(r"[^\w.-]", "_", name) or "stream"
@@ -1164,7 +1159,7 @@ def read_video_list(path: str | os.PathLike) -> list[Path | str]:
         raise VidactError(f"{path}: cannot read the video list ({error.strerror or error}); check the path") from None
     entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     # URLs stay text (a Path would fold "//"); file paths are relative to the list.
-    videos = [entry if "://" in entry else path.parent / entry for entry in entries]
+    videos = [entry if is_url(entry) else path.parent / entry.removeprefix("file://") for entry in entries]
     stems = [_video_id(video) for video in videos]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
@@ -1186,7 +1181,7 @@ def detect_many(
     if not mine:
         return []
     for video in mine:  # fail on unreadable files before fetching models or writing anything
-        if isinstance(video, (str, os.PathLike)) and not _is_url(video):
+        if isinstance(video, (str, os.PathLike)) and not is_url(video):
             VideoReader(video).close()
     check_writable_folder(out_dir)  # and on an output that cannot be written, not after the work
     device = options.pop("device", None)
