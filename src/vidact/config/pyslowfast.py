@@ -647,9 +647,9 @@ def _run_config(r: _Reader) -> RunConfig:
         ),
         checkpoint=CheckpointConfig(
             train_path=path("TRAIN.CHECKPOINT_FILE_PATH"),
-            train_type=_checkpoint_type(r, "TRAIN.CHECKPOINT_TYPE"),
+            train_type=_choice(r, "TRAIN.CHECKPOINT_TYPE", ("pytorch", "caffe2")),
             test_path=path("TEST.CHECKPOINT_FILE_PATH"),
-            test_type=_checkpoint_type(r, "TEST.CHECKPOINT_TYPE"),
+            test_type=_choice(r, "TEST.CHECKPOINT_TYPE", ("pytorch", "caffe2")),
             auto_resume=r("TRAIN.AUTO_RESUME"),
             period=r("TRAIN.CHECKPOINT_PERIOD"),
             inflate=r("TRAIN.CHECKPOINT_INFLATE"),
@@ -752,13 +752,6 @@ def _check_distribution(r: _Reader) -> None:
     precise_bn, precise_batches = r("BN.USE_PRECISE_STATS"), r("BN.NUM_BATCHES_PRECISE")
     if precise_bn and precise_batches < 0:
         raise r.error(f"BN.NUM_BATCHES_PRECISE {precise_batches} must be 0 or more; fix it")
-
-
-def _checkpoint_type(r: _Reader, key: str) -> str:
-    value = r(key)
-    if value not in ("pytorch", "caffe2"):
-        raise r.error(f"{key} {value!r} is not a checkpoint type; use pytorch or caffe2")
-    return value
 
 
 def _choice(r: _Reader, key: str, choices: tuple[str, ...]) -> str:
