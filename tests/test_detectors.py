@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from conftest import shared_path
 
 from vidact.detectors import create_detector
+from vidact.detectors import onnx as onnx_detector
 from vidact.detectors.onnx import OnnxPersonDetector, _decode_fastestdet, resize_area
 from vidact.detectors.precomputed import PrecomputedDetector
 from vidact.detectors.torchvision_frcnn import TorchvisionPersonDetector, cached_weights_path
@@ -43,29 +44,56 @@ def fastestdet() -> OnnxPersonDetector:
 
 
 def test_area_resize_equals_block_mean_for_integer_factors():
-    image = np.random.default_rng(0).uniform(0, 255, (8, 12, 3)).astype(np.float32)
+    image = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
     out = resize_area(image, 3, 4)  # 2x rows, 4x columns
     expected = image.reshape(4, 2, 3, 4, 3).mean(axis=(1, 3))
-    np.testing.assert_allclose(out, expected, rtol=1e-5)
-    torch_area = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], size=(4, 3), mode="area")
-    np.testing.assert_allclose(out, torch_area[0].permute(1, 2, 0).numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(out, np.rint(expected))
+    torch_area = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(4, 3), mode="area")
+    np.testing.assert_array_equal(out, torch_area[0].permute(1, 2, 0).round().numpy())
 
 
 def test_area_resize_keeps_a_constant_image_and_the_mean():
     image = np.full((432, 768, 3), 77, np.uint8)
-    np.testing.assert_allclose(resize_area(image, 352, 352), 77, rtol=1e-5)
-    ramp = np.random.default_rng(1).uniform(0, 1, (240, 426, 1)).astype(np.float32)
-    # Shrinking by area preserves the image mean (each input pixel's total weight is equal).
-    assert resize_area(ramp, 213, 120).mean() == pytest.approx(ramp.mean(), rel=1e-4)
+    np.testing.assert_array_equal(resize_area(image, 352, 352), 77)
+    noise = np.random.default_rng(1).integers(0, 256, (240, 426, 1), dtype=np.uint8)
+    # Shrinking by area preserves the image mean (each input pixel's total weight is equal),
+    # up to the rounding of each output pixel.
+    assert resize_area(noise, 213, 100).mean() == pytest.approx(noise.mean(), abs=0.05)
 
 
-@pytest.mark.parametrize("shape", [(432, 768), (256, 340), (240, 426)])
-def test_area_resize_agrees_with_opencv(shape):
+# Each of OpenCV's INTER_AREA paths: 2x2 blocks (its integer kernel rounds half up), other
+# integer blocks, non-integer shrinks (float sums in OpenCV's order), enlarging either axis or
+# both (fixed-point bilinear), odd output sizes and channel counts.
+_AREA_CASES = [
+    ((704, 704, 3), (352, 352)),
+    ((704, 704, 2), (352, 352)),
+    ((1056, 704, 3), (352, 352)),
+    ((1080, 1920, 3), (352, 352)),
+    ((720, 1280, 3), (352, 352)),
+    ((480, 640, 3), (352, 352)),
+    ((353, 351, 4), (352, 352)),
+    ((240, 320, 3), (352, 352)),
+    ((200, 500, 3), (352, 352)),
+    ((1000, 300, 1), (352, 352)),
+    ((77, 55, 3), (333, 101)),
+]
+
+
+@pytest.mark.parametrize(("shape", "size"), _AREA_CASES)
+def test_area_resize_equals_opencv_byte_for_byte(shape, size):
     cv2 = pytest.importorskip("cv2")  # OpenCV is not a vidact dependency; compare when present
-    image = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    ours = np.rint(resize_area(image, 352, 352))
-    theirs = cv2.resize(image, (352, 352), interpolation=cv2.INTER_AREA).astype(np.float32)
-    assert np.abs(ours - theirs).max() <= 1  # OpenCV rounds its fixed-point interpolation
+    image = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    theirs = cv2.resize(image, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], shape[2])
+    np.testing.assert_array_equal(resize_area(image, *size), theirs)
+
+
+@pytest.mark.parametrize("shape", [(704, 704), (480, 640), (240, 320), (200, 500)])
+def test_fastestdet_input_without_opencv_equals_opencv(shape, monkeypatch):
+    pytest.importorskip("cv2")
+    frame = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    with_opencv = onnx_detector._fastestdet_input(frame, (352, 352))
+    monkeypatch.setattr(onnx_detector, "opencv", lambda: None)  # as if OpenCV were not installed
+    np.testing.assert_array_equal(onnx_detector._fastestdet_input(frame, (352, 352)), with_opencv)
 
 
 # ---------------------------------------------------------------- FastestDet decoding
