@@ -323,12 +323,13 @@ def test_forged_pickle_lengths_do_not_allocate(tmp_path):
 
 
 def test_truncated_native_file_is_one_line_error(tmp_path):
-    path = native.save_native(tmp_path / "w.safetensors", {"a": torch.randn(100)})
+    path = native.save_native(tmp_path / "w.safetensors", {"a": torch.randn(100)}, labels=["x" * 50] * 400)
     data = path.read_bytes()
-    path.write_bytes(data[:-40])
-    with pytest.raises(VidactError) as excinfo:
-        read_checkpoint(path)
-    assert "damaged" in one_line_error(excinfo, path)
+    for cut in (len(data) - 40, 8 + 1000):  # in the tensors, in the (20 kB) JSON header
+        path.write_bytes(data[:cut])
+        with pytest.raises(VidactError) as excinfo:
+            read_checkpoint(path)
+        assert "damaged" in one_line_error(excinfo, path)
 
 
 # --- PyTorchVideo hub names ----------------------------------------------------------------
@@ -451,6 +452,28 @@ def test_stored_cfg_of_a_newer_pyslowfast_skips_its_unknown_keys(tmp_path):
     with pytest.warns(ConfigWarning, match="skipped keys .*: SOME_NEWER_SECTION"):
         config = checkpoint_model_config(read_checkpoint(path))
     assert config.arch == "x3d"
+
+
+def test_a_converted_file_is_the_whole_model_with_its_labels(tmp_path):
+    """vidact convert's file builds with its stored config and weights, names its classes, and
+    keeps its provenance when converted again."""
+    import vidact
+    from vidact.api import load_labels
+
+    folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    (tmp_path / "names.txt").write_text("".join(f"action {i}\n" for i in range(10)))
+    first, second = tmp_path / "sf.safetensors", tmp_path / "again.safetensors"
+    assert main(["convert", str(folder / "model_c2.pkl"), str(first), "--cfg", str(folder / "config.yaml"),
+                 "--labels", str(tmp_path / "names.txt")]) == 0
+    model = vidact.create_model(first).eval()
+    inputs = np.load(folder / "inputs.npz")
+    with torch.no_grad():
+        output = model([torch.from_numpy(inputs[k]) for k in sorted(inputs.files)]).numpy()
+    assert np.abs(output - np.load(folder / "expected.npz")["output"]).max() <= 1e-5
+    assert load_labels(model)[:2] == ("action 0", "action 1")
+    assert main(["convert", str(first), str(second)]) == 0
+    again = read_checkpoint(second).metadata
+    assert (again["source"], again["source_format"]) == ("model_c2.pkl", "caffe2")
 
 
 def test_convert_caffe2_needs_cfg(tmp_path, capsys):

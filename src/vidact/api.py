@@ -11,6 +11,7 @@ from torch import nn
 
 from vidact.config.model import ModelConfig
 from vidact.errors import VidactError
+from vidact.weights.checkpoint import Checkpoint
 from vidact.weights.zoo import ZooEntry, get_entry, list_models
 
 __all__ = ["classify", "create_model", "detect", "list_models", "resolve_model"]
@@ -22,13 +23,20 @@ class ResolvedModel:
 
     config: ModelConfig
     entry: ZooEntry | None = None  # set when the model is a zoo entry
+    checkpoint: Checkpoint | None = None  # set when the model is a checkpoint that stores its config
 
 
 def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedModel:
-    """Turn a zoo name, a typed config or a YAML file (vidact's or PySlowFast's) into a config."""
+    """Turn a zoo name, a typed config, a YAML file (vidact's or PySlowFast's) or a checkpoint
+    that stores its config (vidact's ``.safetensors``, a PySlowFast ``.pyth``) into a config."""
     if isinstance(name_or_config, ModelConfig):
         return ResolvedModel(name_or_config)
     text = os.fspath(name_or_config)
+    if not text.endswith((".yaml", ".yml")) and Path(text).is_file() and _is_checkpoint(text):
+        from vidact.weights.checkpoint import checkpoint_model_config, read_checkpoint
+
+        checkpoint = read_checkpoint(text)
+        return ResolvedModel(checkpoint_model_config(checkpoint), checkpoint=checkpoint)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
         from vidact.config.pyslowfast import load_model_config
 
@@ -37,9 +45,18 @@ def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedMo
     return ResolvedModel(entry.config, entry)
 
 
+def _is_checkpoint(path: str) -> bool:
+    from vidact.weights.checkpoint import sniff_format
+
+    try:
+        return sniff_format(path) in ("torch", "safetensors")
+    except VidactError:  # not a checkpoint: read as a config
+        return False
+
+
 def create_model(
     name_or_config: str | os.PathLike | ModelConfig,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | Checkpoint | None = None,
     num_classes: int | None = None,
     *,
     progress: bool = True,
@@ -48,16 +65,18 @@ def create_model(
 
     Args:
         name_or_config: a zoo name (``vidact.list_models()``), a :class:`ModelConfig`,
-            or a YAML file (vidact's own or a PySlowFast config).
+            a YAML file (vidact's own or a PySlowFast config), or a checkpoint that stores
+            its config (``vidact convert``'s ``.safetensors``, a PySlowFast ``.pyth``), whose
+            weights are then loaded unless ``weights`` names others.
         weights: ``None`` for random initialisation, ``"default"`` for the zoo
             entry's official checkpoint (downloaded into the cache once), or a
-            path to a checkpoint in any supported format.
+            path to a checkpoint in any supported format (or one already read).
         num_classes: replace the classifier; loaded weights of another head size
             are then skipped and the head is initialised afresh (reported).
 
     The model carries ``model.config`` (its :class:`ModelConfig`, including the
     input spec), ``model.zoo_entry`` (or ``None``) and, when weights were loaded,
-    ``model.load_report``.
+    ``model.load_report`` and ``model.labels``: the class names the checkpoint stores, if any.
     """
     from vidact.models import build_model
 
@@ -66,8 +85,10 @@ def create_model(
     if num_classes is not None and num_classes != config.num_classes:
         config = config.replace(num_classes=num_classes)
 
-    checkpoint_path = None
-    if weights is not None:
+    checkpoint_path = resolved.checkpoint
+    if isinstance(weights, Checkpoint):
+        checkpoint_path = weights
+    elif weights is not None:
         if os.fspath(weights) == "default":
             if resolved.entry is None:
                 raise VidactError('weights="default" needs a zoo model name; pass a checkpoint path for configs')
@@ -79,13 +100,16 @@ def create_model(
     model.config = config
     model.zoo_entry = resolved.entry
     model.load_report = None
+    model.labels = None
     if checkpoint_path is not None:
-        from vidact.weights.checkpoint import load_into
+        from vidact.weights.checkpoint import load_into, read_checkpoint
 
         try:
-            model.load_report = load_into(model, checkpoint_path)  # warns itself about a re-initialised head
+            checkpoint = checkpoint_path if isinstance(checkpoint_path, Checkpoint) else read_checkpoint(checkpoint_path)
+            model.load_report = load_into(model, checkpoint)  # warns itself about a re-initialised head
+            model.labels = checkpoint.metadata.get("labels")
         except VidactError as err:
-            if os.fspath(weights) != "default":
+            if isinstance(weights, Checkpoint) or weights is None or os.fspath(weights) != "default":
                 raise
             # A download cut short without a stated length is only found here, and the cache
             # would hand back the same file on every run.
@@ -103,14 +127,14 @@ def fetch_weights(entry: ZooEntry, *, progress: bool = True) -> Path:
 
 
 def load_labels(model: nn.Module) -> tuple[str, ...] | None:
-    """Class names for a model's outputs, when known (zoo entries)."""
+    """Class names for a model's outputs, when known: stored in its checkpoint, else its zoo entry's."""
     from vidact.data.label_sets import LABEL_SETS
 
     entry = getattr(model, "zoo_entry", None)
-    if entry is None:
-        return None
-    names = LABEL_SETS[entry.labels]
-    return names if len(names) == model.config.num_classes else None
+    for names in (getattr(model, "labels", None), LABEL_SETS[entry.labels] if entry is not None else None):
+        if names and len(names) == model.config.num_classes:
+            return tuple(names)
+    return None
 
 
 def default_device() -> torch.device:

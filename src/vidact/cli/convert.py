@@ -17,10 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", help="checkpoint to read")
     parser.add_argument("output", help="vidact .safetensors file to write")
     parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config, for checkpoints that store none (Caffe2 .pkl, hub files)")
+    parser.add_argument("--labels", metavar="FILE", help="class names to store with the weights (JSON/pbtxt/text label map)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = convert_to_native(args.input, args.output, cfg_path=args.cfg)
+    labels = None
+    if args.labels:
+        from vidact.data.labels import read_label_map
+        from vidact.errors import VidactError
+
+        label_map = read_label_map(args.labels)
+        if not label_map.is_dense:
+            raise VidactError(f"{args.labels}: class ids have gaps; give one name per class, in id order")
+        labels = label_map.as_list()
+    path = convert_to_native(args.input, args.output, cfg_path=args.cfg, labels=labels)
     print(f"wrote {path}")
     return 0

@@ -375,15 +375,18 @@ def _resolve_model(
     resolved = resolve_model(model)
     _check_classifier(resolved.config)
     if weights is None:
-        if resolved.entry is None:
+        if resolved.checkpoint is not None:  # a converted model: its own weights
+            weights = resolved.checkpoint
+        elif resolved.entry is None:
             raise VidactError(f"{model}: a config holds no weights; pass weights=CHECKPOINT (--weights PATH)")
-        weights = "default"
+        else:
+            weights = "default"
     if resolved.entry is not None:
         built, name = create_model(resolved.entry.name, weights=weights, progress=progress), resolved.entry.name
     else:
         built = create_model(resolved.config, weights=weights, progress=progress)
         name = "custom" if isinstance(model, ModelConfig) else os.fspath(model)
-    return built, name, os.fspath(weights)
+    return built, name, os.fspath(getattr(weights, "path", weights))
 
 
 def _check_classifier(config: ModelConfig) -> None:

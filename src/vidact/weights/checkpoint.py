@@ -93,7 +93,7 @@ def sniff_format(path: str | os.PathLike) -> str:
         raise VidactError(f"{path}: checkpoint file is empty; re-download it")
     if head.startswith(_ZIP_MAGIC) or _LEGACY_TORCH_MAGIC in head:
         return "torch"
-    if native.looks_like_safetensors(head, size):
+    if native.looks_like_safetensors(head):
         return "safetensors"
     return "pickle"
 
@@ -269,8 +269,14 @@ def convert_to_native(
     """Convert any supported checkpoint to vidact's safetensors file with its model config."""
     checkpoint = read_checkpoint(src)
     config = checkpoint_model_config(checkpoint, cfg_path)
-    extra = {"source_format": "caffe2" if checkpoint.caffe2_layout else checkpoint.format}
-    if checkpoint.cfg_text:
-        extra["pyslowfast_cfg"] = checkpoint.cfg_text
+    if checkpoint.format == "vidact":  # converted before: keep where it first came from
+        source = checkpoint.metadata.get("source") or Path(src).name
+        extra = {key: checkpoint.metadata[key] for key in ("source_format", "pyslowfast_cfg") if key in checkpoint.metadata}
+    else:
+        source = Path(src).name
+        extra = {"source_format": "caffe2" if checkpoint.caffe2_layout else checkpoint.format}
+        if checkpoint.cfg_text:
+            extra["pyslowfast_cfg"] = checkpoint.cfg_text
     labels = labels if labels is not None else checkpoint.metadata.get("labels")
-    return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=Path(src).name, extra_metadata=extra)
+    return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=source,
+                              extra_metadata=extra)

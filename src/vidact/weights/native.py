@@ -129,12 +129,14 @@ def load_native(path: str | os.PathLike) -> NativeWeights:
     return NativeWeights(state_dict=state, model_config=model_config, labels=labels, source=metadata.get("source"), metadata=metadata)
 
 
-def looks_like_safetensors(head: bytes, file_size: int) -> bool:
+def looks_like_safetensors(head: bytes) -> bool:
     """Whether a file's first bytes are a safetensors header length followed by JSON."""
     if len(head) < 9:
         return False
     (length,) = struct.unpack("<Q", head[:8])
-    return 2 <= length <= min(_MAX_HEADER_BYTES, file_size - 8) and head[8:9] == b"{"
+    # Not bounded by the file's size: a file cut inside its header is still told as safetensors,
+    # so that reading it says it is damaged (a pickle reader would say something stranger).
+    return 2 <= length <= _MAX_HEADER_BYTES and head[8:9] == b"{"
 
 
 def _corrupt(name: str, what: str) -> VidactError:
