@@ -14,7 +14,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     which = parser.add_mutually_exclusive_group(required=required)
     default = "" if required else f" (default {DEFAULT_KINETICS_MODEL})"
     which.add_argument("--model", metavar="NAME", help=f"zoo model, see `vidact models --task kinetics`{default}")
-    which.add_argument("--cfg", metavar="FILE.yaml", help="model config: a PySlowFast YAML file or vidact's own")
+    which.add_argument("--cfg", metavar="FILE.yaml", help="model config: a PySlowFast YAML file or vidact's own, or a "
+                       "converted .safetensors (its config and weights)")
     parser.add_argument(
         "--weights", metavar="PATH", help="checkpoint (.pyth, .pkl, .safetensors); default: the zoo model's official weights"
     )

@@ -27,8 +27,10 @@ def register(subparsers) -> None:
                         "each rank takes every WORLD_SIZE-th video")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", metavar="NAME", help=f"an AVA zoo model (default {DEFAULT_AVA_MODEL})")
-    model.add_argument("--cfg", metavar="FILE.yaml", help="a model config (vidact or PySlowFast YAML)")
-    p.add_argument("--weights", metavar="PATH", help="checkpoint (default: the zoo model's; random for --cfg)")
+    model.add_argument("--cfg", metavar="FILE.yaml", help="a model config (vidact or PySlowFast YAML), or a converted "
+                       ".safetensors (its config and weights)")
+    p.add_argument("--weights", metavar="PATH", help="checkpoint (default: the zoo model's; for --cfg, a converted "
+                   "file's own weights, else random)")
     p.add_argument("--labels", metavar="FILE", help="class names (JSON/pbtxt/text label map; default AVA's 80)")
     p.add_argument("--detector", default="torchvision", metavar="NAME|PATH",
                    help="person detector: torchvision (default), fastestdet, yolo, PATH.onnx, csv:BOXES.csv, "
