@@ -113,11 +113,14 @@ def test_an_output_folder_that_cannot_be_written_fails_before_the_work(tmp_path,
 def test_an_unwritable_output_file_is_one_line(tmp_path, capsys):
     """An OSError while writing (a folder where a file goes, a full disk) is one line, exit 2."""
     folder = shared_path("data", "ava", "mmaction2_eval_detection")
-    (tmp_path / "m.json").mkdir()
+    (tmp_path / "blocker").write_text("a file where a folder goes")
     argv = ["eval-ava", "--gt", str(folder / "gt.csv"), "--pred", str(folder / "pred.csv"),
-            "--labelmap", str(folder / "action_list.txt"), "--json", str(tmp_path / "m.json")]
+            "--labelmap", str(folder / "action_list.txt"), "--json", str(tmp_path / "blocker" / "m.json")]
     assert main(argv) == 2
     assert "check the path" in _one_error_line(capsys, "eval-ava")
+    (tmp_path / "m.json").mkdir()  # a folder where the file goes: said so
+    assert main([*argv[:-1], str(tmp_path / "m.json")]) == 2
+    assert "m.json: is a folder" in _one_error_line(capsys, "eval-ava")
 
 
 def test_worker_errors_come_out_as_their_own_line():

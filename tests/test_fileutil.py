@@ -67,3 +67,13 @@ def test_atomic_text_is_utf8_whatever_the_locale(tmp_path):
            "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "id.csv")], check=True, env=env)
     assert (tmp_path / "id.csv").read_bytes() == "café_инт".encode("utf-8")
+
+
+def test_an_output_named_like_a_folder_is_refused_before_writing(tmp_path):
+    from vidact.errors import VidactError
+
+    (tmp_path / "out.csv").mkdir()
+    with pytest.raises(VidactError, match="out.csv: is a folder"):
+        with atomic_open(tmp_path / "out.csv") as f:
+            f.write("never")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
