@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import run_main
+
 SHARED = Path(os.environ.get("VIDACT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 DEFAULT_VIDEO = "intel_one-by-one-person-detection.mp4"
 
@@ -88,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import positive_int, run_main
+
 SHARED = Path(os.environ.get("VIDACT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 DEFAULT_VIDEOS = (
     "mmaction2_demo.mp4",
@@ -63,7 +65,7 @@ def time_ffmpeg(ffmpeg: str, path: Path, rgb: bool) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="video files (default: the shared test videos)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--hwaccel", choices=("cpu", "cuda", "auto"), default="cpu",
                         help="VideoReader's decoder: cpu (default), cuda (NVDEC) or auto")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -117,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import run_main
+
 SHARED = Path(os.environ.get("VIDACT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
@@ -143,4 +145,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

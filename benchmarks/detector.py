@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import positive_int, run_main
+
 IMAGES = (
     "img0_mmaction2_demo_f100.png",
     "img1_mmaction2_test_video_structuralize_f150.png",
@@ -103,7 +105,7 @@ def measure(threads: int, repeats: int, warmup: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", help="write the record here")
     args = parser.parse_args(argv)
@@ -122,4 +124,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import positive_int, run_main
+
 CASES = {
     "slowfast_8x8_r50": dict(shapes=[(1, 3, 8, 256, 256), (1, 3, 32, 256, 256)], boxes=0, reference_s=1.30),
     "ava_slowfast_32x2_r101_v2.2": dict(shapes=[(1, 3, 8, 256, 320), (1, 3, 32, 256, 320)], boxes=3, reference_s=3.18),
@@ -72,7 +74,7 @@ def run_one(name: str, threads: int, repeats: int, warmup: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--json", help="write the records here")
@@ -102,4 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

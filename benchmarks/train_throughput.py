@@ -5,7 +5,7 @@
 Three measurements:
 
 * ``tiny``: the test suite's tiny SlowFast (width 4, 8 frames, 32 px) training steps;
-* ``slowfast_8x8_r50``: the full-size zoo model (4+32 frames at 224 px) training steps;
+* ``slowfast_8x8_r50``: the full-size zoo model (8+32 frames at 224 px) training steps;
   both in float32 and under bfloat16 autocast, on random inputs, so only the model counts;
 * ``loader``: clips/s of the training data loader alone on a synthetic set (decode +
   augmentation + collation, ``--workers`` processes) at the tiny model's input size.
@@ -19,6 +19,8 @@ import argparse
 import json
 import tempfile
 import time
+
+from benchmarks import positive_int, run_main
 
 
 def _model_throughput(config, batch: int, steps: int, amp_dtype) -> float:
@@ -72,7 +74,7 @@ def _loader_throughput(spec, batch: int, workers: int, batches: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=positive_int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tiny-only", action="store_true", help="skip the full-size SlowFast (quick check)")
@@ -111,4 +113,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

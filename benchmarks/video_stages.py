@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -24,6 +23,8 @@ import av
 from vidact.io.video import VideoReader, VideoWriter
 from vidact.pipeline.render import BoxOverlay, I420Painter, PanelOverlay, draw_overlays, track_color
 from vidact.transforms import scale_short_side_cv2
+
+from benchmarks import run_main
 
 
 def _drawing(clip: str, count: int, height: int, width: int) -> None:
@@ -108,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
