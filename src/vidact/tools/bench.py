@@ -346,7 +346,8 @@ def bench_detect(options: BenchOptions) -> list[BenchRecord]:
         for stage in (*STAGES, "wall"):
             seconds = metrics["wall_s"] if stage == "wall" else metrics[f"time_{stage}_s"]
             records.append(BenchRecord(
-                model=name, mode=f"{mode}:{'total' if stage == 'wall' else stage}", precision=precision,
+                model=name, mode=f"{mode}:{'total' if stage == 'wall' else stage}",
+                precision="fp32" if precision == "eager" else precision,  # as the model records say
                 device=str(options.device), threads=options.threads, latency_s=seconds, latency_min_s=seconds,
                 repeats=1,
             ))
