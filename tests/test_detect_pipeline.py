@@ -466,7 +466,7 @@ def test_a_write_failing_on_the_last_file_leaves_none_of_the_outputs(micro_model
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier")
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="No space"), pytest.warns(DetectNotice, match="no person"):
         detect_video(shared_path("data", "videos", INTEL), out, model=micro_model, detector=_fastestdet(), end=1.0)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
