@@ -54,26 +54,26 @@ def read_ava_csv(path: str | os.PathLike, eighth_column: EighthColumn) -> AvaRow
     path = Path(path)
     video_ids: list[str] = []
     numbers: list[tuple[float, ...]] = []
-    has_eighth: bool | None = None
+    has_eighth = False
+    # As the official reader, row by row: a 7-column row in a file of 8 has score 1.0 (no person id).
+    missing_eighth = 1.0 if eighth_column == "score" else -1.0
     for line_no, row in _rows(path):
         if len(row) not in (7, 8):
             raise VidactError(
                 f"{path}:{line_no}: expected 7 or 8 comma-separated columns "
                 f"(video_id,timestamp,x1,y1,x2,y2,action_id[,{eighth_column}]), got {len(row)}"
             )
-        if has_eighth is None:
-            has_eighth = len(row) == 8
-        elif has_eighth != (len(row) == 8):
-            raise VidactError(f"{path}:{line_no}: every row must have the same number of columns (7 or 8)")
+        has_eighth |= len(row) == 8
         try:
-            numbers.append((float(int(row[1])), *map(float, row[2:6]), float(int(row[6])), *map(float, row[7:])))
+            eighth = float(row[7]) if len(row) == 8 else missing_eighth
+            numbers.append((float(int(row[1])), *map(float, row[2:6]), float(int(row[6])), eighth))
         except ValueError:
             raise VidactError(
                 f"{path}:{line_no}: timestamp and action_id must be integers and the box "
-                f"coordinates{' and ' + eighth_column if has_eighth else ''} numbers: {','.join(row)}"
+                f"coordinates{' and ' + eighth_column if len(row) == 8 else ''} numbers: {','.join(row)}"
             ) from None
         video_ids.append(row[0])
-    table = np.array(numbers, dtype=np.float64).reshape(len(numbers), 7 if has_eighth else 6)
+    table = np.array(numbers, dtype=np.float64).reshape(len(numbers), 7)
     eighth = table[:, 6] if has_eighth else None
     return AvaRows(
         video_ids=np.array(video_ids, dtype=str),
@@ -123,7 +123,8 @@ def write_ava_csv(path: str | os.PathLike, rows: AvaRows) -> None:
 def _rows(path: Path):
     """Yield ``(line_number, cells)`` for the non-blank lines of a CSV file."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a BOM (Windows editors) would stick to the first video id and move its row.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             for line_no, row in enumerate(csv.reader(f), start=1):
                 if row and any(cell.strip() for cell in row):
                     yield line_no, [cell.strip() for cell in row]
