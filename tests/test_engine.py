@@ -131,6 +131,94 @@ def test_optimizer_state_of_another_head_is_skipped_with_warning():
         assert not load_optimizer_state(opt_large, opt_small.state_dict(), "ckpt.pyth")
     assert load_optimizer_state(torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1, momentum=0.9),
                                 opt_small.state_dict(), "ckpt.pyth")
+    # Another method with the same parameters (fine-tuning with adamw): warned and skipped, not a crash.
+    adamw = torch.optim.AdamW(torch.nn.Linear(4, 2).parameters())
+    with pytest.warns(UserWarning, match="optimizer state not loaded"):
+        assert not load_optimizer_state(adamw, opt_small.state_dict(), "ckpt.pyth")
+
+
+def _linear_trainer(model, optimizer, loss="cross_entropy", label=torch.tensor(0)):
+    from torch.utils.data import DataLoader
+
+    from vidact.engine.trainer import Trainer
+
+    items = [{"inputs": torch.randn(4), "label": label} for _ in range(4)]
+    return Trainer(model, optimizer, DataLoader(items, batch_size=2), SolverConfig(max_epoch=1),
+                   device=torch.device("cpu"), loss=loss, forward=lambda module, b: module(b["inputs"]))
+
+
+def test_non_finite_bce_outputs_are_a_clear_error():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Sigmoid())
+    with torch.no_grad():
+        model[0].weight.fill_(float("nan"))  # diverged weights
+    trainer = _linear_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss="bce", label=torch.ones(3))
+    with pytest.raises(VidactError, match="training loss became nan .*SOLVER.BASE_LR"):
+        trainer.train(0, 1)
+
+
+def test_resume_with_another_model_or_optimizer_is_a_clear_error(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    trainer = _linear_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    trainer.train(0, 1)
+    ckpt = trainer.save_checkpoint(tmp_path / "checkpoint_epoch_00001.pyth")
+    other_size = torch.nn.Linear(4, 3)  # MODEL.NUM_CLASSES changed
+    with pytest.raises(VidactError, match="another model .*shape.*AUTO_RESUME False"):
+        _linear_trainer(other_size, torch.optim.SGD(other_size.parameters(), lr=0.1, momentum=0.9)).resume(ckpt)
+    same = torch.nn.Linear(4, 2)
+    with pytest.raises(VidactError, match="optimizer state .*AUTO_RESUME False"):
+        _linear_trainer(same, torch.optim.AdamW(same.parameters())).resume(ckpt)  # OPTIMIZING_METHOD changed
+    # Same hyperparameter names, other per-parameter state: AdamW with amsgrad keeps max_exp_avg_sq.
+    adamw = _linear_trainer(same, torch.optim.AdamW(same.parameters()))
+    adamw.train(0, 1)
+    ckpt = adamw.save_checkpoint(tmp_path / "adamw.pyth")
+    with pytest.raises(VidactError, match="max_exp_avg_sq"):
+        _linear_trainer(same, torch.optim.AdamW(same.parameters(), amsgrad=True)).resume(ckpt)
+    assert _linear_trainer(same, torch.optim.AdamW(same.parameters())).resume(ckpt) == 1
+
+
+def test_default_hooks_order_and_tensorboard_dir(tmp_path):
+    from vidact.engine.hooks import EvalHook, MetricsHook, PeriodicCheckpointer, ProgressBar, TensorBoardWriter
+    from vidact.engine.trainer import default_hooks
+
+    run = RunConfig(output_dir=str(tmp_path / "out"), tensorboard=True, tensorboard_dir="tb")
+    kinds = [type(h) for h in default_hooks(run, lambda: {})]
+    # The bar closes before the epoch's log lines; the checkpoint is saved before evaluating (PySlowFast).
+    assert kinds.index(ProgressBar) < kinds.index(MetricsHook)
+    assert kinds.index(PeriodicCheckpointer) < kinds.index(EvalHook)
+    # TENSORBOARD.LOG_DIR is relative to OUTPUT_DIR, as in PySlowFast; an absolute one stays.
+    for log_dir, expected in (("tb", tmp_path / "out" / "tb"), (str(tmp_path / "abs"), tmp_path / "abs")):
+        hooks = default_hooks(run.replace(tensorboard_dir=log_dir), None)
+        assert [h.log_dir for h in hooks if isinstance(h, TensorBoardWriter)] == [expected]
+
+
+def test_progress_bar_stays_off_a_non_terminal(monkeypatch):
+    import io
+    from types import SimpleNamespace
+
+    from vidact.engine.hooks import ProgressBar
+
+    stderr = io.StringIO()  # a log file, not a terminal
+    monkeypatch.setattr("sys.stderr", stderr)
+    bar = ProgressBar()
+    bar.trainer = SimpleNamespace(iters_per_epoch=2, epoch=0, max_epoch=1, lr=0.1,
+                                  step_metrics={"loss_sum": 1.0, "samples": 1.0})
+    bar.before_epoch()
+    bar.after_step()
+    bar.after_epoch()
+    assert stderr.getvalue() == ""
+
+
+def test_unwritable_output_dir_fails_before_training(synthetic, tmp_path):
+    class CountSteps(HookBase):
+        steps = 0
+
+        def before_step(self) -> None:
+            CountSteps.steps += 1
+
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(VidactError, match="cannot write output there"):
+        train(tiny_run(synthetic.root, tmp_path / "a_file" / "out"), extra_hooks=[CountSteps()], progress=False)
+    assert CountSteps.steps == 0
 
 
 # -- exact resume ---------------------------------------------------------------------------
@@ -176,6 +264,11 @@ def test_checkpoints_are_readable_as_weights_and_fine_tune_with_new_head(synthet
     model = create_model(TINY_MODEL, weights=ckpt)
     trained = first.trainer.module.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
+    # Testing it with another MODEL.NUM_CLASSES would score a random head.
+    from vidact.engine.trainer import test as test_run
+
+    with pytest.warns(UserWarning, match="head"), pytest.raises(VidactError, match="MODEL.NUM_CLASSES"):
+        test_run(tiny_run(synthetic.root, tmp_path / "a").replace(model=TINY_MODEL.replace(num_classes=5)), ckpt)
     with pytest.warns(UserWarning, match="optimizer state not loaded|head"):
         fine = train(
             tiny_run(synthetic.root, tmp_path / "b", max_epoch=1).replace(

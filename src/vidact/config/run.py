@@ -160,7 +160,7 @@ class RunConfig:
     seed: int = 1  # RNG_SEED
     log_period: int = 10  # LOG_PERIOD (iterations)
     tensorboard: bool = False  # TENSORBOARD.ENABLE
-    tensorboard_dir: str | None = None  # TENSORBOARD.LOG_DIR (None = OUTPUT_DIR/runs-<dataset>)
+    tensorboard_dir: str | None = None  # TENSORBOARD.LOG_DIR, relative to OUTPUT_DIR (None = runs-<dataset>)
     source: str = ""
 
     def replace(self, **changes: Any) -> "RunConfig":

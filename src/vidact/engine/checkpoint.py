@@ -33,6 +33,7 @@ __all__ = [
     "latest_checkpoint",
     "load_optimizer_state",
     "load_training_checkpoint",
+    "optimizer_mismatch",
     "restore_rng_state",
     "save_training_checkpoint",
 ]
@@ -145,10 +146,11 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None, source: str) -> bool:
     """Load ``state`` into ``optimizer`` when its parameter groups fit; else warn and keep the fresh state.
 
-    Groups fit when they have the same number of parameters each and every stored
-    per-parameter buffer has its parameter's shape (a changed head does not fit).
+    Groups fit when they have the same number of parameters and hyperparameter names each
+    (another SOLVER.OPTIMIZING_METHOD does not fit), and every stored per-parameter state has
+    the optimizer's keys and its parameter's shape (a changed head does not fit).
     """
-    reason = _optimizer_mismatch(optimizer, state)
+    reason = optimizer_mismatch(optimizer, state)
     if reason is not None:
         warnings.warn(f"{source}: optimizer state not loaded ({reason}); the optimizer starts afresh", stacklevel=2)
         return False
@@ -156,7 +158,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     return True
 
 
-def _optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None) -> str | None:
+def optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None) -> str | None:
     if not isinstance(state, dict) or "param_groups" not in state or "state" not in state:
         return "the checkpoint holds none"
     stored_groups = state["param_groups"]
@@ -166,12 +168,35 @@ def _optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] 
     for stored, group in zip(stored_groups, optimizer.param_groups):
         if len(stored["params"]) != len(group["params"]):
             return "parameter groups hold other parameters"
-        params.extend(zip(stored["params"], group["params"]))
-    for stored_id, param in params:
-        for name, buffer in state["state"].get(stored_id, {}).items():
+        # Only keys stored but unknown now: a newer torch may add group keys, which it fills in on loading.
+        lost = sorted(set(stored) - set(group) - {"params", "param_names"})
+        if lost:
+            return f"stored parameter groups have {', '.join(lost)}, which this optimizer lacks"
+        expected = _state_keys(optimizer, group)
+        params.extend((stored_id, param, expected) for stored_id, param in zip(stored["params"], group["params"]))
+    for stored_id, param, expected in params:
+        stored_state = state["state"].get(stored_id, {})
+        if stored_state and expected is not None and set(stored_state) != expected:
+            return f"stored state has {', '.join(sorted(stored_state))}, this optimizer keeps {', '.join(sorted(expected))}"
+        for name, buffer in stored_state.items():
             if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
                 return f"buffer {name} has shape {tuple(buffer.shape)} for a parameter of shape {tuple(param.shape)}"
     return None
+
+
+def _state_keys(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> set[str] | None:
+    """The per-parameter state keys ``optimizer``'s class keeps with ``group``'s settings, found by
+    one step on a one-element stand-in (an optimizer's step fails on state of another method);
+    None when that cannot be found out."""
+    probe = torch.zeros(1, requires_grad=True)
+    probe.grad = torch.zeros(1)
+    settings = {k: v for k, v in group.items() if k not in ("params", "param_names")}
+    try:
+        stand_in = type(optimizer)([{**settings, "params": [probe]}])
+        stand_in.step()
+    except Exception:  # a custom optimizer that needs more than this
+        return None
+    return set(stand_in.state[probe])
 
 
 def demo_checkpoint(run: RunConfig) -> Path | None:

@@ -3,8 +3,8 @@
 A hook sees the trainer (``self.trainer``) and runs at ``before_train``, ``before_epoch``,
 ``before_step``, ``after_step``, ``after_epoch`` and ``after_train`` (the last one also
 when training stops with an exception). Hooks run in the order they were registered;
-:func:`vidact.engine.trainer.default_hooks` puts the checkpointer after evaluation so
-that a checkpoint holds the random state a continuing run would have.
+:func:`vidact.engine.trainer.default_hooks` puts the progress bar first (closed before the
+epoch-end log lines) and the checkpointer before evaluation, as PySlowFast saves before it evaluates.
 """
 
 from __future__ import annotations
@@ -218,7 +218,8 @@ class GpuMonitorHook(HookBase):
 
 
 class ProgressBar(HookBase):
-    """A tqdm bar per epoch on rank 0, showing the loss and learning rate."""
+    """A tqdm bar per epoch on rank 0, showing the loss and learning rate; only on a terminal
+    (tqdm's ``disable=None``), as elsewhere in vidact, so logs written to a file stay clean."""
 
     def __init__(self, disable: bool = False) -> None:
         self.disable = disable
@@ -231,7 +232,7 @@ class ProgressBar(HookBase):
 
         trainer = self.trainer
         self._bar = tqdm(total=trainer.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.max_epoch}",
-                         unit="step", leave=False, dynamic_ncols=True)
+                         unit="step", leave=False, dynamic_ncols=True, disable=None)
 
     def after_step(self) -> None:
         if self._bar is not None:

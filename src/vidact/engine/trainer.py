@@ -32,10 +32,12 @@ from vidact.config.model import to_dict
 from vidact.config.run import RunConfig, SolverConfig
 from vidact.engine import distributed as dist
 from vidact.engine.checkpoint import (
+    checkpoint_dir,
     demo_checkpoint,
     latest_checkpoint,
     load_optimizer_state,
     load_training_checkpoint,
+    optimizer_mismatch,
     restore_rng_state,
     save_training_checkpoint,
 )
@@ -50,6 +52,7 @@ from vidact.engine.hooks import (
 )
 from vidact.engine.optim import build_optimizer, lr_at_epoch, set_lr
 from vidact.errors import VidactError
+from vidact.fileutil import check_writable_folder
 
 __all__ = [
     "BatchEvaluator",
@@ -349,10 +352,14 @@ class Trainer(TrainerBase):
         labels = batch[self.label_key]
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = self.forward(self.model, batch)
-        loss = self.loss_fn(outputs.float(), labels)
+        outputs = outputs.float()
+        # Checked before the loss: binary_cross_entropy (AVA's bce) rejects a NaN input with a bare
+        # RuntimeError instead of returning a NaN loss.
+        if not torch.isfinite(outputs).all():
+            self._diverged(float("nan") if torch.isnan(outputs).any() else float("inf"))
+        loss = self.loss_fn(outputs, labels)
         if not torch.isfinite(loss):
-            raise VidactError(f"training loss became {loss.item()} at epoch {self.epoch + 1}, step {self.inner_iter + 1}; "
-                              "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRAD_L2NORM")
+            self._diverged(loss.item())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         # As PySlowFast: by value if CLIP_GRAD_VAL is set, else by norm if CLIP_GRAD_L2NORM is; 0 is off.
@@ -369,6 +376,10 @@ class Trainer(TrainerBase):
         self.step_metrics = {"loss_sum": loss.item() * samples, "samples": samples}
         if self.counts_correct:
             self.step_metrics["correct"] = float((outputs.argmax(1) == labels).sum())
+
+    def _diverged(self, loss: float) -> None:
+        raise VidactError(f"training loss became {loss} at epoch {self.epoch + 1}, step {self.inner_iter + 1}; "
+                          "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRAD_L2NORM")
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -389,10 +400,21 @@ class Trainer(TrainerBase):
     def resume(self, path: str | os.PathLike) -> int:
         """Load a training checkpoint; the epoch to continue with."""
         payload = load_training_checkpoint(path)
+        advice = "use another OUTPUT_DIR or TRAIN.AUTO_RESUME False"
+        # Shapes first: load_state_dict reports another size (a changed MODEL.NUM_CLASSES) as a bare RuntimeError.
+        current = self.module.state_dict()
+        for name, stored in payload["model_state"].items():
+            if name in current and stored.shape != current[name].shape:
+                raise VidactError(f"{path}: checkpoint is for another model ({name} has shape {tuple(stored.shape)}, "
+                                  f"the model's is {tuple(current[name].shape)}); {advice}")
         missing, unexpected = self.module.load_state_dict(payload["model_state"], strict=False)
         if missing or unexpected:
             raise VidactError(f"{path}: checkpoint is for another model ({len(missing)} tensors missing, "
-                              f"{len(unexpected)} unexpected); use another OUTPUT_DIR or the config it was trained with")
+                              f"{len(unexpected)} unexpected); {advice}")
+        # An exact resume needs the optimizer state; another setup would fail in load_state_dict or the first step.
+        reason = optimizer_mismatch(self.optimizer, payload["optimizer_state"])
+        if reason is not None:
+            raise VidactError(f"{path}: optimizer state is for another SOLVER setup ({reason}); {advice}")
         self.optimizer.load_state_dict(payload["optimizer_state"])
         if payload["scaler_state"] is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(payload["scaler_state"])
@@ -409,15 +431,21 @@ def default_hooks(
     *,
     progress: bool = True,
 ) -> list[HookBase]:
-    """Metrics, GPU monitor, evaluation, checkpointing, TensorBoard and a progress bar, in that order."""
-    hooks: list[HookBase] = [MetricsHook(run.log_period), GpuMonitorHook(run.log_period)]
+    """A progress bar, metrics, GPU monitor, checkpointing, evaluation and TensorBoard, in that order.
+
+    The bar comes first so that it is closed before the epoch-end log lines (else they are
+    glued onto it); the checkpoint is written before evaluation, as PySlowFast does, so an
+    interrupted evaluation keeps the finished epoch (evaluation leaves the global RNG alone,
+    so the checkpoint's random state is still the one a continuing run has).
+    """
+    hooks: list[HookBase] = [ProgressBar(disable=not progress), MetricsHook(run.log_period), GpuMonitorHook(run.log_period)]
+    hooks.append(PeriodicCheckpointer(run.output_dir, run.checkpoint.period))
     if evaluate_fn is not None:
         hooks.append(EvalHook(run.train.eval_period, evaluate_fn))
-    hooks.append(PeriodicCheckpointer(run.output_dir, run.checkpoint.period))
     if run.tensorboard:
-        log_dir = run.tensorboard_dir or os.path.join(run.output_dir, f"runs-{run.train.dataset}")
+        # TENSORBOARD.LOG_DIR is relative to OUTPUT_DIR, as in PySlowFast (an absolute one stays as it is).
+        log_dir = os.path.join(run.output_dir, run.tensorboard_dir or f"runs-{run.train.dataset}")
         hooks.append(TensorBoardWriter(log_dir))
-    hooks.append(ProgressBar(disable=not progress))
     return hooks
 
 
@@ -564,6 +592,8 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
         warnings.warn("BN.USE_PRECISE_STATS is not implemented in vidact; BatchNorm keeps its running statistics",
                       stacklevel=2)
     device = dist.init_distributed(_device_type(run))
+    if dist.is_main_process():  # before any work, not at the first save an epoch later
+        check_writable_folder(checkpoint_dir(run.output_dir))
     seed_everything(run.seed)
     task = get_task(run.train.dataset)
     train_set = task.build_dataset(run, "train")
@@ -649,6 +679,10 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[st
     device = dist.init_distributed(_device_type(run))
     task = get_task(run.test.dataset)
     model = create_model(run.model, weights=path).to(device)
+    report = getattr(model, "load_report", None)
+    if report is not None and report.head_reinitialised:  # scoring a random head is meaningless
+        raise VidactError(f"{path}: checkpoint's classifier head has another number of classes than MODEL.NUM_CLASSES "
+                          f"{run.model.num_classes}; pass the MODEL.NUM_CLASSES it was trained with or the right checkpoint")
     test_set = task.build_dataset(run, "test")
     loader = build_loader(test_set, _per_rank_batch(run.test.batch_size, "TEST.BATCH_SIZE"), train=False,
                           seed=run.seed, num_workers=run.data_loader.num_workers, pin_memory=run.data_loader.pin_memory)
