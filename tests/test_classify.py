@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -150,6 +151,8 @@ def test_three_crops_match_kinetics_test_clip():
         (10.0, 4.0, 4.0, [(0, 4), (4, 8), (8, 10)]),
         (10.0, 4.0, 3.0, [(0, 4), (3, 7), (6, 10)]),
         (3.0, 5.0, 5.0, [(0, 3)]),
+        (3.0, 1.0, 5.0, [(0, 1)]),  # a stride past the end starts no window there
+        (8.0, 1.0, 5.0, [(0, 1), (5, 6)]),
     ],
 )
 def test_windows_cover_the_video(duration, window, stride, expected):
@@ -244,3 +247,36 @@ def test_a_reinitialised_head_is_one_warning_line(shared, tmp_path, capsys):
     assert len([line for line in err if "re-initialised" in line]) == 1
     assert [line for line in err if "re-initialised" in line][0].startswith("vidact predict: warning: ")
     assert not any("warnings.warn" in line for line in err)
+
+
+def test_a_gap_between_windows_shows_the_window_before_it():
+    from vidact.pipeline.classify import WindowPrediction, _window_at
+
+    windows = [WindowPrediction(0.0, 1.0, np.zeros(2), ()), WindowPrediction(5.0, 6.0, np.zeros(2), ())]
+    assert [_window_at(windows, t).start for t in (0.5, 4.0, 5.5, 7.0)] == [0.0, 0.0, 5.0, 5.0]
+    with pytest.raises(VidactError, match="window must be a positive"):
+        vidact.classify(shared_path(*VIDEO), shared_path(*TINY, "config.yaml"), weights=shared_path(*TINY, "model.pyth"),
+                        window=float("inf"), progress=False)
+
+
+def test_the_rendered_timeline_keeps_a_variable_frame_rate(shared, tmp_path):
+    import av
+
+    from vidact.pipeline.classify import render_timeline
+
+    source = tmp_path / "vfr.mp4"
+    times_ms = [100 * k for k in range(20)] + [2000 + 10 * k for k in range(1, 41)]
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 4, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    model = RecordingModel(load_model_config(shared_path(*TINY, "config.yaml")))
+    result = vidact.classify(source, model, views="1x1", window=1.0, precision="eager", progress=False)
+    render_timeline(result, tmp_path / "timeline.mp4", progress=False)
+    with VideoReader(source) as src, VideoReader(tmp_path / "timeline.mp4") as out:
+        np.testing.assert_allclose([f.pts_seconds for f in out], [f.pts_seconds for f in src], atol=2e-3)

@@ -448,3 +448,26 @@ def test_frames_read_from_images_pickle():
     frame = Frame(3, 0.1, np.zeros((4, 6, 3), np.uint8))
     copy = pickle.loads(pickle.dumps(frame))
     assert (copy.index, copy.pts_seconds) == (3, 0.1) and np.array_equal(copy.rgb, frame.rgb)
+
+
+def test_a_phone_video_average_rate_is_written_and_raw_h264_is_no_live_source(tmp_path):
+    """A variable-rate MP4 reports an average rate like 3360000/98933, too fine for an int32 time
+    base at 1000 ticks a frame; a raw .h264 file has no duration but is a file, not a live stream."""
+    from fractions import Fraction
+
+    with VideoWriter(tmp_path / "phone.mp4", Fraction(3360000, 98933), 32, 24) as writer:
+        for seconds in (0.0, 0.03, 0.07, 0.1):
+            writer.write(np.zeros((24, 32, 3), np.uint8), seconds=seconds)
+    with VideoReader(tmp_path / "phone.mp4") as reader:
+        assert [round(f.pts_seconds, 3) for f in reader] == [0.0, 0.03, 0.07, 0.1]
+    raw = tmp_path / "clip.h264"
+    with av.open(str(raw), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with VideoReader(raw) as reader:
+        assert reader.seekable and not reader.live

@@ -459,6 +459,7 @@ def test_a_converted_file_is_the_whole_model_with_its_labels(tmp_path):
     keeps its provenance when converted again."""
     import vidact
     from vidact.api import load_labels
+    from vidact.weights.checkpoint import convert_to_native
 
     folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
     (tmp_path / "names.txt").write_text("".join(f"action {i}\n" for i in range(10)))
@@ -474,6 +475,8 @@ def test_a_converted_file_is_the_whole_model_with_its_labels(tmp_path):
     assert main(["convert", str(first), str(second)]) == 0
     again = read_checkpoint(second).metadata
     assert (again["source"], again["source_format"]) == ("model_c2.pkl", "caffe2")
+    with pytest.raises(VidactError, match="3 class names for a model of 10 classes"):
+        convert_to_native(first, tmp_path / "bad.safetensors", labels=["a", "b", "c"])
 
 
 def test_convert_caffe2_needs_cfg(tmp_path, capsys):

@@ -266,7 +266,7 @@ class _AVSource:
             self.duration = self.container.duration / av.time_base
         else:
             self.duration = None
-        if self.duration is None:  # a stream with no end: a live one (a camera, live HLS)
+        if self.duration is None and not self.seekable:  # a stream with no end: a camera, live HLS
             self.live = True
         self._decoder = self._decode()
         self._first = next(self._decoder, None)
@@ -533,6 +533,10 @@ class VideoWriter:
         self.path = Path(path)
         self.width, self.height = width, height
         self.rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
+        if max(self.rate.numerator * _TICKS, self.rate.denominator) > 2**31 - 1:
+            # FFmpeg's time bases are int32 fractions; an average rate such as 3360000/98933 (a
+            # phone's variable-rate MP4) times _TICKS is not. Such a rate is nominal anyway.
+            self.rate = self.rate.limit_denominator(1001)
         self._count = 0
         self._last_pts = -1
         self._stack = ExitStack()

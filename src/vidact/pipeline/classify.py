@@ -225,15 +225,16 @@ def _view_clips(num_frames: int, fps: float, spec: InputSpec, crops: int, clips:
 
 
 def _window_bounds(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
-    """``[start, end)`` windows from 0 every ``stride`` seconds until one reaches the end."""
+    """``[start, end)`` windows from 0 every ``stride`` seconds until one reaches the end (or the
+    next would start after it, when ``stride`` exceeds ``window``)."""
     bounds = []
     start = 0.0
     while True:
         end = min(start + window, duration)
         bounds.append((start, end))
-        if end >= duration - 1e-9:
-            return bounds
         start = len(bounds) * stride
+        if end >= duration - 1e-9 or start >= duration - 1e-9:
+            return bounds
 
 
 def _timeline_clips(num_frames: int, fps: float, spec: InputSpec) -> list[_Clip]:
@@ -458,7 +459,7 @@ def classify(
     if top_k < 1:
         raise VidactError(f"top_k must be at least 1, got {top_k}")
     for name, value in (("window", window), ("stride", stride)):
-        if value is not None and not value > 0:
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise VidactError(f"{name} must be a positive number of seconds, got {value}")
     with VideoReader(path) as reader:  # open first: a bad file fails before the model is built
         fps, num_frames = _video_length(reader)
@@ -549,8 +550,9 @@ def _run_planned(
 def _window_at(windows: Sequence[WindowPrediction], seconds: float) -> WindowPrediction:
     """The window shown at a time: among those containing it, the one whose centre is nearest."""
     containing = [w for w in windows if w.start <= seconds < w.end]
-    if not containing:  # before the first window or at/after the end of the last
-        return windows[-1] if seconds >= windows[-1].start else windows[0]
+    if not containing:  # after a window's end (the last, or a gap when the stride exceeds the window)
+        started = [w for w in windows if w.start <= seconds]
+        return started[-1] if started else windows[0]
     return min(containing, key=lambda w: abs((w.start + w.end) / 2 - seconds))
 
 
@@ -580,5 +582,5 @@ def render_timeline(
                 lines = [f"{window.start:.1f}-{window.end:.1f} s"]
                 lines += [(f"[{c.score:.2f}] {c.name}", class_color(c.index, num_classes)) for c in window.top_k]
                 rgb = frame.rgb if frame.rgb.flags.writeable else frame.rgb.copy()
-                writer.write(draw_text_panel(rgb, lines))
+                writer.write(draw_text_panel(rgb, lines), seconds=frame.pts_seconds)  # variable rates kept
     return Path(output)

@@ -278,5 +278,8 @@ def convert_to_native(
         if checkpoint.cfg_text:
             extra["pyslowfast_cfg"] = checkpoint.cfg_text
     labels = labels if labels is not None else checkpoint.metadata.get("labels")
+    if labels is not None and len(labels) != config.num_classes:
+        raise VidactError(f"{src}: {len(labels)} class names for a model of {config.num_classes} classes; "
+                          "pass the model's own label map")
     return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=source,
                               extra_metadata=extra)
