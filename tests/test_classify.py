@@ -280,3 +280,53 @@ def test_the_rendered_timeline_keeps_a_variable_frame_rate(shared, tmp_path):
     render_timeline(result, tmp_path / "timeline.mp4", progress=False)
     with VideoReader(source) as src, VideoReader(tmp_path / "timeline.mp4") as out:
         np.testing.assert_allclose([f.pts_seconds for f in out], [f.pts_seconds for f in src], atol=2e-3)
+
+
+def test_a_video_cut_without_reencoding_is_as_long_as_it_plays(shared, tmp_path):
+    """``ffmpeg -ss 1.5 -c copy``: the header still counts the hidden frames of the first GOP (280)."""
+    import av
+
+    source = tmp_path / "cut.mp4"
+    with av.open(str(shared_path(*VIDEO))) as original, av.open(str(source), "w") as cut:
+        stream = original.streams.video[0]
+        copy = cut.add_stream_from_template(stream)
+        shift = int(1.5 / stream.time_base)  # packets before the cut get negative times: an edit list hides them
+        for packet in original.demux(stream):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+                cut.mux(packet)
+    with VideoReader(source) as reader:
+        shown = sum(1 for _ in reader)
+        assert reader.num_frames == 280 and shown == reader.shown_frames() < 280
+    model = RecordingModel(load_model_config(shared_path(*TINY, "config.yaml")))
+    result = vidact.classify(source, model, views="1x1", window=5.0, precision="eager", progress=False)
+    assert result.num_frames == shown and result.windows[-1].end == pytest.approx(shown / 28, abs=0.04)
+
+
+def test_a_finished_video_over_http_classifies_like_the_file(shared, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    import av
+
+    # Remuxed with the index first: Python's http.server cannot serve the byte ranges a trailing index needs.
+    with av.open(str(shared_path(*VIDEO))) as original, av.open(str(tmp_path / "clip.mp4"), "w",
+                                                                  options={"movflags": "+faststart"}) as copy:
+        stream = copy.add_stream_from_template(original.streams.video[0])
+        for packet in original.demux(original.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                copy.mux(packet)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = load_model_config(shared_path(*TINY, "config.yaml"))
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/clip.mp4"
+        remote = vidact.classify(url, RecordingModel(config), views="1x3", precision="eager", progress=False)
+    finally:
+        server.shutdown()
+    local = vidact.classify(tmp_path / "clip.mp4", RecordingModel(config), views="1x3", precision="eager", progress=False)
+    np.testing.assert_array_equal(remote.scores, local.scores)

@@ -418,6 +418,14 @@ class VideoReader:
             index = bisect.bisect_left(table, frame.pts) if frame.pts is not None else 0
             yield source.frame(frame, index)
 
+    def shown_frames(self) -> int | None:
+        """How many frames a player shows, counted from a file's packets: a file cut with
+        ``ffmpeg -ss -c copy`` keeps the frames its edit list hides, and its header counts them.
+        For other sources, :attr:`num_frames`."""
+        if self._av is not None and self.seekable:
+            return len(self._av.presentation_pts()) or self.num_frames
+        return self.num_frames
+
     def frame_time(self, index: int) -> float:
         """Frame ``index``'s :attr:`Frame.pts_seconds`, read from the packets without decoding
         (``index / fps`` for frame folders and live sources); past the end, the last frame's."""

@@ -275,7 +275,8 @@ def _segments(needed: list[int], gap: int) -> list[tuple[int, int]]:
 def _needed_frames(reader: VideoReader, needed: list[int], fps: float) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(index, seconds, rgb)`` of the needed frames in order, each decoded once; seeks over long gaps."""
     wanted = set(needed)
-    gap = max(1, int(_SEEK_GAP_SECONDS * fps))
+    # A source that cannot seek (an http URL of a finished video) is read in one pass.
+    gap = max(1, int(_SEEK_GAP_SECONDS * fps)) if reader.seekable else needed[-1] + 1
     for first, last in _segments(needed, gap):
         # From the frame's own timestamp: at a variable frame rate, first / fps is elsewhere.
         start = None if first <= gap else max(0.0, reader.frame_time(first) - _SEEK_MARGIN_SECONDS)
@@ -400,12 +401,12 @@ def _check_classifier(config: ModelConfig) -> None:
 
 def _video_length(reader: VideoReader) -> tuple[float, int]:
     """The frame rate and frame count the clip positions are computed from."""
-    if not reader.seekable:
+    if reader.live:
         raise VidactError(f"{reader.name}: classify needs a video file (a live stream has no length); record it first")
     if not reader.fps:
         raise VidactError(f"{reader.name}: the video has no frame rate; remux it, e.g. ffmpeg -i IN -c copy OUT.mp4")
     fps = float(reader.fps)
-    num_frames = reader.num_frames or (round(reader.duration * fps) if reader.duration else None)
+    num_frames = reader.shown_frames() or (round(reader.duration * fps) if reader.duration else None)
     if not num_frames:
         raise VidactError(f"{reader.name}: the video's length is unknown; remux it, e.g. ffmpeg -i IN -c copy OUT.mp4")
     return fps, int(num_frames)
