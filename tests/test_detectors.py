@@ -120,6 +120,26 @@ def test_fastestdet_decoding_of_one_cell():
     assert scores[keep][0] == pytest.approx(0.9**0.6 * 0.8**0.4, rel=1e-6)
 
 
+def test_yolo_outputs_of_every_export_layout_give_the_person():
+    """[4+C, N] (YOLOv8/11), its transpose [N, 4+C] (YOLOv5-style) and an end-to-end [N, 6] (YOLO26):
+    one person (cx 320, cy 240, 200x400 in a 640x640 input letterboxed from a 1280x960 frame)."""
+    from vidact.detectors.onnx import _decode_yolo
+
+    raw = np.zeros((84, 8400), np.float32)
+    raw[:4, 7] = [320, 240, 200, 400]
+    raw[4 + 0, 7] = 0.9  # person
+    raw[4 + 2, 8] = 0.8  # a car elsewhere
+    raw[:4, 8] = [100, 100, 50, 50]
+    end_to_end = np.array([[220, 40, 420, 440, 0.9, 0], [75, 75, 125, 125, 0.8, 2]] + [[0] * 6] * 298, np.float32)
+    scale, left, top = 0.5, 0, 80  # 1280x960 -> 640x480, padded by 80 rows above
+    expected = np.array([[440, -80, 840, 720]], np.float32)
+    for output, nms_due in ((raw, True), (raw.T.copy(), True), (end_to_end, False)):
+        boxes, scores, needs_nms = _decode_yolo(output, scale, left, top, person_class=0)
+        keep = scores > 0.5
+        np.testing.assert_allclose(boxes[keep], expected)
+        assert scores[keep].tolist() == pytest.approx([0.9]) and needs_nms == nms_due
+
+
 def test_fastestdet_finds_people_on_keyframes(fastestdet):
     for video, times in [
         ("mmaction2_demo.mp4", [s + 0.5 for s in range(10)]),
@@ -189,7 +209,7 @@ def _constant_onnx(path, output: np.ndarray, input_size: int) -> None:
 
 
 def test_yolo_layout_is_decoded_and_unletterboxed(tmp_path):
-    candidates = np.zeros((1, 84, 5), np.float32)
+    candidates = np.zeros((1, 84, 120), np.float32)  # real exports hold thousands of candidates
 
     def put(index, cx, cy, w, h, person, other=0.0):
         candidates[0, :4, index] = [cx, cy, w, h]
@@ -362,3 +382,19 @@ def test_nms_sees_boxes_before_they_are_clipped_to_the_frame():
                               score_threshold=0.5, min_box_size=0, nms_iou=0.45)
     assert found.boxes.tolist() == [[0, 0, 100, 200], [0, 0, 110, 200]]  # the third overlaps the second
     assert found.scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_torchvision_thresholds_under_its_own_floor_are_honoured():
+    """torchvision's Faster R-CNN drops boxes under 0.05 inside the model: a lower threshold lowers it."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    assert model.roi_heads.score_thresh == 0.05
+    TorchvisionPersonDetector(model, score_threshold=0.02)
+    assert model.roi_heads.score_thresh == 0.02
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+def test_a_detector_on_cuda_without_a_gpu_is_one_line():
+    with pytest.raises(VidactError, match="no CUDA GPU here"):
+        create_detector(str(shared_path("data", "weights", "fastestdet", "FastestDet.onnx")), device="cuda")

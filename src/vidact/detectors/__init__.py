@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from vidact.detectors._common import MinBoxSizeFilter
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
@@ -79,6 +81,8 @@ def create_detector(
 
     if starting_second is not None:
         raise VidactError(f"a starting second (--boxes-start) applies to csv: boxes, not {spec}; drop it")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise VidactError(f"no CUDA GPU here for the {spec} detector; use device='cpu'")
     if person_class is not None:
         options["person_class"] = person_class
 

@@ -10,7 +10,9 @@ with ``output_format``:
 - ``"yolo"`` (Ultralytics YOLOv8/YOLO11 ONNX export, output ``[1, 4 + C, N]``): the RGB frame
   is letterboxed to the model input (640x640, grey 114 padding), /255. Each of the N
   candidates holds cx, cy, w, h in input pixels and C class scores; NMS at IoU 0.7
-  (Ultralytics' default).
+  (Ultralytics' default). The transposed layout ``[1, N, 4 + C]`` (YOLOv5-style exports) is
+  read too, and an end-to-end export ``[1, N, 6]`` (YOLO26's default, NMS inside the model:
+  x1, y1, x2, y2, score, class per row) gets no second NMS.
 
 A candidate is a person when its best class is ``person_class``, as in both reference
 runtimes. NMS runs on the person candidates alone, before the boxes are clipped to the frame,
@@ -219,14 +221,23 @@ def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, fl
 
 def _decode_yolo(
     output: np.ndarray, scale: float, left: int, top: int, person_class: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Person boxes (frame pixels) and scores from one YOLO output ``[4 + C, N]``."""
-    candidates = output.T.astype(np.float32)  # (N, 4 + C)
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Person boxes (frame pixels) and scores from one YOLO output, and whether NMS is still due.
+
+    Candidates outnumber the values each holds, which tells ``[4 + C, N]`` from ``[N, 4 + C]``;
+    ``[N, 6]`` is an end-to-end export's final detections.
+    """
+    output = output.astype(np.float32)
+    if output.shape[0] > output.shape[1] and output.shape[1] == 6:  # x1, y1, x2, y2, score, class
+        rows = output[np.rint(output[:, 5]) == person_class]
+        boxes = rows[:, :4] - np.array([left, top, left, top], np.float32)
+        return boxes / scale, rows[:, 4], False
+    candidates = output if output.shape[0] > output.shape[1] else output.T  # (N, 4 + C)
     classes = candidates[:, 4:]
     is_person = classes.argmax(axis=1) == person_class
     cx, cy, w, h = candidates[is_person, :4].T
     boxes = np.stack([cx - w / 2 - left, cy - h / 2 - top, cx + w / 2 - left, cy + h / 2 - top], axis=1)
-    return boxes / scale, classes[is_person, person_class]
+    return boxes / scale, classes[is_person, person_class], True
 
 
 def onnxruntime_has_cuda() -> bool:
@@ -306,7 +317,7 @@ class OnnxPersonDetector:
         else:
             inputs, scale, left, top = _letterbox(frame, self.input_size)
             output = self.session.run(None, {self.input_name: inputs})[0][0]
-            boxes, scores = _decode_yolo(output, scale, left, top, self.person_class)
+            boxes, scores, needs_nms = _decode_yolo(output, scale, left, top, self.person_class)
         return finish_detections(
             boxes,
             scores,
@@ -314,7 +325,7 @@ class OnnxPersonDetector:
             height=height,
             score_threshold=self.score_threshold,
             min_box_size=self.min_box_size,
-            nms_iou=self.nms_iou,
+            nms_iou=self.nms_iou if self.format == "fastestdet" or needs_nms else None,
         )
 
     def __call__(self, frames: list[np.ndarray]) -> list[Detections]:

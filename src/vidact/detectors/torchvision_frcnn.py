@@ -45,6 +45,10 @@ class TorchvisionPersonDetector:
     ) -> None:
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        heads = getattr(self.model, "roi_heads", None)
+        if heads is not None and hasattr(heads, "score_thresh"):
+            # torchvision's Faster R-CNN drops boxes under its own 0.05 before we see them.
+            heads.score_thresh = min(heads.score_thresh, score_threshold)
         self.score_threshold = score_threshold
         self.person_class = person_class
         self.min_box_size = min_box_size
