@@ -42,6 +42,8 @@ class Server:
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                if self.path.endswith(".html"):
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2] if drop else body)
                 self.close_connection = True
@@ -154,3 +156,37 @@ def test_a_broken_cached_zoo_download_says_to_delete_it(tmp_path, monkeypatch):
     with pytest.raises(VidactError, match="cached download of https://.*: delete the file and run again") as excinfo:
         vidact.create_model("x3d_xs", weights="default")
     assert str(broken) in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_a_web_page_or_an_empty_body_is_no_checkpoint(server):
+    """A login or error page served with status 200, or nothing at all, is not cached."""
+    server.files["login.html"] = b"<html><body>Sign in</body></html>"
+    server.files["empty.pyth"] = b""
+    with pytest.raises(VidactError, match="sent a web page, not a checkpoint"):
+        download(f"{server.url}/login.html", progress=False)
+    with pytest.raises(VidactError, match="sent an empty file"):
+        download(f"{server.url}/empty.pyth", progress=False)
+    assert cache_files() == []
+
+
+def test_download_of_several_models_goes_on_past_a_failure(monkeypatch, capsys):
+    import vidact.api
+    from vidact.cli.main import main
+
+    def fetch(entry, progress=True):
+        if entry.name == "x3d_s":
+            raise VidactError("https://host/x3d_s.pyth: HTTP 404 Not Found; download it by other means")
+        return f"/cache/{entry.name}.pyth"
+
+    monkeypatch.setattr(vidact.api, "fetch_weights", fetch)
+    assert main(["download", "x3d_xs", "x3d_s", "x3d_m"]) == 2
+    out, err = capsys.readouterr()
+    assert "x3d_xs: /cache/x3d_xs.pyth" in out and "x3d_m: /cache/x3d_m.pyth" in out
+    assert "x3d_s: https://host/x3d_s.pyth: HTTP 404" in err and "1 of 3 failed" in err
+
+
+def test_a_misspelt_model_name_gets_the_close_ones():
+    from vidact.weights.zoo import get_entry
+
+    with pytest.raises(VidactError, match="known models include: x3d_m"):
+        get_entry("x3d-m")

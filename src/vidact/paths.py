@@ -8,7 +8,7 @@ from pathlib import Path
 
 def vidact_home() -> Path:
     """``$VIDACT_HOME``, else ``$XDG_CACHE_HOME/vidact``, else ``~/.cache/vidact``."""
-    if "VIDACT_HOME" in os.environ:
+    if os.environ.get("VIDACT_HOME"):  # set but empty: unset, as for XDG_CACHE_HOME
         return Path(os.environ["VIDACT_HOME"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "vidact"

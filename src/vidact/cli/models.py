@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vidact.weights.zoo import ZOO, ZooEntry, get_entry, list_models
 
@@ -60,7 +61,7 @@ def _models(args: argparse.Namespace) -> int:
                 f"{entry.params / 1e6:.2f}M" if entry.params else "-",
                 f"{entry.gflops:.1f}" if entry.gflops else "-",
                 _accuracy(entry),
-                "yes" if (cache / entry.filename).is_file() else "no",
+                _cached(cache / entry.filename),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -69,10 +70,26 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cached(path) -> str:
+    try:
+        return "yes" if path.is_file() else "no"
+    except OSError:  # a cache folder this user may not open
+        return "?"
+
+
 def _download(args: argparse.Namespace) -> int:
     from vidact.api import fetch_weights
 
+    from vidact.errors import VidactError
+
     entries = [get_entry(name) for name in args.names]  # fail on a bad name before any download
-    for entry in entries:
-        print(f"{entry.name}: {fetch_weights(entry)}")
-    return 0
+    failed = 0
+    for entry in entries:  # one failure does not cost the others
+        try:
+            print(f"{entry.name}: {fetch_weights(entry)}")
+        except VidactError as err:
+            print(f"vidact download: error: {entry.name}: {err}", file=sys.stderr)
+            failed += 1
+    if failed:
+        print(f"vidact download: {failed} of {len(entries)} failed", file=sys.stderr)
+    return 2 if failed else 0

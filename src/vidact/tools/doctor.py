@@ -274,6 +274,13 @@ def _video(cuda_gpu: bool) -> dict[str, Any]:
 
 def _cache() -> dict[str, Any]:
     folder = weights_dir()
+    try:
+        return _cache_of(folder)
+    except OSError:  # a cache folder this user may not open: reported as absent, the rest of the report stands
+        return {"dir": str(folder), "exists": False, "files": [], "total_bytes": 0, "free_bytes": 0}
+
+
+def _cache_of(folder: Path) -> dict[str, Any]:
     files = []
     if folder.is_dir():
         for path in sorted(folder.rglob("*")):

@@ -68,12 +68,18 @@ def _fetch(url: str, out, progress: bool, by_hand: str) -> str:
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            if response.headers.get_content_type() == "text/html":  # a login or error page, served as 200
+                raise VidactError(f"{url}: the server sent a web page, not a checkpoint; {by_hand}")
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
             received = 0
             with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(urllib.parse.urlparse(url).path).name, disable=not progress) as bar:
                 while chunk := response.read(_CHUNK):
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as err:  # the disk, not the network: retrying would not help
+                        raise VidactError(f"{out.name}: cannot save the download ({err.strerror or err}); "
+                                          "free disk space or set VIDACT_HOME to another folder") from None
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
@@ -85,4 +91,6 @@ def _fetch(url: str, out, progress: bool, by_hand: str) -> str:
         raise VidactError(f"{url}: download interrupted ({type(err).__name__}: {err}); retry, or {by_hand}") from None
     if expected is not None and received != expected:
         raise VidactError(f"{url}: download incomplete ({received} of {expected} bytes); retry, or {by_hand}")
+    if received == 0:
+        raise VidactError(f"{url}: the server sent an empty file; retry, or {by_hand}")
     return digest.hexdigest()

@@ -14,6 +14,7 @@ are published for these files, so none are pinned here; a user may pin one.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 from vidact.config.model import (
@@ -243,5 +244,7 @@ def get_entry(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        close = [n for n in ZOO if name.lower() in n] or list_models()
+        close = ([n for n in ZOO if name.lower() in n]
+                 or difflib.get_close_matches(name.lower().replace("-", "_"), list(ZOO), n=8, cutoff=0.6)
+                 or list_models())
         raise VidactError(f"unknown model {name!r}; known models include: {', '.join(close[:8])} (see `vidact models`)") from None
