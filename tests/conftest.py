@@ -33,3 +33,23 @@ def shared() -> Path:
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep every test's weight cache out of the user's real cache."""
     monkeypatch.setenv("VIDACT_HOME", str(tmp_path_factory.mktemp("vidact_home")))
+
+
+def write_vfr_video(path: Path, times_ms: list[int], width: int, height: int) -> Path:
+    """An H.264 MP4 whose frames (a grey level rising by 3 per frame) show at ``times_ms``:
+    a variable frame rate, as phones and screen recorders write."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), index * 3, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

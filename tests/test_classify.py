@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import shared_path, write_vfr_video
 from torch import nn
 
 import vidact
@@ -260,21 +259,10 @@ def test_a_gap_between_windows_shows_the_window_before_it():
 
 
 def test_the_rendered_timeline_keeps_a_variable_frame_rate(shared, tmp_path):
-    import av
-
     from vidact.pipeline.classify import render_timeline
 
-    source = tmp_path / "vfr.mp4"
     times_ms = [100 * k for k in range(20)] + [2000 + 10 * k for k in range(1, 41)]
-    with av.open(str(source), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for index, ms in enumerate(times_ms):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 4, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = ms, Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    source = write_vfr_video(tmp_path / "vfr.mp4", times_ms, 64, 48)
     model = RecordingModel(load_model_config(shared_path(*TINY, "config.yaml")))
     result = vidact.classify(source, model, views="1x1", window=1.0, precision="eager", progress=False)
     render_timeline(result, tmp_path / "timeline.mp4", progress=False)

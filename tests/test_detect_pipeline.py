@@ -7,14 +7,13 @@ import json
 import math
 import time
 import warnings
-from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import shared_path, write_vfr_video
 from PIL import Image
 
 import vidact
@@ -146,14 +145,14 @@ def test_written_scores_equal_a_direct_model_call(parity_run):
     lines = {line["time"]: line for line in map(json.loads, (results / f"{video_id}.keyframes.jsonl").open())}
     assert sorted(lines) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
     boxes = PrecomputedDetector(boxes_csv)
-    for time, expected_boxes in PARITY_BOXES.items():
-        pixel_boxes = boxes.detections_at(time, width, height).boxes
-        indices = centered_clip_indices_at_time(time, spec, fps, len(frames))
+    for seconds, expected_boxes in PARITY_BOXES.items():
+        pixel_boxes = boxes.detections_at(seconds, width, height).boxes
+        indices = centered_clip_indices_at_time(seconds, spec, fps, len(frames))
         inputs = pack_pathways(ava_test_clip(frames[indices.numpy()], spec), spec)
         rois = torch.from_numpy(np.c_[np.zeros(len(pixel_boxes)), scale_boxes(pixel_boxes, height, width, 256)])
         with torch.no_grad():
             direct = model(inputs, rois.float()).numpy()
-        persons = lines[time]["persons"]
+        persons = lines[seconds]["persons"]
         assert len(persons) == len(expected_boxes)
         for person, row in zip(persons, direct):
             written = np.zeros(80, np.float32)
@@ -354,22 +353,11 @@ def test_without_a_drawn_video_no_keyframe_is_kept_after_its_result(micro_model)
 
 def test_the_drawn_video_keeps_a_variable_frame_rate_in_step(micro_model, tmp_path):
     """Frames 0.1 s apart, then a burst 0.01 s apart: each drawn frame shows at its source time."""
-    import av
-
     from vidact.detectors.base import Detections
     from vidact.io.video import VideoReader
 
-    source = tmp_path / "vfr.mp4"
     times_ms = [100 * k for k in range(20)] + [2000 + 10 * k for k in range(1, 41)] + [2400 + 100 * k for k in range(1, 11)]
-    with av.open(str(source), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for index, ms in enumerate(times_ms):
-            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 3, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = ms, Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    source = write_vfr_video(tmp_path / "vfr.mp4", times_ms, 160, 120)
     with VideoReader(source) as reader:
         source_times = [frame.pts_seconds for frame in reader]
 
