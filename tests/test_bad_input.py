@@ -114,13 +114,22 @@ def test_an_unwritable_output_file_is_one_line(tmp_path, capsys):
     """An OSError while writing (a folder where a file goes, a full disk) is one line, exit 2."""
     folder = shared_path("data", "ava", "mmaction2_eval_detection")
     (tmp_path / "blocker").write_text("a file where a folder goes")
+    parity = shared_path("fixtures", "parity", "tiny_x3d", "model.pyth")
+    assert main(["convert", str(parity), str(tmp_path / "blocker" / "x.safetensors")]) == 2
+    assert "check the path" in _one_error_line(capsys, "convert")
+    # Outputs named up front are checked before the work: no table printed, then an error.
     argv = ["eval-ava", "--gt", str(folder / "gt.csv"), "--pred", str(folder / "pred.csv"),
             "--labelmap", str(folder / "action_list.txt"), "--json", str(tmp_path / "blocker" / "m.json")]
     assert main(argv) == 2
-    assert "check the path" in _one_error_line(capsys, "eval-ava")
+    assert capsys.readouterr().out == ""
+    main(argv)
+    assert "cannot write output there" in _one_error_line(capsys, "eval-ava")
     (tmp_path / "m.json").mkdir()  # a folder where the file goes: said so
     assert main([*argv[:-1], str(tmp_path / "m.json")]) == 2
     assert "m.json: is a folder" in _one_error_line(capsys, "eval-ava")
+    assert main(["classify", str(shared_path("data", "videos", "mmaction2_demo.mp4")), "--cfg",
+                 str(parity.parent / "config.yaml"), "--weights", str(parity), "--json", str(tmp_path / "m.json")]) == 2
+    assert "m.json: is a folder" in _one_error_line(capsys, "classify")
 
 
 def test_worker_errors_come_out_as_their_own_line():

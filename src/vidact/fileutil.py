@@ -58,6 +58,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
         yield f
 
 
+def check_writable_file(path: str | os.PathLike) -> None:
+    """Raise a one-line :class:`~vidact.errors.VidactError` unless the file ``path`` can be
+    written (not a folder; its folder writable), for checking an output before long work."""
+    path = Path(path)
+    if path.is_dir():
+        raise VidactError(f"{path}: is a folder; name a file to write")
+    check_writable_folder(path.parent)
+
+
 def check_writable_folder(path: str | os.PathLike) -> None:
     """Raise a one-line :class:`~vidact.errors.VidactError` unless files can be written into the
     folder ``path`` (made on writing if missing): for checking an output before long work,

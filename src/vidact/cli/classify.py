@@ -52,9 +52,12 @@ def register(subparsers) -> None:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from vidact.fileutil import atomic_open
+    from vidact.fileutil import atomic_open, check_writable_file
     from vidact.pipeline.classify import classify, render_timeline
 
+    for output in (args.json, args.render):  # before the work, not after it
+        if output:
+            check_writable_file(output)
     result = classify(
         args.video,
         model_from_args(args),

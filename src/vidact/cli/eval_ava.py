@@ -31,8 +31,10 @@ def register(subparsers) -> None:
 
 def _eval_ava(args: argparse.Namespace) -> int:
     from vidact.evaluation.ava import evaluate_ava
-    from vidact.fileutil import atomic_open
+    from vidact.fileutil import atomic_open, check_writable_file
 
+    if args.json:
+        check_writable_file(args.json)  # before the table is printed
     result = evaluate_ava(
         args.gt, args.pred, args.labelmap, args.exclusions, ignore_unlabeled_keyframes=args.ignore_unlabeled_keyframes
     )
