@@ -154,9 +154,9 @@ def write_timeline(
     width = 1.0 / rate
     for row, key in enumerate(rows):
         color = np.array(class_color(key[1], len(class_names))) / 255.0
-        for start, score in spans[key]:
-            axes.barh(row, width, left=start - width / 2, height=0.8, color=(*color, 0.25 + 0.75 * score),
-                      edgecolor="none")
+        # One collection a row: a bar each (barh) took a millisecond apiece, minutes for an hour of video.
+        axes.broken_barh([(start - width / 2, width) for start, _ in spans[key]], (row - 0.4, 0.8),
+                         facecolors=[(*color, 0.25 + 0.75 * score) for _, score in spans[key]], edgecolor="none")
     axes.set_yticks(range(len(rows)))
     axes.set_yticklabels(
         [f"{'untracked' if track == -1 else f'#{track}'}  {class_names[index]}" for track, index in rows], fontsize=8

@@ -11,6 +11,7 @@ FreeType, its bitmap font otherwise), so nothing has to be installed.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence, Union
 
@@ -249,10 +250,19 @@ class _BoxLayout(NamedTuple):
 def _box_layout(
     height: int, width: int, box: Sequence[float], color: Color, label_lines: Sequence[PanelLine],
     thickness: int | None, font_size: int | None,
-) -> _BoxLayout:
+) -> _BoxLayout | None:
+    """Where a box and its label go; None for a box with nothing to draw (not finite, or wholly
+    outside the frame, where clamping would paint a stray dot and label in a corner)."""
+    coords = [float(v) for v in box[:4]]
+    if not all(math.isfinite(v) for v in coords):
+        return None
+    left, right = sorted(coords[0::2])
+    top, bottom = sorted(coords[1::2])
+    if right < 0 or bottom < 0 or left > width - 1 or top > height - 1:
+        return None
     font_size = font_size or _default_font_size(height, width)
     thickness = thickness or max(1, round(font_size / 6))
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+    x1, y1, x2, y2 = (int(round(v)) for v in coords)
     x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
     y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
     padding = max(1, font_size // 5)
@@ -291,11 +301,11 @@ def draw_box(
     return _paint_box(frame, _box_layout(height, width, box, color, label_lines, thickness, font_size), color, alpha)
 
 
-def _paint_box(frame: np.ndarray, layout: _BoxLayout, color: Color, alpha: float) -> np.ndarray:
+def _paint_box(frame: np.ndarray, layout: _BoxLayout | None, color: Color, alpha: float) -> np.ndarray:
+    if layout is None or alpha <= 0:
+        return frame
     height, width = frame.shape[:2]
     x1, y1, x2, y2, thickness, font_size, label, label_left, label_top, pil = layout
-    if alpha <= 0:
-        return frame
     if pil:
         _draw_box_with_pil(frame, layout, color, alpha)
         return frame
@@ -348,8 +358,10 @@ def box_regions(
     return _layout_regions(_box_layout(height, width, box, color, label_lines, thickness, font_size))
 
 
-def _layout_regions(layout: _BoxLayout) -> list[Region]:
+def _layout_regions(layout: _BoxLayout | None) -> list[Region]:
     """:func:`box_regions` of a laid-out box; the first is where the PIL path draws."""
+    if layout is None:
+        return []
     label = layout.label
     if layout.pil:
         left, top, right, bottom = layout.x1, layout.y1, layout.x2 + 1, layout.y2 + 1
@@ -451,9 +463,10 @@ class BoxOverlay:
     box: tuple[float, float, float, float]
     color: Color = BOX_GREEN
     label_lines: tuple[PanelLine, ...] = ()
-    _layout: tuple[tuple[int, int], _BoxLayout] | None = field(default=None, init=False, repr=False, compare=False)
+    _layout: tuple[tuple[int, int], _BoxLayout | None] | None = field(default=None, init=False, repr=False,
+                                                                      compare=False)
 
-    def _layout_for(self, height: int, width: int) -> _BoxLayout:
+    def _layout_for(self, height: int, width: int) -> _BoxLayout | None:
         # Kept from regions() for draw(): laying a box out costs about what drawing it does.
         if self._layout is None or self._layout[0] != (height, width):
             self._layout = ((height, width), _box_layout(height, width, self.box, self.color, self.label_lines, None, None))
