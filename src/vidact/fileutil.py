@@ -20,8 +20,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     matplotlib) still work.
     """
     path = Path(path)
-    if path.is_dir():  # found now, not by the rename at the end (whose error names the temporary file)
-        raise VidactError(f"{path}: is a folder; name a file to write")
+    _refuse_folder(path)  # now, not at the rename at the end, whose error names the temporary file
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -62,8 +61,7 @@ def check_writable_file(path: str | os.PathLike) -> None:
     """Raise a one-line :class:`~vidact.errors.VidactError` unless the file ``path`` can be
     written (not a folder; its folder writable), for checking an output before long work."""
     path = Path(path)
-    if path.is_dir():
-        raise VidactError(f"{path}: is a folder; name a file to write")
+    _refuse_folder(path)
     check_writable_folder(path.parent)
 
 
@@ -83,3 +81,8 @@ def check_writable_folder(path: str | os.PathLike) -> None:
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise VidactError(f"{path}: cannot write output there ({reason}); pass a writable folder") from None
+
+
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise VidactError(f"{path}: is a folder; name a file to write")
