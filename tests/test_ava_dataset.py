@@ -99,6 +99,15 @@ def test_box_lists_merge_labels_threshold_and_valid_seconds(counter):
     assert read_box_lists([(counter / "ann" / "gt.csv", True)], 0.9, sample_rate=4) == {}
 
 
+def test_box_list_saved_with_a_bom_reads_as_without(counter, tmp_path):
+    """A BOM (Windows editors) stuck to the first video id dropped that row's keyframe."""
+    bom = tmp_path / "gt.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + (counter / "ann" / "gt.csv").read_bytes().replace(b"\n", b"\r\n"))
+    plain = read_box_lists([(counter / "ann" / "gt.csv", True)], 0.9)
+    assert read_box_lists([(bom, True)], 0.9) == plain
+    assert [k.timestamp for k in keyframes_from_boxes(read_box_lists([(bom, True)], 0.9), ["vid"])] == [902, 903]
+
+
 @pytest.mark.parametrize("num_frames, sampling_rate", [(8, 2), (32, 8)])
 def test_clip_frames_follow_pyslowfast_indexing(counter, num_frames, sampling_rate):
     spec = InputSpec(num_frames=num_frames, sampling_rate=sampling_rate, test_crop_size=H)

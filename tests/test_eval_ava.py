@@ -12,7 +12,7 @@ from conftest import shared_path
 
 from vidact.cli.main import main
 from vidact.data.ava_csv import AvaRows, read_ava_csv, read_excluded_timestamps, write_ava_csv
-from vidact.data.labels import LabelMap
+from vidact.data.labels import LabelMap, read_label_map
 from vidact.errors import VidactError
 from vidact.evaluation.ava import AvaEvaluator, evaluate_ava
 
@@ -254,3 +254,61 @@ def test_files_saved_with_a_bom_or_mixed_columns_read_as_the_official_reader_doe
     rows = read_ava_csv(mixed, eighth_column="score")
     assert rows.scores.tolist() == [0.25, 1.0]
     assert read_ava_csv(mixed, eighth_column="person_id").person_ids.tolist() == [0, -1]
+
+
+# --- label maps numbered from 0, capacity ties, unlabeled keyframes ---------------------
+
+
+def test_zero_based_label_maps_name_ava_action_ids_from_one(tmp_path):
+    """PySlowFast's ava_classids.json numbers the 80 classes 0..79 and AVA action ids are 1..80
+    (index = id - 1): every name was shifted by one and class 80 never scored."""
+    gt_csv = shared_path("data", "ava", "real_v2.1") / "ava_val_v2.1_head27163.csv"
+    pbtxt = shared_path("data", "labels", "ava_action_list_v2.1.pbtxt")
+    expected = evaluate_ava(gt_csv, gt_csv, pbtxt)
+    from_json = evaluate_ava(gt_csv, gt_csv, shared_path("configs", "pyslowfast", "fork", "ava_classids.json"))
+    assert from_json.format_table() == expected.format_table()
+    assert from_json.per_class[80] == ("watch (a person)", pytest.approx(1.0)) and 0 not in from_json.per_class
+
+    # The evaluator used in training, with one name per line (also numbered from 0): score column k is id k + 1.
+    names = tmp_path / "ava80.txt"
+    names.write_text("\n".join(read_label_map(pbtxt).as_list()) + "\n")
+    gt = AvaRows(np.array(["v", "v"]), np.array([902, 902]), np.array([BOX_A, BOX_B]), np.array([1, 80]))
+    evaluator = AvaEvaluator(names, gt)
+    class_scores = np.full((2, 80), 0.1)
+    class_scores[0, 0] = class_scores[1, 79] = 0.9
+    evaluator.process_class_scores(["v", "v"], [902, 902], [BOX_A, BOX_B], class_scores)
+    result = evaluator.evaluate()
+    assert result.per_class[1] == ("bend/bow (at the waist)", 1.0)
+    assert result.per_class[80] == ("watch (a person)", 1.0)
+    assert result.map == 1.0
+
+
+def test_capacity_breaks_score_ties_like_the_official_heap(tmp_path):
+    """The official reader keeps a min-heap of (score, action id, y1, x1, y2, x2) per keyframe: a row
+    scoring above the smallest score replaces the smallest tuple, so of two rows tied at the cut the
+    lower action id goes, whatever the row order."""
+    gt = [gt_row("v", 902, BOX_A, 1), gt_row("v", 902, BOX_A, 2), gt_row("v", 902, BOX_B, 2, 1)]
+    tied = [det_row("v", 902, BOX_A, 1, 0.5), det_row("v", 902, BOX_A, 2, 0.5)]
+    better = [det_row("v", 902, (0.01 * i, 0.0, 0.01 * i + 0.01, 0.05), 3, 0.9 + i / 1000) for i in range(49)]
+    for det in ([*tied, *better], [*better, *tied[::-1]]):
+        result = ap_of(tmp_path, gt, det)
+        assert result.num_detections == {1: 0, 2: 1, 3: 49}
+        assert result.per_class[1][1] == 0.0 and result.per_class[2][1] == 0.5
+        assert result.map == pytest.approx(0.25)
+    # A row tied with the smallest kept score does not get in, even with a larger tuple.
+    late = [det_row("v", 902, BOX_A, 1, 0.5), *better, det_row("v", 902, BOX_A, 2, 0.5)]
+    assert ap_of(tmp_path, gt, late).num_detections == {1: 1, 2: 0, 3: 49}
+    # Rows below the cut never decide between the rows tied at it, whatever the order.
+    below = [*tied, *better, det_row("v", 902, BOX_B, 2, 0.4), det_row("v", 902, BOX_B, 2, 0.4)]
+    assert ap_of(tmp_path, gt, below[::-1]).num_detections == {1: 0, 2: 1, 3: 49}
+
+
+def test_ignore_unlabeled_keyframes_counts_keyframes_annotated_outside_the_label_map(tmp_path):
+    """A keyframe annotated only with classes outside the label map is still annotated: its false
+    alarms count. Excluded keyframes stay unlabeled."""
+    gt = [gt_row("v", 902, BOX_A, 1), gt_row("v", 903, BOX_A, 9), gt_row("v", 904, BOX_A, 9)]
+    det = [det_row("v", 902, BOX_A, 1, 0.5), det_row("v", 903, BOX_A, 1, 0.9), det_row("v", 904, BOX_A, 1, 0.8)]
+    exclusions = write_rows(tmp_path / "excluded.csv", [("v", "0904")])
+    result = ap_of(tmp_path, gt, det, exclusions=exclusions, ignore_unlabeled_keyframes=True)
+    # FP (0.9 on 0903), TP (0.5): AP 1/2; the 0.8 on the excluded 0904 is dropped either way.
+    assert result.num_detections[1] == 2 and result.per_class[1][1] == pytest.approx(0.5)

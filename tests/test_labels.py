@@ -81,6 +81,7 @@ def test_styles_are_detected_from_content():
     assert parse_label_map('{"c": 1, "b": 0}').as_list() == ["b", "c"]
     assert parse_label_map("3: run/jog\n5: sit\n").names == {3: "run/jog", 5: "sit"}
     assert parse_label_map("riding a bike\nyoga\n\n").names == {0: "riding a bike", 1: "yoga"}
+    assert parse_label_map("riding a bike, slowly\nyoga\n").names == {0: "riding a bike, slowly", 1: "yoga"}
 
 
 @pytest.mark.parametrize(
@@ -114,3 +115,15 @@ def test_a_byte_order_mark_is_no_part_of_the_names(tmp_path):
     (tmp_path / "classes.txt").write_text("\ufeffabseiling\nair drumming\n", encoding="utf-8")
     assert read_label_map(tmp_path / "map.json").names == {0: "crawl", 1: "walk"}
     assert read_label_map(tmp_path / "classes.txt").names == {0: "abseiling", 1: "air drumming"}
+
+
+@pytest.mark.parametrize("header", ["", "id,name\n"])
+def test_id_name_csv_with_an_optional_header(tmp_path, header):
+    """Kinetics label CSVs (kinetics_400_labels.csv) hold 'id,name' rows under an 'id,name' header."""
+    kinetics = labels("kinetics400_label_map.txt").as_list()
+    rows = [f"{index},{name}" for index, name in enumerate(kinetics)]
+    path = tmp_path / "kinetics_400_labels.csv"
+    path.write_text(header + "\r\n".join(rows) + "\r\n")
+    read = read_label_map(path)
+    assert read.first_id == 0 and read.as_list() == kinetics
+    assert parse_label_map("id,name\n3,run/jog\n5,sit\n").names == {3: "run/jog", 5: "sit"}

@@ -33,6 +33,8 @@ def test_list_file_separator_prefix_and_errors(tmp_path):
         read_list_file(listing)
     with pytest.raises(VidactError, match="list file not found"):
         read_list_file(tmp_path / "missing.csv")
+    listing.write_text("\ufeffa.mp4 2\r\nb.mp4 0\r\n", encoding="utf-8")  # saved with a BOM
+    assert [(e.path, e.label) for e in read_list_file(listing)] == [("a.mp4", 2), ("b.mp4", 0)]
 
 
 def test_training_items_are_augmented_reproducibly_per_epoch(data):

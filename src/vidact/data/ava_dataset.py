@@ -122,7 +122,8 @@ def read_box_lists(
     for path, is_groundtruth in files:
         path = Path(path)
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            # utf-8-sig as the evaluator reads them: a BOM would stick to the first video id.
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 rows = list(csv.reader(f))
         except OSError as err:
             raise VidactError(f"{path}: cannot read the box list ({err.strerror or err}); check AVA.ANNOTATION_DIR") from None

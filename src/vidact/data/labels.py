@@ -7,11 +7,13 @@ Styles, detected from the content:
   AVA evaluation label map)
 * JSON ``{"name": id, ...}`` (PySlowFast ``DEMO.LABEL_FILE_PATH``; 0-based)
 * ``id: name`` lines (mmaction2's AVA label maps)
+* ``id,name`` CSV rows, under an optional header line (Kinetics label CSVs)
 * one name per line, id = 0-based line number (Kinetics)
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -26,6 +28,7 @@ _PBTXT_NAME = re.compile(r'\b(?:display_)?name\s*:\s*"((?:[^"\\]|\\.)*)"')
 _PBTXT_ID = re.compile(r"\b(?:label_)?id\s*:\s*(-?\d+)")
 _PBTXT_TYPE = re.compile(r"\blabel_type\s*:\s*(\w+)")
 _ID_NAME_LINE = re.compile(r"^\s*(-?\d+)\s*:\s*(.*?)\s*$")
+_INTEGER = re.compile(r"\s*-?\d+\s*")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ def parse_label_map(text: str) -> LabelMap:
     lines = stripped.splitlines()
     if all(_ID_NAME_LINE.match(line) for line in lines if line.strip()):
         return _parse_id_name_lines(lines)
+    csv_rows = _id_name_csv_rows(lines)
+    if csv_rows is not None:
+        return _parse_id_name_csv(csv_rows)
     return _parse_name_lines(lines)
 
 
@@ -163,9 +169,28 @@ def _parse_id_name_lines(lines: list[str]) -> LabelMap:
     return LabelMap(names)
 
 
+def _id_name_csv_rows(lines: list[str]) -> list[list[str]] | None:
+    """The rows of an ``id,name`` CSV without its header, or None when the lines are not one."""
+    rows = [next(csv.reader([line])) for line in lines if line.strip()]  # line by line: no quoted newlines
+    if len(rows[0]) == 2 and not _INTEGER.fullmatch(rows[0][0]):
+        rows = rows[1:]  # a header such as "id,name"
+    if rows and all(len(row) == 2 and _INTEGER.fullmatch(row[0]) for row in rows):
+        return rows
+    return None
+
+
+def _parse_id_name_csv(rows: list[list[str]]) -> LabelMap:
+    names: dict[int, str] = {}
+    for class_id, name in rows:
+        _add(names, int(class_id), name.strip())
+    return LabelMap(names)
+
+
 def _parse_name_lines(lines: list[str]) -> LabelMap:
     if all(line.count(",") >= 2 for line in lines if line.strip()):
-        raise ValueError("this looks like a CSV file, not a label map (pbtxt, JSON, 'id: name' or one name per line)")
+        raise ValueError(
+            "this looks like a CSV file, not a label map (pbtxt, JSON, 'id: name', 'id,name' or one name per line)"
+        )
     names: dict[int, str] = {}
     for line_no, line in enumerate(lines, start=1):
         name = line.strip()

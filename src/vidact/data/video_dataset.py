@@ -69,7 +69,7 @@ def read_list_file(
     """The ``path label`` entries of a list file; a malformed line is a :class:`VidactError` naming it."""
     list_file = Path(list_file)
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
+        lines = list_file.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no part of the first path
     except FileNotFoundError:
         raise VidactError(f"{list_file}: list file not found; check DATA.PATH_TO_DATA_DIR") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -4,8 +4,11 @@ The protocol (ActivityNet ``Evaluation/get_ava_performance.py`` with the
 ``PascalDetectionEvaluator`` of the TF object-detection API), reimplemented with
 vectorised numpy:
 
-* Only rows whose action id is in the label map are read, from both files.
-* At most ``capacity`` (50) detections per keyframe are kept: the highest scores.
+* Only rows whose action id is in the label map are read, from both files. A label
+  map numbered from 0 (PySlowFast's JSON label files, one name per line) names action
+  ids from 1: its class ``i`` is action id ``i + 1``, as PySlowFast indexes labels.
+* At most ``capacity`` (50) detections per keyframe are kept: the highest scores, and
+  among rows tied at the cut those the official reader's heap keeps.
 * Keyframes listed in the exclusions file are dropped from both files.
 * Detections with an empty box (``x2 <= x1`` or ``y2 <= y1``) are dropped.
 * Per keyframe and class, detections are visited by descending score; each one
@@ -14,24 +17,27 @@ vectorised numpy:
   positive (no fall-back to the second-best box).
 * Detections on keyframes without ground truth are false positives (the official
   behaviour); ``ignore_unlabeled_keyframes=True`` drops them instead, which suits
-  evaluating on a subset of the annotations.
+  evaluating on a subset of the annotations. A keyframe annotated only with classes
+  outside the label map counts as annotated there.
 * AP per class: precision/recall over all detections of the class by descending
   score, precision made monotone (envelope), summed over the recall steps
   (VOC 2010+ style). A class with ground truth but no detection has AP 0; a
   class without ground truth has no AP (NaN) and is left out of the mean.
 * AVA has no difficult or group-of boxes.
 
-Ties: the official code orders tied scores, and the ground-truth boxes of a keyframe, by
+Ties: which tied detections the capacity keeps follows the official heap exactly. After
+that, the official code orders tied scores, and the ground-truth boxes of a keyframe, by
 its heap's internal layout and numpy's unstable argsort, which varies with the numpy
-version. Here ties are broken by input order: within a keyframe by row order (also for
-which tied detections the capacity keeps and which of two ground-truth boxes a detection
-overlapping both equally is compared with), across keyframes by the keyframe's first
-appearance. Results agree exactly whenever scores within a class do not tie and no
-detection overlaps two ground-truth boxes of its class exactly equally.
+version. Here those ties are broken by input order: within a keyframe by row order (also
+for which of two ground-truth boxes a detection overlapping both equally is compared
+with), across keyframes by the keyframe's first appearance. Results agree exactly
+whenever scores within a class do not tie and no detection overlaps two ground-truth
+boxes of its class exactly equally.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 from dataclasses import dataclass
@@ -121,7 +127,7 @@ class AvaEvaluator:
         iou_threshold: float = IOU_THRESHOLD,
         ignore_unlabeled_keyframes: bool = False,
     ) -> None:
-        self.labelmap = labelmap if isinstance(labelmap, LabelMap) else read_label_map(labelmap)
+        self.labelmap = _with_action_ids(labelmap if isinstance(labelmap, LabelMap) else read_label_map(labelmap))
         if isinstance(groundtruth, AvaRows):
             self._gt_source, self._gt = "ground truth", groundtruth
         else:
@@ -245,7 +251,10 @@ def _evaluate(ev: AvaEvaluator, det: AvaRows) -> AvaResult:
     gt_frame, det_frame = frame_key[: len(gt)], frame_key[len(gt) :]
     excluded_key = _excluded_keys(ev._excluded, videos)
 
-    gt_keep = np.isin(gt.action_ids, class_ids) & ~np.isin(gt_frame, excluded_key)
+    gt_included = ~np.isin(gt_frame, excluded_key)
+    # Annotated whatever the classes: a keyframe annotated only outside the label map is not unlabeled.
+    annotated_frames = gt_frame[gt_included]
+    gt_keep = np.isin(gt.action_ids, class_ids) & gt_included
     gt_frame, gt_class, gt_boxes = gt_frame[gt_keep], gt.action_ids[gt_keep], gt.boxes[gt_keep]
 
     det_keep = np.isin(det.action_ids, class_ids)
@@ -257,13 +266,12 @@ def _evaluate(ev: AvaEvaluator, det: AvaRows) -> AvaResult:
     frame_rank = frame_rank[np.searchsorted(frames_seen, det_frame)]
     order = np.lexsort((np.arange(len(det_frame)), -det_scores, frame_rank))
     det_frame, det_class, det_boxes, det_scores = det_frame[order], det_class[order], det_boxes[order], det_scores[order]
-    rank_in_frame = _rank_within_runs(det_frame)
     keep = ~np.isin(det_frame, excluded_key)
     if ev.capacity > 0:
-        keep &= rank_in_frame < ev.capacity
+        keep &= _within_capacity(det_frame, det_scores, det_class, det_boxes, order, ev.capacity)
     keep &= (det_boxes[:, 0] < det_boxes[:, 2]) & (det_boxes[:, 1] < det_boxes[:, 3])
     if ev.ignore_unlabeled_keyframes:
-        keep &= np.isin(det_frame, gt_frame)
+        keep &= np.isin(det_frame, annotated_frames)
     det_frame, det_class, det_boxes, det_scores = det_frame[keep], det_class[keep], det_boxes[keep], det_scores[keep]
 
     num_gt = np.bincount(np.searchsorted(class_ids, gt_class), minlength=len(class_ids))
@@ -360,6 +368,58 @@ def _average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: int) -> fl
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
     step = np.flatnonzero(recall[1:] != recall[:-1])
     return float(np.sum((recall[step + 1] - recall[step]) * envelope[step]))
+
+
+def _with_action_ids(labelmap: LabelMap) -> LabelMap:
+    """The label map keyed by AVA action id (1, 2, ...).
+
+    A map numbered from 0 (PySlowFast's JSON label files, one name per line) lists the
+    classes by score index, and PySlowFast's index is the action id - 1.
+    """
+    if labelmap.first_id != 0:
+        return labelmap
+    return LabelMap(
+        {class_id + 1: name for class_id, name in labelmap.names.items()},
+        {class_id + 1: label_type for class_id, label_type in labelmap.label_types.items()},
+    )
+
+
+def _within_capacity(
+    frame: np.ndarray, scores: np.ndarray, action_ids: np.ndarray, boxes: np.ndarray, row: np.ndarray, capacity: int
+) -> np.ndarray:
+    """Which detections the official reader keeps, ``capacity`` at most per keyframe.
+
+    The arrays are in visiting order (keyframe, descending score, row order); ``row`` is each
+    detection's input row. The official reader fills a min-heap of (score, action id, y1, x1,
+    y2, x2) tuples per keyframe in row order; once it is full, a row replaces the smallest
+    tuple only when it scores strictly higher than that tuple. The heap's lowest score never
+    falls, so it keeps every row above the keyframe's ``capacity``-th highest score (the cut)
+    and none below it, and rows below the cut never decide between rows tied at it (they
+    leave the heap first). The heap is replayed only where tied rows straddle the cut.
+    """
+    rank = _rank_within_runs(frame)
+    keep = rank < capacity
+    start = np.flatnonzero(rank == 0)
+    end = np.r_[start[1:], len(frame)]
+    crowded = end - start > capacity
+    start, end = start[crowded], end[crowded]
+    cut = start + capacity - 1
+    straddles = scores[cut] == scores[cut + 1]
+    for first, last, cut_index in zip(start[straddles], end[straddles], cut[straddles]):
+        in_frame = np.arange(first, last)
+        candidates = in_frame[scores[in_frame] >= scores[cut_index]]
+        keep[candidates] = False
+        heap: list[tuple] = []
+        for index in candidates[np.argsort(row[candidates])]:
+            x1, y1, x2, y2 = boxes[index]
+            # The trailing index only orders identical tuples, which are interchangeable.
+            entry = (scores[index], action_ids[index], y1, x1, y2, x2, index)
+            if len(heap) < capacity:
+                heapq.heappush(heap, entry)
+            elif entry[0] > heap[0][0]:
+                heapq.heapreplace(heap, entry)
+        keep[[entry[-1] for entry in heap]] = True
+    return keep
 
 
 def _rank_within_runs(sorted_keys: np.ndarray) -> np.ndarray:
