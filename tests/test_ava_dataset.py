@@ -232,3 +232,15 @@ def test_bad_input_raises_one_line_errors(counter, tmp_path):
     bad.write_text("header\nvid 0 frame.png\n")
     with pytest.raises(VidactError, match="bad.csv:2: expected 5"):
         read_frame_lists([bad], tmp_path)
+
+
+def test_validation_without_keyframes_on_every_4th_second_says_why(counter):
+    spec = InputSpec(num_frames=2, sampling_rate=2, test_crop_size=H)
+    # Boxes at 902 and 903 only: periodic validation (seconds divisible by 4) finds none.
+    with pytest.raises(VidactError, match=r"at a second divisible by 4, .*set AVA.FULL_TEST_ON_VAL True"):
+        build_ava_dataset(_ava(counter, test_predict_box_lists=("boxes.csv",)), spec, "val")
+    full = build_ava_dataset(_ava(counter, full_test_on_val=True, test_predict_box_lists=("boxes.csv",)), spec, "val")
+    assert [k.timestamp for k in full.keyframes] == [902, 903]
+    # No boxes at any second: the subsampling is not to blame.
+    with pytest.raises(VidactError, match="give no keyframe with boxes; check the box lists"):
+        build_ava_dataset(_ava(counter, detection_score_threshold=1.0), spec, "val")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -264,11 +265,14 @@ def test_checkpoints_are_readable_as_weights_and_fine_tune_with_new_head(synthet
     model = create_model(TINY_MODEL, weights=ckpt)
     trained = first.trainer.module.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
-    # Testing it with another MODEL.NUM_CLASSES would score a random head.
+    # Testing it with another MODEL.NUM_CLASSES would score a random head: an error, and no
+    # warning that the head "needs training" before it.
     from vidact.engine.trainer import test as test_run
 
-    with pytest.warns(UserWarning, match="head"), pytest.raises(VidactError, match="MODEL.NUM_CLASSES"):
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(VidactError, match="MODEL.NUM_CLASSES"):
+        warnings.simplefilter("always")
         test_run(tiny_run(synthetic.root, tmp_path / "a").replace(model=TINY_MODEL.replace(num_classes=5)), ckpt)
+    assert [str(w.message) for w in caught if "head" in str(w.message)] == []
     with pytest.warns(UserWarning, match="optimizer state not loaded|head"):
         fine = train(
             tiny_run(synthetic.root, tmp_path / "b", max_epoch=1).replace(
@@ -373,3 +377,20 @@ def test_data_ensemble_method_max_reaches_the_test_evaluator():
     assert top1 == {"sum": 0.0, "max": 0.0} or top1["sum"] != top1["max"]
     with pytest.raises(VidactError, match="DATA.ENSEMBLE_METHOD"):
         load_run_config(path, ["DATA.ENSEMBLE_METHOD", "mean"])
+
+
+def test_register_task_keeps_built_in_names_unless_replaced(monkeypatch):
+    from vidact.engine import trainer
+    from vidact.engine.trainer import Task, get_task, register_task
+
+    built_in = get_task("ava")
+    monkeypatch.setattr(trainer, "TASKS", dict(trainer.TASKS))  # undone after the test
+    mine = Task(build_dataset=None, build_evaluator=None)
+    for name in ("ava", "kinetics"):
+        with pytest.raises(VidactError, match=f"'{name}' is a task built into vidact; register yours under another name"):
+            register_task(name, mine)
+    assert get_task("ava") is built_in
+    register_task("my_dataset", mine)
+    assert get_task("my_dataset") is mine
+    register_task("ava", mine, replace=True)
+    assert get_task("ava") is mine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pkgutil
 import re
 import signal
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _discard_output_once_unread():
+        return _run_command(argv)
+
+
+def _run_command(argv: list[str] | None) -> int:
     prefix = "vidact"  # "vidact COMMAND" once the command is known
     previous_term = _terminate_like_interrupt()
     try:
@@ -46,9 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except VidactError as err:
         print(f"{prefix}: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        return 0
     except OSError as err:  # an output that cannot be written: unwritable folder, full disk
         where = f"{err.filename}: " if err.filename else ""
         print(f"{prefix}: error: {where}{err.strerror or err}; check the path: a writable folder "
@@ -84,6 +87,50 @@ def warnings_as_lines(prefix: str):
 
         warnings.showwarning = show_line
         yield
+
+
+@contextlib.contextmanager
+def _discard_output_once_unread():
+    """Let a command whose output is piped into ``head`` and the like carry on and write its
+    files: once the reader of stdout or stderr has gone, what is printed there is discarded."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_DiscardOnceUnread(stream) for stream in streams)
+    try:
+        yield
+    finally:
+        # Output still buffered would otherwise fail at exit, after the reader has gone.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+class _DiscardOnceUnread:
+    """A text stream that points its file descriptor at os.devnull once its pipe's reader has
+    gone, as the Python docs advise for SIGPIPE, instead of failing every later write."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _terminate_like_interrupt():

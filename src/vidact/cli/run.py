@@ -27,11 +27,13 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from vidact.cli._args import check_opts_last
     from vidact.config.run_io import load_run_config
     from vidact.errors import VidactError
 
     # Bare pairs swallow a later "--opts" (argparse's remainder); drop the marker itself.
     opts = [item for item in args.pairs if item != "--opts"] + args.opts
+    check_opts_last(opts, args.command)
     run = load_run_config(args.cfg, opts)
     if not (run.train.enable or run.test.enable or run.demo.enable):
         raise VidactError(f"{args.cfg}: TRAIN.ENABLE, TEST.ENABLE and DEMO.ENABLE are all False; enable one (--opts DEMO.ENABLE True)")

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train or fine-tune a model from a PySlowFast or vidact run config")
     p.add_argument("--cfg", required=True, metavar="FILE.yaml", help="PySlowFast config or vidact run YAML")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                   help="overrides, e.g. SOLVER.MAX_EPOCH 5 (PySlowFast) or solver.max_epoch 5 (vidact)")
+                   help="overrides, last on the line, e.g. SOLVER.MAX_EPOCH 5 (PySlowFast) or solver.max_epoch 5 (vidact)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels, so a resumed run matches an uninterrupted one bit for bit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -23,11 +23,13 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from vidact.cli._args import check_opts_last
     from vidact.config.run_io import load_run_config
     from vidact.engine import distributed as dist
     from vidact.engine.trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    check_opts_last(args.opts, args.command)
     run = load_run_config(args.cfg, args.opts)
     try:
         result = train(run, deterministic=args.deterministic, progress=not args.no_progress)

@@ -437,7 +437,8 @@ def build_ava_dataset(
     box_files = [(annotation_dir / name, False) for name in (ava.train_predict_box_lists if train else ava.test_predict_box_lists)]
     if train:
         box_files = [(annotation_dir / name, True) for name in ava.train_gt_box_lists] + box_files
-    boxes = read_box_lists(box_files, ava.detection_score_threshold, box_sample_rate(split, ava))
+    sample_rate = box_sample_rate(split, ava)
+    boxes = read_box_lists(box_files, ava.detection_score_threshold, sample_rate)
     frames: dict[str, list[Path]] = {}
     if ava.frame_list_dir is not None:
         lists = ava.train_lists if train else ava.test_lists
@@ -445,6 +446,14 @@ def build_ava_dataset(
     elif video_dir is None:
         raise VidactError("AVA.FRAME_LIST_DIR is not set; pass it with --opts AVA.FRAME_LIST_DIR <dir>")
     keyframes = keyframes_from_boxes(boxes, frames if frames else boxes, valid_seconds)
+    if not keyframes and sample_rate > 1:
+        every_second = read_box_lists(box_files, ava.detection_score_threshold)
+        if keyframes_from_boxes(every_second, frames if frames else every_second, valid_seconds):
+            raise VidactError(
+                f"the AVA annotations give no keyframe with boxes at a second divisible by {sample_rate}, the only ones "
+                "validation during training reads (as PySlowFast); set AVA.FULL_TEST_ON_VAL True to validate on every "
+                "keyframe, or annotate longer videos"
+            )
     if video_dir is not None:
         source: FrameListSource | VideoFileSource = VideoFileSource(video_dir, time_offset)
     else:

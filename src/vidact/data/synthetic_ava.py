@@ -256,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", help="folder to write videos/, frames/, frame_lists/, annotations/ into")
     parser.add_argument("--train-videos", type=int, default=8)
     parser.add_argument("--val-videos", type=int, default=4)
-    parser.add_argument("--seconds", type=int, default=8, help="length of each video (>= 5)")
+    parser.add_argument("--seconds", type=int, default=8,
+                        help="length of each video (>= 5; >= 6 to train: validation during training reads only "
+                             "keyframes at seconds divisible by 4)")
     parser.add_argument("--size", default="160x128", help="WIDTHxHEIGHT of the videos")
     parser.add_argument("--actors", default="2-3", help="actors per video, MIN-MAX")
     parser.add_argument("--frames", choices=("jpg", "png", "none"), default="jpg", help="extracted frames format")

@@ -29,7 +29,7 @@ from vidact.config.run import AvaConfig, RunConfig
 from vidact.data.ava_csv import AvaRows, read_ava_csv
 from vidact.data.ava_dataset import VIDEO_SUFFIXES, AvaDataset, box_sample_rate, build_ava_dataset
 from vidact.engine import distributed as dist
-from vidact.engine.trainer import Task, register_task
+from vidact.engine.trainer import TASKS, Task
 from vidact.errors import VidactError
 from vidact.evaluation.ava import AvaEvaluator, AvaResult
 
@@ -134,4 +134,4 @@ def build_evaluator(run: RunConfig, dataset: AvaDataset) -> AvaBatchEvaluator:
 
 
 AVA_TASK = Task(build_dataset=build_dataset, build_evaluator=build_evaluator, forward=ava_forward, label_key="labels")
-register_task("ava", AVA_TASK)
+TASKS["ava"] = AVA_TASK  # not register_task, which keeps built-in names from plugins

@@ -271,10 +271,17 @@ def _classification_evaluator(run: RunConfig, dataset: Dataset) -> BatchEvaluato
 
 
 TASKS: dict[str, Task] = {"kinetics": Task(_classification_dataset, _classification_evaluator)}
+_BUILT_IN_TASKS = ("kinetics", "ava")
 
 
-def register_task(name: str, task: Task) -> None:
-    """Make ``TRAIN.DATASET: name`` train (and ``TEST.DATASET: name`` test) with ``task``."""
+def register_task(name: str, task: Task, *, replace: bool = False) -> None:
+    """Make ``TRAIN.DATASET: name`` train (and ``TEST.DATASET: name`` test) with ``task``;
+    taking the name of a built-in task (kinetics, ava) needs ``replace=True``."""
+    if name in _BUILT_IN_TASKS:
+        if not replace:
+            raise VidactError(f"{name!r} is a task built into vidact; register yours under another name, "
+                              "or pass replace=True to replace it")
+        get_task(name)  # loads the built-in now, so that loading it later cannot undo the replacement
     TASKS[name] = task
 
 
@@ -669,6 +676,7 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[st
     ``TRAIN.CHECKPOINT_FILE_PATH``.
     """
     from vidact.api import create_model
+    from vidact.weights.checkpoint import HeadReinitialisedWarning
 
     path = checkpoint or demo_checkpoint(run)
     if path is None:
@@ -678,7 +686,10 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[st
         )
     device = dist.init_distributed(_device_type(run))
     task = get_task(run.test.dataset)
-    model = create_model(run.model, weights=path).to(device)
+    with warnings.catch_warnings():
+        # A re-initialised head is refused just below: "needs training" would contradict that.
+        warnings.simplefilter("ignore", HeadReinitialisedWarning)
+        model = create_model(run.model, weights=path).to(device)
     report = getattr(model, "load_report", None)
     if report is not None and report.head_reinitialised:  # scoring a random head is meaningless
         raise VidactError(f"{path}: checkpoint's classifier head has another number of classes than MODEL.NUM_CLASSES "

@@ -37,6 +37,10 @@ _HEAD_PREFIX = "head.projection."
 _MIN_LOADED_FRACTION = 0.5
 
 
+class HeadReinitialisedWarning(UserWarning):
+    """A checkpoint's classifier head had another size and was re-initialised (see :func:`load_into`)."""
+
+
 @dataclass
 class Checkpoint:
     """A checkpoint's weights under PySlowFast names, plus whatever config it carried."""
@@ -243,7 +247,7 @@ def load_into(
         _reinitialise_head(model)
         report.head_reinitialised = True
         message = f"{checkpoint.path}: classifier head has another number of classes than the model; head.projection was re-initialised and needs training"
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, HeadReinitialisedWarning, stacklevel=2)
     logger.info("%s: %s", checkpoint.path, report.summary())
     return report
 
