@@ -210,6 +210,16 @@ def test_detection_models_are_refused_before_building(shared):
         )
 
 
+def test_weights_for_a_built_model_are_refused(shared):
+    """A built model already has its weights: classify would report weights it never loaded."""
+    model = RecordingModel(load_model_config(shared_path(*TINY, "config.yaml")))
+    with pytest.raises(VidactError, match="already built.*create_model"):
+        vidact.classify(
+            shared_path(*VIDEO), model, weights=shared_path(*TINY, "model.pyth"), views="1x1", progress=False,
+            device="cpu",
+        )
+
+
 def test_config_without_weights_is_refused(shared, capsys):
     status = main(["classify", str(shared_path(*VIDEO)), "--cfg", str(shared_path(*TINY, "config.yaml"))])
     assert status == 2

@@ -27,7 +27,15 @@ from vidact.evaluation.ava import evaluate_ava
 from vidact.io.sampling import centered_clip_indices_at_time
 from vidact.io.video import VideoReader
 from vidact.pipeline import outputs
-from vidact.pipeline.detect import ActionModel, ActionThresholds, DetectNotice, default_class_names, detect_video
+from vidact.pipeline.detect import (
+    ActionModel,
+    ActionThresholds,
+    DetectNotice,
+    default_class_names,
+    detect,
+    detect_video,
+    load_action_model,
+)
 from vidact.pipeline.render import PASTEL2, class_color, draw_box, draw_text_panel
 from vidact.transforms import ava_test_clip, pack_pathways, scale_boxes, scale_short_side_cv2
 
@@ -584,6 +592,28 @@ def test_onnx_detector_falls_back_to_the_cpu_without_onnxruntime_gpu(monkeypatch
         detector = build_detector(_fastestdet(), device="cuda:0")
     assert detector.session.get_providers() == ["CPUExecutionProvider"]
     assert len(detector([np.zeros((240, 320, 3), np.uint8)])[0]) == 0  # it runs: a black frame has no person
+
+
+def test_weights_for_a_built_action_model_are_refused():
+    """A built model already has its weights: loading others into it is create_model's job."""
+    model = vidact.create_model(_tiny_case() / "config.yaml")
+    with pytest.raises(vidact.VidactError, match="already built.*create_model"):
+        load_action_model(model, weights=_tiny_case() / "model.pyth", device="cpu", precision="eager")
+    loaded = load_action_model(model, device="cpu", precision="eager")
+    with pytest.raises(vidact.VidactError, match="already loaded.*load_action_model"):
+        detect(shared_path("data", "videos", "mmaction2_demo.mp4"), model=loaded, weights=_tiny_case() / "model.pyth")
+
+
+def test_random_weights_notice_only_for_a_model_without_weights():
+    checkpoint = _tiny_case() / "model.pyth"  # stores its config: its own weights are loaded
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        action_model = load_action_model(checkpoint, device="cpu", precision="eager")
+    assert not [w for w in caught if "random weights" in str(w.message)]
+    loaded = action_model.model.state_dict()["head.projection.weight"]
+    assert torch.equal(loaded, vidact.create_model(checkpoint).state_dict()["head.projection.weight"])
+    with pytest.warns(DetectNotice, match="random weights"):
+        load_action_model(_tiny_case() / "config.yaml", device="cpu", precision="eager")
 
 
 def test_warm_up_calls_the_model_with_the_shapes_of_the_video(micro_model, monkeypatch):

@@ -479,6 +479,25 @@ def test_a_converted_file_is_the_whole_model_with_its_labels(tmp_path):
         convert_to_native(first, tmp_path / "bad.safetensors", labels=["a", "b", "c"])
 
 
+def test_stored_labels_are_dropped_for_a_head_of_another_size(tmp_path):
+    import vidact
+    from vidact.weights.checkpoint import convert_to_native
+
+    folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    names = [f"action {i}" for i in range(10)]
+    converted = convert_to_native(folder / "model.pyth", tmp_path / "sf.safetensors", labels=names)
+    assert vidact.create_model(converted).labels == names
+    with pytest.warns(UserWarning, match="re-initialised"):
+        assert vidact.create_model(converted, num_classes=5).labels is None
+
+
+def test_a_caffe2_pickle_as_the_model_asks_for_its_config():
+    import vidact
+
+    with pytest.raises(VidactError, match="caffe2 checkpoint stores no model config; pass the PySlowFast config"):
+        vidact.create_model(shared_path("fixtures", "parity", "tiny_x3d", "model_c2.pkl"))
+
+
 def test_convert_caffe2_needs_cfg(tmp_path, capsys):
     folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")
     out = tmp_path / "sf.safetensors"

@@ -64,6 +64,25 @@ def test_unknown_name_is_a_clear_error():
         get_entry("slowfast_9x9")
 
 
+@pytest.mark.parametrize("spec", ["nope/model.pyth", "converted.safetensors", "missing.yaml"])
+def test_a_missing_checkpoint_or_config_path_says_so(spec):
+    with pytest.raises(VidactError, match=f"^{re.escape(spec)}: no such file") as caught:
+        vidact.create_model(spec)
+    assert "unknown model" not in str(caught.value)
+
+
+def test_list_models_refuses_an_unknown_task():
+    assert vidact.list_models("Kinetics") == vidact.list_models("kinetics") != []
+    with pytest.raises(VidactError, match="unknown task 'kinetics400'.*ava, kinetics"):
+        vidact.list_models("kinetics400")
+
+
+@pytest.mark.parametrize("num_classes", [0, -3, 2.5, True])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(VidactError, match="num_classes must be a whole number of at least 1"):
+        vidact.create_model("x3d_xs", num_classes=num_classes)
+
+
 def test_create_model_from_name_carries_its_entry():
     model = vidact.create_model("x3d_xs", num_classes=7)
     assert model.config.num_classes == 7

@@ -32,6 +32,8 @@ def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedMo
     if isinstance(name_or_config, ModelConfig):
         return ResolvedModel(name_or_config)
     text = os.fspath(name_or_config)
+    if _looks_like_path(text) and not Path(text).exists():
+        raise VidactError(f"{text}: no such file; check the path, or pass a zoo model name (see `vidact models`)")
     if not text.endswith((".yaml", ".yml")) and Path(text).is_file() and _is_checkpoint(text):
         from vidact.weights.checkpoint import checkpoint_model_config, read_checkpoint
 
@@ -45,13 +47,28 @@ def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedMo
     return ResolvedModel(entry.config, entry)
 
 
+_FILE_SUFFIXES = (".pyth", ".pth", ".pkl", ".safetensors", ".yaml", ".yml")
+
+
+def _looks_like_path(text: str) -> bool:
+    # Zoo names have neither a separator nor a file suffix, so a missing file is not called an unknown model.
+    separators = tuple(sep for sep in (os.sep, os.altsep, "/") if sep)
+    return any(sep in text for sep in separators) or text.endswith(_FILE_SUFFIXES)
+
+
 def _is_checkpoint(path: str) -> bool:
     from vidact.weights.checkpoint import sniff_format
 
     try:
-        return sniff_format(path) in ("torch", "safetensors")
+        container = sniff_format(path)
     except VidactError:  # not a checkpoint: read as a config
         return False
+    # sniff_format calls whatever it does not recognise a pickle, config text included: a Caffe2
+    # pickle is named .pkl or starts with the protocol opcode 0x80, which no text file does.
+    if container != "pickle" or path.endswith(".pkl"):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
 
 
 def create_model(
@@ -80,6 +97,9 @@ def create_model(
     """
     from vidact.models import build_model
 
+    whole = isinstance(num_classes, int) and not isinstance(num_classes, bool)
+    if num_classes is not None and not (whole and num_classes >= 1):
+        raise VidactError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
     resolved = resolve_model(name_or_config)
     config = resolved.config
     if num_classes is not None and num_classes != config.num_classes:
@@ -107,7 +127,9 @@ def create_model(
         try:
             checkpoint = checkpoint_path if isinstance(checkpoint_path, Checkpoint) else read_checkpoint(checkpoint_path)
             model.load_report = load_into(model, checkpoint)  # warns itself about a re-initialised head
-            model.labels = checkpoint.metadata.get("labels")
+            labels = checkpoint.metadata.get("labels")
+            # A num_classes override gives a fresh head the stored names no longer describe.
+            model.labels = labels if labels is not None and len(labels) == config.num_classes else None
         except VidactError as err:
             if isinstance(weights, Checkpoint) or weights is None or os.fspath(weights) != "default":
                 raise

@@ -370,8 +370,11 @@ def _resolve_model(
     if isinstance(model, nn.Module):
         if not isinstance(getattr(model, "config", None), ModelConfig):
             raise VidactError("a model passed to classify must carry .config (build it with vidact.create_model)")
+        if weights is not None:
+            raise VidactError("weights= applies to a model name or config, not a model already built; "
+                              "load them with vidact.create_model(..., weights=...) instead")
         _check_classifier(model.config)
-        return model, "custom", None if weights is None else str(weights)
+        return model, "custom", None
     from vidact.api import create_model, resolve_model
 
     resolved = resolve_model(model)
@@ -435,7 +438,8 @@ def classify(
         model: a zoo name (``vidact.list_models("kinetics")``), a YAML config (PySlowFast or
             vidact), a :class:`ModelConfig`, or a model built by :func:`vidact.create_model`.
         weights: a checkpoint path; ``None`` means the zoo entry's official weights
-            (``"default"``) and is an error for a config, which holds no weights.
+            (``"default"``) and is an error for a config, which holds no weights. A built
+            model already has its weights: passing any with it is an error.
         labels: class names, or a label-map file (e.g. PySlowFast's ``DEMO.LABEL_FILE_PATH``);
             by default the zoo's names (Kinetics-400 for any 400-class model).
         views: ``"CROPSxCLIPS"``: ``"3x10"`` is the Kinetics test protocol, ``"1x1"`` one

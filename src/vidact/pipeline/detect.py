@@ -912,7 +912,8 @@ def load_action_model(
     compile: bool = False,
 ) -> ActionModel:
     """An :class:`ActionModel` from a zoo name (weights ``"default"`` unless given), a YAML config or
-    :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice) or a built model."""
+    :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice), a checkpoint that
+    stores its config (its own weights unless given) or a built model (no ``weights``: it has its own)."""
     from vidact.api import create_model, default_device, resolve_model
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
 
@@ -920,13 +921,16 @@ def load_action_model(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if isinstance(model, nn.Module):
+        if weights is not None:
+            raise VidactError("weights= applies to a model name or config, not a model already built; "
+                              "load them with vidact.create_model(..., weights=...) instead")
         built = model
     else:
         spec = model if model is not None else DEFAULT_AVA_MODEL
         resolved = resolve_model(spec)
         if weights is None and resolved.entry is not None:
             weights = "default"
-        if weights is None:
+        if weights is None and resolved.checkpoint is None:  # a checkpoint file brings its own weights
             notice(f"{spec}: no weights given; the action model has random weights (scores are meaningless)")
         built = create_model(spec, weights=weights)
     names = tuple(class_names) if class_names is not None else default_class_names(built, label_file)
@@ -1000,7 +1004,8 @@ def detect(
             ``DEMO.STARTING_SECOND``).
         model: an AVA zoo name (default :data:`vidact.weights.zoo.DEFAULT_AVA_MODEL`), a YAML
             config, a built model (with ``model.config``) or an :class:`ActionModel`.
-        weights: a checkpoint; zoo models default to their official weights.
+        weights: a checkpoint; zoo models default to their official weights. Not for a built model,
+            which already has its weights.
         rate: predictions per second (keyframes at ``k / rate`` s).
         thresholds: an :class:`ActionThresholds`, one threshold for every class, or None for
             PySlowFast's common (0.7) / uncommon (0.3) rule.
@@ -1018,6 +1023,9 @@ def detect(
     from vidact.api import default_device
 
     if isinstance(model, ActionModel):
+        if weights is not None:
+            raise VidactError("weights= applies to a model name or config, not an ActionModel already loaded; "
+                              "pass the weights to load_action_model instead")
         model_device = model.device
     else:
         model_device = torch.device(device) if device is not None else default_device()

@@ -236,8 +236,13 @@ DEFAULT_AVA_MODEL = "ava_slowfast_32x2_r101_v2.2"
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Names of the zoo entries, optionally only those of one task."""
-    return sorted(name for name, entry in ZOO.items() if task is None or entry.task == task)
+    """Names of the zoo entries, optionally only those of one task (``"kinetics"`` or ``"ava"``)."""
+    if task is None:
+        return sorted(ZOO)
+    tasks = sorted({entry.task for entry in ZOO.values()})
+    if task.lower() not in tasks:
+        raise VidactError(f"unknown task {task!r}; pass one of: {', '.join(tasks)}")
+    return sorted(name for name, entry in ZOO.items() if entry.task == task.lower())
 
 
 def get_entry(name: str) -> ZooEntry:
