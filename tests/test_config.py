@@ -441,6 +441,7 @@ def test_channel_order_follows_the_training_pipeline():
         (["MODEL.HEAD_ACT", "none"], "MODEL.HEAD_ACT none"),
         (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2]]"], "RESNET.SPATIAL_STRIDES must list 4 stages"),
         (["TEST.CHECKPOINT_TYPE", "onnx"], "TEST.CHECKPOINT_TYPE 'onnx'"),
+        (["DEMO.VIS_MODE", "topk"], "DEMO.VIS_MODE 'topk' is not one of thres, top-k"),
         (["DATA.MEAN", '["a", "b", "c"]'], "DATA.MEAN .* must hold numbers"),
         (["DATA.TRAIN_JITTER_SCALES", "[256.5, 320]"], "DATA.TRAIN_JITTER_SCALES .* must hold whole numbers"),
         (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2], [2, 2], [2, 2.5]]"], "RESNET.SPATIAL_STRIDES .* a whole number"),

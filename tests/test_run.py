@@ -124,3 +124,46 @@ def test_demo_without_weights_is_refused(tmp_path, monkeypatch, capsys):
     assert status == 2
     assert "CHECKPOINT_FILE_PATH" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "opts, key",
+    [
+        (["DEMO.VIS_MODE", "top-k", "TENSORBOARD.MODEL_VIS.TOPK_PREDS", "0"], "TENSORBOARD.MODEL_VIS.TOPK_PREDS 0"),
+        (["DEMO.CLIP_VIS_SIZE", "-5"], "DEMO.CLIP_VIS_SIZE -5"),
+    ],
+)
+def test_kinetics_demo_refuses_settings_that_draw_nothing(tmp_path, monkeypatch, capsys, opts, key):
+    monkeypatch.chdir(tmp_path)
+    source = cut_video(tmp_path / "in.mp4", 10)
+    status = main([
+        "run", "--cfg", str(shared_path(*TINY, "config.yaml")), "--no-progress", "--opts",
+        "DEMO.INPUT_VIDEO", str(source), "DEMO.OUTPUT_FILE", "out.mp4", "DEMO.LABEL_FILE_PATH", "",
+        "TRAIN.CHECKPOINT_FILE_PATH", str(shared_path(*TINY, "model.pyth")), *opts,
+    ])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert key in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.mp4").exists()
+
+
+AVA_TINY = ("fixtures", "parity", "tiny_ava_slowfast_r101_nln")
+
+
+@pytest.mark.parametrize("fixture", [TINY, AVA_TINY], ids=["kinetics", "ava"])
+def test_demo_refuses_to_overwrite_its_input(tmp_path, monkeypatch, capsys, fixture):
+    monkeypatch.chdir(tmp_path)
+    source = cut_video(tmp_path / "in.mp4", 10)
+    before = source.read_bytes()
+    # Person boxes for the AVA demo, so that it would run without a detector.
+    (tmp_path / "boxes.csv").write_text("".join(f"in,{900 + s},0.1,0.1,0.5,0.9,,0.95\n" for s in range(2)))
+    status = main([
+        "run", "--cfg", str(shared_path(*fixture, "config.yaml")), "--no-progress", "--opts",
+        "DEMO.ENABLE", "True", "DEMO.INPUT_VIDEO", "in.mp4", "DEMO.OUTPUT_FILE", str(source),
+        "DEMO.LABEL_FILE_PATH", "", "DEMO.PREDS_BOXES", "boxes.csv",
+        "TRAIN.CHECKPOINT_FILE_PATH", str(shared_path(*fixture, "model.pyth")),
+    ])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "DEMO.OUTPUT_FILE" in err and len(err.strip().splitlines()) == 1
+    assert source.read_bytes() == before

@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     run = load_run_config(args.cfg, opts)
     if not (run.train.enable or run.test.enable or run.demo.enable):
         raise VidactError(f"{args.cfg}: TRAIN.ENABLE, TEST.ENABLE and DEMO.ENABLE are all False; enable one (--opts DEMO.ENABLE True)")
+    _check_output_is_not_input(run)
     progress = not args.no_progress
     if run.train.enable or run.test.enable:
         _train_and_test(run, progress)
@@ -52,6 +53,23 @@ def _run(args: argparse.Namespace) -> int:
             summary = run_kinetics_demo(run, progress=progress)
             print(f"wrote {summary.output}: {summary.num_frames} frames, {summary.num_tasks} clips, weights {summary.checkpoint}")
     return 0
+
+
+def _check_output_is_not_input(run) -> None:
+    """Both demos write their video over DEMO.OUTPUT_FILE, so it must not be the source; checked here,
+    before any training that runs first, as run_ava_demo does not check it."""
+    from pathlib import Path
+
+    from vidact.errors import VidactError
+
+    demo = run.demo
+    if not demo.enable or demo.webcam >= 0 or not (demo.input_video and demo.output_file):
+        return
+    if Path(demo.output_file).resolve() == Path(demo.input_video).resolve():
+        raise VidactError(
+            f"{run.source}: DEMO.OUTPUT_FILE {demo.output_file} is DEMO.INPUT_VIDEO; it would replace the source video, "
+            "set another DEMO.OUTPUT_FILE"
+        )
 
 
 def _train_and_test(run, progress: bool) -> None:

@@ -631,7 +631,7 @@ def _run_config(r: _Reader) -> RunConfig:
             output_file=path("DEMO.OUTPUT_FILE"),
             output_fps=r("DEMO.OUTPUT_FPS"),
             label_file=path("DEMO.LABEL_FILE_PATH"),
-            vis_mode=r("DEMO.VIS_MODE"),
+            vis_mode=_choice(r, "DEMO.VIS_MODE", ("thres", "top-k")),
             common_class_threshold=r("DEMO.COMMON_CLASS_THRES"),
             uncommon_class_threshold=r("DEMO.UNCOMMON_CLASS_THRES"),
             common_class_names=r("DEMO.COMMON_CLASS_NAMES"),

@@ -132,6 +132,10 @@ def run_kinetics_demo(
         raise VidactError(f"{run.source}: DEMO.OUTPUT_FILE is empty; vidact writes the demo to a file, set it (--opts DEMO.OUTPUT_FILE out.mp4)")
     if demo.webcam < 0 and demo.input_video is None:
         raise VidactError(f"{run.source}: DEMO.INPUT_VIDEO is empty; set it to a video file (or DEMO.WEBCAM to a camera index)")
+    if demo.vis_mode == "top-k" and demo.top_k < 1:
+        raise VidactError(f"{run.source}: TENSORBOARD.MODEL_VIS.TOPK_PREDS {demo.top_k} must be at least 1 with DEMO.VIS_MODE top-k; raise it")
+    if demo.clip_vis_size < 0:
+        raise VidactError(f"{run.source}: DEMO.CLIP_VIS_SIZE {demo.clip_vis_size} must be 0 or more (frames drawn each side of the keyframe); fix it")
     checkpoint = demo_checkpoint(run)
     if model is None and checkpoint is None:
         raise VidactError(
