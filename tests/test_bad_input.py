@@ -161,3 +161,31 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_file(tmp_path):
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "vidact detect: interrupted"
     assert list(out.iterdir()) == []  # the video's temporary file removed, nothing else written
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:x"])
+def test_an_unknown_device_is_one_line(device, tmp_path, capsys):
+    video = shared_path("data", "videos", "mmaction2_demo.mp4")
+    commands = _commands(video, tmp_path)
+    for command, argv in (("classify", commands["classify"][:6]), ("predict", commands["predict"]),
+                          ("bench", ["bench", "--model", "x3d_xs"])):  # detect's --device has argparse choices
+        assert main([*argv, "--device", device]) == 2, command
+        assert f"unknown device {device!r}; use cpu, cuda or cuda:N" in _one_error_line(capsys, command)
+    from vidact.errors import VidactError
+    from vidact.pipeline.detect import detect_video
+
+    with pytest.raises(VidactError, match="unknown device"):
+        detect_video(video, tmp_path / "det", device=device)
+
+
+def test_bench_threads_must_be_positive(capsys):
+    assert main(["bench", "--threads", "0", "--device", "cpu"]) == 2
+    assert "--threads 0 must be at least 1" in _one_error_line(capsys, "bench")
+
+
+def test_a_binary_file_as_video_list_is_one_line(tmp_path, capsys):
+    binary = tmp_path / "video.mp4"
+    binary.write_bytes(bytes(range(256)) * 4)
+    argv = _detect_argv(tmp_path / "out")
+    assert main([*argv[:1], "--list", str(binary), *argv[2:]]) == 2
+    assert "video.mp4: is not a text list of videos (one path or URL per line)" in _one_error_line(capsys, "detect")

@@ -454,6 +454,17 @@ def test_channel_order_follows_the_training_pipeline():
         (["RESNET.WIDTH_PER_GROUP", "-8"], "RESNET.WIDTH_PER_GROUP -8 must be positive"),
         (["RESNET.NUM_GROUPS", "3"], "RESNET.WIDTH_PER_GROUP 64 must be divisible by RESNET.NUM_GROUPS 3"),
         (["BN.NUM_BATCHES_PRECISE", "-1"], "BN.NUM_BATCHES_PRECISE -1 must be 0 or more"),
+        # Counts and sizes that fail later with a traceback (ZeroDivisionError, cv2, torch)
+        (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE 0 must be at least 1; fix it$"),
+        (["TRAIN.BATCH_SIZE", "-1"], "TRAIN.BATCH_SIZE -1 must be at least 1"),
+        (["TEST.BATCH_SIZE", "0"], "TEST.BATCH_SIZE 0 must be at least 1"),
+        (["SOLVER.MAX_EPOCH", "0"], "SOLVER.MAX_EPOCH 0 must be at least 1"),
+        (["SOLVER.BASE_LR", "-1.0"], r"SOLVER.BASE_LR -1.0 must be 0 or more \(a learning rate\); fix it$"),
+        (["DATA.NUM_FRAMES", "0"], "DATA.NUM_FRAMES 0 must be at least 1"),
+        (["DATA.SAMPLING_RATE", "0"], "DATA.SAMPLING_RATE 0 must be at least 1"),
+        (["DATA.SAMPLING_RATE", "-1"], "DATA.SAMPLING_RATE -1 must be at least 1"),
+        (["DATA.TEST_CROP_SIZE", "0"], "DATA.TEST_CROP_SIZE 0 must be at least 1"),
+        (["DATA.TEST_CROP_SIZE", "-3"], "DATA.TEST_CROP_SIZE -3 must be at least 1"),
     ],
 )
 def test_inconsistent_settings_are_errors(opts, match):

@@ -77,3 +77,59 @@ def test_an_output_named_like_a_folder_is_refused_before_writing(tmp_path):
         with atomic_open(tmp_path / "out.csv") as f:
             f.write("never")
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_symlinked_output_updates_the_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    with atomic_open(link) as f:
+        f.write("new")
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
+
+
+def test_a_device_output_is_written_into_not_replaced(tmp_path):
+    import os
+    import stat
+
+    from vidact.fileutil import atomic_path, check_writable_file
+
+    check_writable_file(os.devnull)
+    with atomic_path(os.devnull) as p:
+        assert str(p) == os.devnull
+    with atomic_open(os.devnull) as f:
+        f.write("discarded")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device, not a regular file
+
+
+def test_a_fifo_output_is_written_into_not_replaced(tmp_path):
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    with atomic_open(fifo) as f:
+        f.write("streamed")
+    reader.join(timeout=10)
+    assert got == ["streamed"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]
+
+
+def test_an_error_on_the_temporary_file_names_the_output(tmp_path):
+    from vidact.fileutil import atomic_path
+
+    target = tmp_path / "x.mp4"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            raise OSError(28, "No space left on device", str(tmp))
+    assert info.value.filename == str(target) and info.value.errno == 28
+    assert "part" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

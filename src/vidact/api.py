@@ -163,6 +163,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """``device`` ("cpu", "cuda", "cuda:1", a torch.device) as a torch.device; None is :func:`default_device`.
+
+    A string torch does not know is a one-line :class:`VidactError`, not torch's traceback."""
+    if device is None:
+        return default_device()
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise VidactError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+
+
 def detect(source, **options):
     """Persons, track ids and actions in a video: iterate for typed per-keyframe results.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping, TypeVar
@@ -17,10 +18,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On any exception the temporary file is removed and ``path`` is left as it was.
     The suffix is kept so that writers that pick a format from it (video muxers,
-    matplotlib) still work.
+    matplotlib) still work. A symlink is followed (its target gets the new content, the
+    link stays); an existing path that is not a regular file (``/dev/null``, a FIFO) is
+    yielded itself, to be written straight into: replacing it would destroy it. An
+    ``OSError`` naming the temporary file is re-raised naming ``path``.
     """
-    path = Path(path)
+    path = _resolve_link(Path(path))
     _refuse_folder(path)  # now, not at the rename at the end, whose error names the temporary file
+    if _is_special(path):
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -32,8 +39,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None or os.fspath(err.filename) != str(tmp):
+            raise
+        # "..out.x1y2.part.mp4: No space left on device" means nothing to the user: name the output.
+        raise OSError(err.errno, err.strerror, str(path)).with_traceback(err.__traceback__) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _resolve_link(path: Path) -> Path:
+    """``path``, or the file it links to: writing must update the target, not replace the link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a device, a FIFO)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 Key = TypeVar("Key")
@@ -60,8 +86,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
 def check_writable_file(path: str | os.PathLike) -> None:
     """Raise a one-line :class:`~vidact.errors.VidactError` unless the file ``path`` can be
     written (not a folder; its folder writable), for checking an output before long work."""
-    path = Path(path)
+    path = _resolve_link(Path(path))
     _refuse_folder(path)
+    if _is_special(path):  # /dev/null, a FIFO: written into, not beside
+        if not os.access(path, os.W_OK):
+            raise VidactError(f"{path}: cannot write output there (permission denied); pass a writable file")
+        return
     check_writable_folder(path.parent)
 
 

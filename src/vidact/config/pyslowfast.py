@@ -604,6 +604,8 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
             raise r.error(f"{key} {r.cfg.get(key)} must hold numbers; fix it")
     if not _whole_numbers(scales):
         raise r.error(f"DATA.TRAIN_JITTER_SCALES {list(scales)} must hold whole numbers (short sides); fix it")
+    for key in ("DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TEST_CROP_SIZE", "DATA.TRAIN_CROP_SIZE"):
+        _require_positive(r, key)
     return InputSpec(
         num_frames=r("DATA.NUM_FRAMES"),
         sampling_rate=r("DATA.SAMPLING_RATE"),
@@ -736,8 +738,12 @@ def _run_config(r: _Reader) -> RunConfig:
 def _check_distribution(r: _Reader) -> None:
     """The run-level checks of PySlowFast's ``assert_and_infer_cfg`` (the model's are in _model_config)."""
     num_gpus, num_shards = r("NUM_GPUS"), r("NUM_SHARDS")
+    _require_positive(r, "SOLVER.MAX_EPOCH")
+    base_lr = r("SOLVER.BASE_LR")
+    if base_lr < 0:
+        raise r.error(f"SOLVER.BASE_LR {base_lr} must be 0 or more (a learning rate); fix it")
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
-        batch_size = r(key)
+        batch_size = _require_positive(r, key)
         # NUM_GPUS 0 (CPU) has no per-GPU share to check.
         if num_gpus > 0 and batch_size % num_gpus:
             raise r.error(
@@ -752,6 +758,14 @@ def _check_distribution(r: _Reader) -> None:
     precise_bn, precise_batches = r("BN.USE_PRECISE_STATS"), r("BN.NUM_BATCHES_PRECISE")
     if precise_bn and precise_batches < 0:
         raise r.error(f"BN.NUM_BATCHES_PRECISE {precise_batches} must be 0 or more; fix it")
+
+
+def _require_positive(r: _Reader, key: str) -> int:
+    """A count or size key that must be 1 or more (0 or a negative fails later with a traceback)."""
+    value = r(key)
+    if value < 1:
+        raise r.error(f"{key} {value} must be at least 1; fix it")
+    return value
 
 
 def _choice(r: _Reader, key: str, choices: tuple[str, ...]) -> str:

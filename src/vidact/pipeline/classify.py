@@ -457,7 +457,7 @@ def classify(
     Raises :class:`VidactError` for an unreadable video or unusable model/weights, before
     any work is done.
     """
-    from vidact.api import default_device
+    from vidact.api import parse_device
     from vidact.models.optimize import inference_model
 
     crops, clips = parse_views(views)
@@ -471,7 +471,7 @@ def classify(
         net, model_name, weights_name = _resolve_model(model, weights, progress)
         class_names = class_names_for(net, labels)
         top_k = min(top_k, len(class_names))
-        device = torch.device(device) if device is not None else default_device()
+        device = parse_device(device)
         net = inference_model(net, device=device, precision=precision, compile=compile)
         spec: InputSpec = net.config.input
 

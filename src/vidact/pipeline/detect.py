@@ -914,10 +914,10 @@ def load_action_model(
     """An :class:`ActionModel` from a zoo name (weights ``"default"`` unless given), a YAML config or
     :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice), a checkpoint that
     stores its config (its own weights unless given) or a built model (no ``weights``: it has its own)."""
-    from vidact.api import create_model, default_device, resolve_model
+    from vidact.api import create_model, parse_device, resolve_model
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
 
-    device = torch.device(device) if device is not None else default_device()
+    device = parse_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if isinstance(model, nn.Module):
@@ -1020,7 +1020,7 @@ def detect(
         decode: the video decoder: "cuda" (NVDEC), "cpu", or "auto": NVDEC when the action
             model runs on CUDA and NVDEC can decode the source, else the CPU.
     """
-    from vidact.api import default_device
+    from vidact.api import parse_device
 
     if isinstance(model, ActionModel):
         if weights is not None:
@@ -1028,7 +1028,7 @@ def detect(
                               "pass the weights to load_action_model instead")
         model_device = model.device
     else:
-        model_device = torch.device(device) if device is not None else default_device()
+        model_device = parse_device(device)
     # Unreadable input fails here, before a model is fetched or a file written.
     reader = VideoReader(source, hwaccel=_reader_hwaccel(decode, model_device))
     try:
@@ -1165,6 +1165,9 @@ def read_video_list(path: str | os.PathLike) -> list[Path | str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise VidactError(f"{path}: cannot read the video list ({error.strerror or error}); check the path") from None
+    except UnicodeDecodeError:
+        raise VidactError(f"{path}: is not a text list of videos (one path or URL per line); "
+                          "to run on a video, give it without --list") from None
     entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     # URLs stay text (a Path would fold "//"); file paths are relative to the list.
     videos = [entry if is_url(entry) else path.parent / entry.removeprefix("file://") for entry in entries]

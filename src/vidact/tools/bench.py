@@ -240,10 +240,12 @@ def run_bench(
     ``gemm_size`` defaults to 4096 on CPU, 8192 on CUDA. ``on_record`` sees each record
     as soon as it is measured.
     """
-    from vidact.api import create_model, default_device
+    from vidact.api import create_model, parse_device
 
     if repeats < 1:
         raise VidactError(f"--repeats {repeats} must be at least 1")
+    if threads is not None and threads < 1:
+        raise VidactError(f"--threads {threads} must be at least 1 (or leave it out for torch's choice)")
     if not batch_sizes or min(batch_sizes) < 1:
         raise VidactError(f"--batch {' '.join(map(str, batch_sizes))}: batch sizes must be at least 1")
     unknown = [p for p in pipelines if p not in PIPELINE_BENCHES]
@@ -253,7 +255,7 @@ def run_bench(
     without_video = [p for p in pipelines if p in _NEEDS_VIDEO] if video is None else []
     if without_video:  # before minutes of model timing, not after
         raise VidactError(f"--pipeline {without_video[0]} needs --video PATH (a video file to run on)")
-    device = torch.device(device) if device is not None else default_device()
+    device = parse_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if threads is not None:
