@@ -458,6 +458,8 @@ def test_channel_order_follows_the_training_pipeline():
         (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE 0 must be at least 1; fix it$"),
         (["TRAIN.BATCH_SIZE", "-1"], "TRAIN.BATCH_SIZE -1 must be at least 1"),
         (["TEST.BATCH_SIZE", "0"], "TEST.BATCH_SIZE 0 must be at least 1"),
+        (["TEST.NUM_ENSEMBLE_VIEWS", "0"], "TEST.NUM_ENSEMBLE_VIEWS 0 must be at least 1"),
+        (["TEST.NUM_SPATIAL_CROPS", "0"], "TEST.NUM_SPATIAL_CROPS 0 must be at least 1"),
         (["SOLVER.MAX_EPOCH", "0"], "SOLVER.MAX_EPOCH 0 must be at least 1"),
         (["SOLVER.BASE_LR", "-1.0"], r"SOLVER.BASE_LR -1.0 must be 0 or more \(a learning rate\); fix it$"),
         (["DATA.NUM_FRAMES", "0"], "DATA.NUM_FRAMES 0 must be at least 1"),

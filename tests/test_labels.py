@@ -87,7 +87,7 @@ def test_styles_are_detected_from_content():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("", "empty"),
+        ("", "empty; give a file with the class names"),
         ("a\n\nb\n", "line 2 is blank"),
         ("1: a\n1: b\n", "class id 1 appears twice"),
         ('item { name: "a" }', "lacks a name or an id"),

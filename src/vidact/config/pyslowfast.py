@@ -742,6 +742,8 @@ def _check_distribution(r: _Reader) -> None:
     base_lr = r("SOLVER.BASE_LR")
     if base_lr < 0:
         raise r.error(f"SOLVER.BASE_LR {base_lr} must be 0 or more (a learning rate); fix it")
+    for key in ("TEST.NUM_ENSEMBLE_VIEWS", "TEST.NUM_SPATIAL_CROPS"):
+        _require_positive(r, key)  # zero views ends a test run with "no views were processed"
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
         batch_size = _require_positive(r, key)
         # NUM_GPUS 0 (CPU) has no per-GPU share to check.

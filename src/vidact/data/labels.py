@@ -116,7 +116,7 @@ def parse_label_map(text: str) -> LabelMap:
     """Parse label-map text of any supported style; ValueError when it is none of them."""
     stripped = text.strip()
     if not stripped:
-        raise ValueError("the label map is empty")
+        raise ValueError("the label map is empty; give a file with the class names (one per line, JSON or pbtxt)")
     if stripped.startswith("{"):
         return _parse_json(stripped)
     if _PBTXT_BLOCK.search(stripped):
