@@ -189,3 +189,10 @@ def test_a_binary_file_as_video_list_is_one_line(tmp_path, capsys):
     argv = _detect_argv(tmp_path / "out")
     assert main([*argv[:1], "--list", str(binary), *argv[2:]]) == 2
     assert "video.mp4: is not a text list of videos (one path or URL per line)" in _one_error_line(capsys, "detect")
+
+
+def test_a_person_threshold_outside_0_1_is_one_line(tmp_path, capsys):
+    """Above 1 no detection passes: the run would end with empty outputs and a "no person" notice."""
+    assert main([*_detect_argv(tmp_path / "out"), "--detector-threshold", "2"]) == 2
+    assert "person score threshold 2.0 is not in [0, 1]" in _one_error_line(capsys, "detect")
+    assert not (tmp_path / "out").exists()

@@ -948,6 +948,8 @@ def build_detector(
     starting_second: float | None = None,
 ) -> PersonDetector:
     """A person detector from a spec string (see :func:`vidact.detectors.create_detector`) or as given."""
+    if score_threshold is not None and not 0 <= score_threshold <= 1:  # above 1 finds no one, silently
+        raise VidactError(f"person score threshold {score_threshold} is not in [0, 1]; pass e.g. --detector-threshold 0.5")
     if not isinstance(detector, str):
         if starting_second is not None:
             raise VidactError("a starting second (--boxes-start) applies to csv: boxes only; drop it")
