@@ -322,6 +322,16 @@ def test_forged_pickle_lengths_do_not_allocate(tmp_path):
     one_line_error(excinfo, bytearray8)
 
 
+def test_garbage_is_a_short_error(tmp_path):
+    garbage = tmp_path / "model.pyth"  # an INT opcode whose literal is 400 bytes of noise
+    garbage.write_bytes(b"I" + bytes(range(14, 255)) * 2 + b"\n.")
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(garbage)
+    one_line_error(excinfo, garbage)
+    message = str(excinfo.value)
+    assert len(message) < len(str(garbage)) + 200 and "pass a .pyth, .pkl or .safetensors checkpoint" in message
+
+
 def test_truncated_native_file_is_one_line_error(tmp_path):
     path = native.save_native(tmp_path / "w.safetensors", {"a": torch.randn(100)}, labels=["x" * 50] * 400)
     data = path.read_bytes()

@@ -85,4 +85,6 @@ def loads_pickle(data: bytes, name: str = "<bytes>"):
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{name}: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error, OverflowError, MemoryError) as err:
-        raise VidactError(f"{name}: not a readable pickle checkpoint ({type(err).__name__}: {err}); re-download it") from None
+        detail = str(err) if len(str(err)) <= 60 else str(err)[:57] + "..."  # garbage bytes can make it kilobytes long
+        raise VidactError(f"{name}: not a readable pickle checkpoint ({type(err).__name__}: {detail}); "
+                          "pass a .pyth, .pkl or .safetensors checkpoint, re-downloaded if it is one") from None
