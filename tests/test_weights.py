@@ -521,6 +521,19 @@ def test_convert_caffe2_needs_cfg(tmp_path, capsys):
     assert load_into(model, out).missing == []
 
 
+def test_convert_refuses_a_config_the_weights_do_not_fit(tmp_path, capsys):
+    """The file would be written and then load into no model."""
+    parity = shared_path("fixtures", "parity")
+    out = tmp_path / "x.safetensors"
+    weights = str(parity / "tiny_x3d" / "model_c2.pkl")
+    assert main(["convert", weights, str(out), "--cfg", str(parity / "tiny_k400_slowfast" / "config.yaml")]) == 2
+    assert "do not fit" in capsys.readouterr().err and not out.exists()
+    other_head = tmp_path / "config.yaml"  # the right model with another number of classes
+    other_head.write_text((parity / "tiny_x3d" / "config.yaml").read_text().replace("  NUM_CLASSES: 400", "  NUM_CLASSES: 7"))
+    assert main(["convert", weights, str(out), "--cfg", str(other_head)]) == 2
+    assert "MODEL.NUM_CLASSES 7" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("case", ["tiny_x3d", "tiny_k400_slowfast"])
 def test_real_model_from_stored_cfg_loads_both_formats(case):
     from vidact.models.build import build_model

@@ -281,9 +281,22 @@ def convert_to_native(
         extra = {"source_format": "caffe2" if checkpoint.caffe2_layout else checkpoint.format}
         if checkpoint.cfg_text:
             extra["pyslowfast_cfg"] = checkpoint.cfg_text
+    _check_fits(checkpoint, config, src)
     labels = labels if labels is not None else checkpoint.metadata.get("labels")
     if labels is not None and len(labels) != config.num_classes:
         raise VidactError(f"{src}: {len(labels)} class names for a model of {config.num_classes} classes; "
                           "pass the model's own label map")
     return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=source,
                               extra_metadata=extra)
+
+
+def _check_fits(checkpoint: Checkpoint, config: ModelConfig, src: str | os.PathLike) -> None:
+    """Refuse to write a file that no model loads: the weights must fit the config's model, head included."""
+    from vidact.models import build_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeadReinitialisedWarning)  # refused below, with the reason
+        report = load_into(build_model(config), checkpoint)
+    if report.head_reinitialised:
+        raise VidactError(f"{src}: the classifier head does not fit the config's MODEL.NUM_CLASSES {config.num_classes}; "
+                          "pass the config the checkpoint was trained with")
