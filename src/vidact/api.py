@@ -166,15 +166,17 @@ def default_device() -> torch.device:
 def parse_device(device: str | torch.device | None) -> torch.device:
     """``device`` ("cpu", "cuda", "cuda:1", a torch.device) as a torch.device; None is :func:`default_device`.
 
-    A string torch does not know is a one-line :class:`VidactError`, not torch's traceback."""
+    A string torch does not know, or CUDA where torch sees no GPU, is a one-line
+    :class:`VidactError`, not torch's traceback."""
     if device is None:
         return default_device()
-    if isinstance(device, torch.device):
-        return device
     try:
-        return torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise VidactError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise VidactError("device cuda was asked for but torch sees no GPU; use --device cpu or run `vidact doctor`")
+    return parsed
 
 
 def detect(source, **options):

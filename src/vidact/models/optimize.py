@@ -559,9 +559,9 @@ def optimize_for_inference(
     """
     if precision not in PRECISIONS:
         raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VidactError("device cuda was asked for but torch sees no GPU; use --device cpu or run `vidact doctor`")
+    from vidact.api import parse_device
+
+    device = parse_device(device)
     if precision == "auto":
         precision = select_precision(device)
     if precision == "fp16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():

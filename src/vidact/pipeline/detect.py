@@ -918,8 +918,6 @@ def load_action_model(
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
 
     device = parse_device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if isinstance(model, nn.Module):
         if weights is not None:
             raise VidactError("weights= applies to a model name or config, not a model already built; "

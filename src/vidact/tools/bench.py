@@ -256,8 +256,6 @@ def run_bench(
     if without_video:  # before minutes of model timing, not after
         raise VidactError(f"--pipeline {without_video[0]} needs --video PATH (a video file to run on)")
     device = parse_device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VidactError("--device cuda: no CUDA device is available; use --device cpu")
     if threads is not None:
         torch.set_num_threads(threads)
     precisions = list(precisions) if precisions else default_precisions(device)
