@@ -451,6 +451,16 @@ def test_convert_pyth_uses_stored_cfg(tmp_path):
     assert all(torch.equal(converted.state_dict[n], t) for n, t in expected.items())
 
 
+def test_convert_uses_the_cfg_given_over_the_stored_one(tmp_path):
+    """--cfg was silently ignored for a .pyth that stores a training cfg."""
+    folder = shared_path("fixtures", "parity", "tiny_x3d")
+    cfg = tmp_path / "test_time.yaml"
+    cfg.write_text((folder / "config.yaml").read_text().replace("TEST_CROP_SIZE: 182", "TEST_CROP_SIZE: 224"))
+    out = tmp_path / "x3d.safetensors"
+    assert main(["convert", str(folder / "model.pyth"), str(out), "--cfg", str(cfg)]) == 0
+    assert read_checkpoint(out).model_config.input.test_crop_size == 224
+
+
 def test_stored_cfg_of_a_newer_pyslowfast_skips_its_unknown_keys(tmp_path):
     from vidact.config.pyslowfast import ConfigWarning
     from vidact.weights.checkpoint import checkpoint_model_config

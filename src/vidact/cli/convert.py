@@ -12,11 +12,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert a checkpoint (PySlowFast .pyth/.pkl, PyTorchVideo hub, safetensors) to vidact's format",
         description="Convert a checkpoint to vidact's .safetensors file. The model config comes from the "
-        "checkpoint when it stores one, else from --cfg.",
+        "--cfg when given, else from the checkpoint when it stores one.",
     )
     parser.add_argument("input", help="checkpoint to read")
     parser.add_argument("output", help="vidact .safetensors file to write")
-    parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config, for checkpoints that store none (Caffe2 .pkl, hub files)")
+    parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config of the weights; needed for checkpoints that store none (Caffe2 .pkl, hub files), "
+                        "and used instead of a stored one")
     parser.add_argument("--labels", metavar="FILE", help="class names to store with the weights (JSON/pbtxt/text label map)")
     parser.set_defaults(func=run)
 

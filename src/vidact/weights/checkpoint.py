@@ -253,13 +253,17 @@ def load_into(
 
 
 def checkpoint_model_config(checkpoint: Checkpoint, cfg_path: str | os.PathLike | None = None) -> ModelConfig:
-    """The model config of a checkpoint: stored in it (vidact file, PySlowFast ``cfg``), else read from ``cfg_path``."""
+    """The model config of a checkpoint: ``cfg_path`` when given, else the one stored in it (vidact file, PySlowFast ``cfg``).
+
+    A config the user names wins: a stored ``cfg`` is often a training config whose test-time
+    keys (crop size, frames) differ from how the weights are meant to be run.
+    """
+    if cfg_path is not None:
+        return load_model_config(cfg_path)
     if checkpoint.model_config is not None:
         return checkpoint.model_config
     if checkpoint.cfg_text:  # keys of another PySlowFast version are skipped with a warning
         return to_model_config(load_pyslowfast_text(checkpoint.cfg_text, f"{checkpoint.path} (stored cfg)", strict=False))
-    if cfg_path is not None:
-        return load_model_config(cfg_path)
     raise VidactError(f"{checkpoint.path}: {checkpoint.format} checkpoint stores no model config; pass the PySlowFast config it was trained with (--cfg CONFIG.yaml)")
 
 
