@@ -20,7 +20,24 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
             f.write("partial")
             raise RuntimeError("boom")
     assert not target.exists()
-    assert list((tmp_path / "sub").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nor the folder made for it
+
+
+def test_a_failed_output_removes_only_the_empty_folders_it_made(tmp_path):
+    from vidact.fileutil import atomic_paths
+
+    out = tmp_path / "runs" / "clip"  # vidact detect --out runs/clip, then a full disk
+    with pytest.raises(OSError):
+        with atomic_paths({"csv": out / "a.csv", "video": out / "a.mp4"}) as tmp:
+            tmp["csv"].write_text("rows")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "other.txt").write_text("kept")
+    with pytest.raises(RuntimeError):
+        with atomic_open(out / "a.csv") as f:
+            raise RuntimeError("boom")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["other.txt"]
 
 
 def test_atomic_output_gets_the_umask_mode(tmp_path):

@@ -28,24 +28,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if _is_special(path):
         yield path
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    # mkstemp creates the file private (0600); give the result the usual umask-based mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    made = _make_folders(path.parent)
+    done = False
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        if err.filename is None or os.fspath(err.filename) != str(tmp):
-            raise
-        # "..out.x1y2.part.mp4: No space left on device" means nothing to the user: name the output.
-        raise OSError(err.errno, err.strerror, str(path)).with_traceback(err.__traceback__) from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp)
+        # mkstemp creates the file private (0600); give the result the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+            done = True
+        except OSError as err:
+            if err.filename is None or os.fspath(err.filename) != str(tmp):
+                raise
+            # "..out.x1y2.part.mp4: No space left on device" means nothing to the user: name the output.
+            raise OSError(err.errno, err.strerror, str(path)).with_traceback(err.__traceback__) from None
+        finally:
+            tmp.unlink(missing_ok=True)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not done:  # a failed run leaves no empty output folder behind either
+            _remove_empty(made)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; return the ones this call made, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: another writer may have used them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _resolve_link(path: Path) -> Path:
