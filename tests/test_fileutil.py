@@ -35,7 +35,7 @@ def test_a_failed_output_removes_only_the_empty_folders_it_made(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "other.txt").write_text("kept")
     with pytest.raises(RuntimeError):
-        with atomic_open(out / "a.csv") as f:
+        with atomic_open(out / "a.csv"):
             raise RuntimeError("boom")
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["other.txt"]
 
