@@ -150,3 +150,11 @@ def test_an_error_on_the_temporary_file_names_the_output(tmp_path):
     assert info.value.filename == str(target) and info.value.errno == 28
     assert "part" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_that_cannot_be_made_is_named_as_the_output(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(OSError) as caught:
+        with atomic_open(tmp_path / "afile" / "out.csv"):
+            pass
+    assert caught.value.filename == str(tmp_path / "afile" / "out.csv")

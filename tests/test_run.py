@@ -167,3 +167,23 @@ def test_demo_refuses_to_overwrite_its_input(tmp_path, monkeypatch, capsys, fixt
     assert status == 2
     assert "DEMO.OUTPUT_FILE" in err and len(err.strip().splitlines()) == 1
     assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("fixture", [TINY, AVA_TINY], ids=["kinetics", "ava"])
+def test_demo_output_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch, capsys, fixture):
+    """Checked before the demo (and any training before it) runs, and named as the user wrote it."""
+    monkeypatch.chdir(tmp_path)
+    cut_video(tmp_path / "in.mp4", 10)
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "boxes.csv").write_text("".join(f"in,{900 + s},0.1,0.1,0.5,0.9,,0.95\n" for s in range(2)))
+    status = main([
+        "run", "--cfg", str(shared_path(*fixture, "config.yaml")), "--no-progress", "--opts",
+        "DEMO.ENABLE", "True", "DEMO.INPUT_VIDEO", "in.mp4", "DEMO.OUTPUT_FILE", "afile/out.mp4",
+        "DEMO.LABEL_FILE_PATH", "", "DEMO.PREDS_BOXES", "boxes.csv",
+        "TRAIN.CHECKPOINT_FILE_PATH", str(shared_path(*fixture, "model.pyth")),
+    ])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "afile: cannot write output there (afile is not a folder)" in err
+    assert ".part" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "boxes.csv", "in.mp4"]

@@ -31,7 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     made = _make_folders(path.parent)
     done = False
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+        except OSError as err:  # named after the output, not the temporary name
+            raise OSError(err.errno, err.strerror, str(path)) from None
         os.close(fd)
         tmp = Path(tmp)
         # mkstemp creates the file private (0600); give the result the usual umask-based mode.

@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     run = load_run_config(args.cfg, opts)
     if not (run.train.enable or run.test.enable or run.demo.enable):
         raise VidactError(f"{args.cfg}: TRAIN.ENABLE, TEST.ENABLE and DEMO.ENABLE are all False; enable one (--opts DEMO.ENABLE True)")
-    _check_output_is_not_input(run)
+    _check_demo_output(run)
     progress = not args.no_progress
     if run.train.enable or run.test.enable:
         _train_and_test(run, progress)
@@ -55,15 +55,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output_is_not_input(run) -> None:
-    """Both demos write their video over DEMO.OUTPUT_FILE, so it must not be the source; checked here,
-    before any training that runs first, as run_ava_demo does not check it."""
+def _check_demo_output(run) -> None:
+    """Both demos write their video over DEMO.OUTPUT_FILE, so it must be writable and not the source;
+    checked here, before any training that runs first."""
     from pathlib import Path
 
     from vidact.errors import VidactError
+    from vidact.fileutil import check_writable_file
 
     demo = run.demo
-    if not demo.enable or demo.webcam >= 0 or not (demo.input_video and demo.output_file):
+    if not demo.enable or not demo.output_file:
+        return
+    check_writable_file(demo.output_file)
+    if demo.webcam >= 0 or not demo.input_video:
         return
     if Path(demo.output_file).resolve() == Path(demo.input_video).resolve():
         raise VidactError(
