@@ -257,3 +257,16 @@ def test_bad_config_is_a_vidact_error(change, message):
     config = mc.ModelConfig().replace(**change)
     with torch.device("meta"), pytest.raises(VidactError, match=message):
         build_model(config)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("TRAIN_CROP_SIZE: 224", "TRAIN_CROP_SIZE: 16", "DATA.TRAIN_CROP_SIZE 16 is below the network's stride of 32"),
+    ("NUM_FRAMES: 32", "NUM_FRAMES: 2", "DATA.NUM_FRAMES 2 leaves a pathway without frames; use at least 4"),
+])
+def test_a_config_whose_head_would_pool_nothing_is_refused_at_build(tmp_path, old, new, message):
+    """It built, then failed at the first call with torch's "kernel size should be greater than zero"."""
+    text = shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml").read_text()
+    assert old in text
+    (tmp_path / "config.yaml").write_text(text.replace(old, new))
+    with pytest.raises(VidactError, match=re.escape(message)):
+        build_model(load_model_config(tmp_path / "config.yaml"))

@@ -368,8 +368,11 @@ class ResNet3D(nn.Module):
 
         head_dims = [width * 32 // r for r in ratios]
         # Frames reaching the head per pathway: the slow one sees num_frames / alpha.
-        frames = [config.input.num_frames // (sf.alpha if lateral and p == 0 else 1) // pool1[p]
-                  for p in range(num_pathways)]
+        frames_per_head_frame = [(sf.alpha if lateral and p == 0 else 1) * pool1[p] for p in range(num_pathways)]
+        frames = [config.input.num_frames // n for n in frames_per_head_frame]
+        if min(frames) < 1:  # else a pooling kernel of 0 fails at the first call, as a torch error
+            raise VidactError(f"DATA.NUM_FRAMES {config.input.num_frames} leaves a pathway without frames; "
+                              f"use at least {max(frames_per_head_frame)}")
         if self.detection:
             self.head = ResNetRoIHead(
                 head_dims, config.num_classes, temporal_pool=frames,
@@ -380,6 +383,9 @@ class ResNet3D(nn.Module):
             )
         else:
             side = config.input.train_crop_size // 32
+            if side < 1:
+                raise VidactError(f"DATA.TRAIN_CROP_SIZE {config.input.train_crop_size} is below the network's stride "
+                                  "of 32 (it sets the head's pooling); use at least 32")
             self.head = ResNetBasicHead(
                 head_dims, config.num_classes, pool_size=[(t, side, side) for t in frames],
                 dropout_rate=config.dropout_rate, activation=config.head_act,
