@@ -262,6 +262,8 @@ def test_bad_config_is_a_vidact_error(change, message):
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("TRAIN_CROP_SIZE: 224", "TRAIN_CROP_SIZE: 16", "DATA.TRAIN_CROP_SIZE 16 is below the network's stride of 32"),
     ("NUM_FRAMES: 32", "NUM_FRAMES: 2", "DATA.NUM_FRAMES 2 leaves a pathway without frames; use at least 4"),
+    ("WIDTH_PER_GROUP: 8", "WIDTH_PER_GROUP: 4", "RESNET.WIDTH_PER_GROUP 4 is below SLOWFAST.BETA_INV 8"),
+    ("FUSION_CONV_CHANNEL_RATIO: 2", "FUSION_CONV_CHANNEL_RATIO: 16", "FUSION_CONV_CHANNEL_RATIO 16 is above"),
 ])
 def test_a_config_whose_head_would_pool_nothing_is_refused_at_build(tmp_path, old, new, message):
     """It built, then failed at the first call with torch's "kernel size should be greater than zero"."""

@@ -318,6 +318,12 @@ class ResNet3D(nn.Module):
         # Channel multiplier per pathway: the fast pathway is 1/beta_inv as wide.
         ratios = (1, sf.beta_inv)[:num_pathways]
         lateral = num_pathways > 1
+        if lateral and width // sf.beta_inv < 1:  # else a conv of 0 channels fails at the first step
+            raise VidactError(f"RESNET.WIDTH_PER_GROUP {width} is below SLOWFAST.BETA_INV {sf.beta_inv}: the fast "
+                              "pathway would have no channels; raise WIDTH_PER_GROUP or lower BETA_INV")
+        if lateral and sf.beta_inv // sf.fusion_conv_channel_ratio < 1:
+            raise VidactError(f"SLOWFAST.FUSION_CONV_CHANNEL_RATIO {sf.fusion_conv_channel_ratio} is above "
+                              f"SLOWFAST.BETA_INV {sf.beta_inv}; PySlowFast's lateral width needs it at most BETA_INV")
 
         def with_lateral(slow_width: int) -> int:
             # Slow-pathway input width after a lateral connection concatenated fast features.
