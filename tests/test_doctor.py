@@ -194,6 +194,25 @@ def test_cache_lists_weights_and_skips_partial_downloads(no_cuda, monkeypatch):
     assert cache["total_bytes"] == 1024 and cache["free_bytes"] > 0
 
 
+def test_unfinished_downloads_are_counted_in_a_warning(no_cuda, schema, monkeypatch, capsys):
+    """Part files a killed download left are hidden: doctor names how many and how big, in text and JSON."""
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([]))
+    folder = weights_dir()
+    (folder / "kinetics").mkdir(parents=True)
+    (folder / "x3d_m.pyth").write_bytes(b"y" * 24)
+    (folder / ".x3d_l.k1ll3d_x.part.pyth").write_bytes(b"u" * 1000)
+    (folder / "kinetics" / ".SLOWFAST_8x8_R50.k1ll3d_x.part.pkl").write_bytes(b"u" * 2000)
+    report = collect()
+    validate(report, schema)
+    [check] = [c for c in report["checks"] if c["name"] == "cache"]
+    assert check["status"] == "warn" and "2 unfinished downloads (2.9 KiB)" in check["message"] and check["fix"]
+    assert report["cache"]["total_bytes"] == 24 and report["exit_status"] == 0
+
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "[warn] cache: 2 unfinished downloads (2.9 KiB)" in text
+
+
 def test_doctor_json_on_this_machine(schema):
     done = subprocess.run([sys.executable, "-m", "vidact.cli.main", "doctor", "--json"], capture_output=True, text=True)
     report = json.loads(done.stdout)

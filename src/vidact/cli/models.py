@@ -71,10 +71,15 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _cached(path) -> str:
+    from vidact.weights.download import incomplete_checkpoint
+
     try:
-        return "yes" if path.is_file() else "no"
+        if not path.is_file():
+            return "no"
     except OSError:  # a cache folder this user may not open
         return "?"
+    # A cut-short file from before downloads were checked; `vidact download` replaces it.
+    return "yes" if incomplete_checkpoint(path) is None else "broken"
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -91,5 +96,5 @@ def _download(args: argparse.Namespace) -> int:
             print(f"vidact download: error: {entry.name}: {err}", file=sys.stderr)
             failed += 1
     if failed:
-        print(f"vidact download: {failed} of {len(entries)} failed", file=sys.stderr)
+        print(f"vidact download: {failed} of {len(entries)} downloads failed", file=sys.stderr)
     return 2 if failed else 0

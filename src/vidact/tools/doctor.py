@@ -299,6 +299,22 @@ def _cache_of(folder: Path) -> dict[str, Any]:
     }
 
 
+def _unfinished_downloads(folder: Path) -> list[dict[str, Any]]:
+    """A warning about the hidden part files of downloads under ``folder``: a killed download leaves
+    its own, which nothing else lists (the report's cache section has no field for them)."""
+    try:
+        parts = [path for path in folder.rglob(".*.part*") if path.is_file()] if folder.is_dir() else []
+        size = sum(path.stat().st_size for path in parts)
+    except OSError:  # an unreadable cache is reported as absent by _cache
+        return []
+    if not parts:
+        return []
+    count = f"{len(parts)} unfinished download{'s' if len(parts) > 1 else ''}"
+    return [_check("cache", "warn", f"{count} ({_bytes(size)}) in {folder}: killed downloads, or ones running now",
+                   "delete the hidden .part files there when no download is running; `vidact download NAME` "
+                   "removes its own once they are an hour old")]
+
+
 # ---------------------------------------------------------------- versions and GPUs
 
 
@@ -503,7 +519,7 @@ def collect(nvml_module: ModuleType | None = None) -> dict[str, Any]:
         "onnxruntime_providers": onnx["providers"] if onnx else [],
         "cache": _cache(),
     }
-    report["checks"] = checks(report)
+    report["checks"] = checks(report) + _unfinished_downloads(weights_dir())
     report["exit_status"] = exit_status(report)
     return report
 
