@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import pkgutil
 import re
@@ -47,6 +48,7 @@ def _run_command(argv: list[str] | None) -> int:
             parser.print_help()
             return 2
         prefix = f"vidact {args.command}"
+        configure_logging()
         with warnings_as_lines(prefix):
             status = args.func(args)
     except VidactError as err:
@@ -64,6 +66,16 @@ def _run_command(argv: list[str] | None) -> int:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     return int(status or 0)
+
+
+def configure_logging() -> None:
+    """vidact's log lines (training progress, checkpoints saved and resumed) on stderr, whatever
+    the command. Under torchrun only rank 0 logs them, as PySlowFast logs on the master only;
+    the other ranks still show warnings and errors. Other libraries log warnings and errors only."""
+    from vidact.engine import distributed as dist
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("vidact").setLevel(logging.INFO if dist.is_main_process() else logging.WARNING)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 
 def register(subparsers) -> None:
@@ -28,7 +27,6 @@ def _train(args: argparse.Namespace) -> int:
     from vidact.engine import distributed as dist
     from vidact.engine.trainer import train
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     check_opts_last(args.opts, args.command)
     run = load_run_config(args.cfg, args.opts)
     try:

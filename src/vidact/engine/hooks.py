@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -62,12 +63,16 @@ def _is_last_epoch(trainer: "TrainerBase") -> bool:
     return trainer.epoch + 1 == trainer.max_epoch
 
 
+def _format(scalars: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in scalars.items())
+
+
 class MetricsHook(HookBase):
     """Averages the step metrics over ranks every ``period`` steps and at the end of each epoch.
 
     Step metrics are sums the trainer reports (``loss_sum``, ``correct``, ``samples``);
     this hook turns them into ``train/loss``, ``train/top1_err`` and ``train/clips_per_s``
-    and puts them into the trainer's event log with ``lr``.
+    and puts them into the trainer's event log with ``lr``; rank 0 also logs them.
     """
 
     def __init__(self, period: int = 10) -> None:
@@ -88,24 +93,34 @@ class MetricsHook(HookBase):
             for key in totals:
                 totals[key] += step.get(key, 0.0)
         if (self.trainer.inner_iter + 1) % self.period == 0:
-            self._emit("train", self._window, self._window_start)
+            scalars = self._emit("train", self._window, self._window_start)
+            if dist.is_main_process():
+                self._log_window(scalars)
             self._window, self._window_start = self._zero(), time.perf_counter()
+
+    def _log_window(self, scalars: Mapping[str, float]) -> None:
+        from tqdm import tqdm
+
+        trainer = self.trainer
+        # Logged to a file this is the only sign of progress within an epoch; on a terminal the
+        # progress bar is cleared around it and redrawn below, instead of the line being glued onto it.
+        with tqdm.external_write_mode(file=sys.stderr):
+            logger.info("epoch %d/%d step %d/%d: %s", trainer.epoch + 1, trainer.max_epoch, trainer.inner_iter + 1,
+                        trainer.iters_per_epoch, _format(scalars))
 
     def after_epoch(self) -> None:
         scalars = self._emit("train_epoch", self._epoch, self._epoch_start)
-        logger.info("epoch %d/%d: %s", self.trainer.epoch + 1, self.trainer.max_epoch,
-                    ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+        if dist.is_main_process():
+            logger.info("epoch %d/%d: %s", self.trainer.epoch + 1, self.trainer.max_epoch, _format(scalars))
 
     def _emit(self, prefix: str, totals: Mapping[str, float], start: float) -> dict[str, float]:
         totals = dist.all_reduce_sum(totals, self.trainer.reduce_device)
         samples = max(totals["samples"], 1.0)
-        scalars = {
-            f"{prefix}/loss": totals["loss_sum"] / samples,
-            f"{prefix}/clips_per_s": totals["samples"] / max(time.perf_counter() - start, 1e-9),
-            "lr": self.trainer.lr,
-        }
+        scalars = {f"{prefix}/loss": totals["loss_sum"] / samples}
         if self.trainer.counts_correct:
             scalars[f"{prefix}/top1_err"] = 100.0 * (1.0 - totals["correct"] / samples)
+        scalars[f"{prefix}/clips_per_s"] = totals["samples"] / max(time.perf_counter() - start, 1e-9)
+        scalars["lr"] = self.trainer.lr
         self.trainer.events.put(scalars)
         return scalars
 
@@ -124,8 +139,7 @@ class EvalHook(HookBase):
         results = self.evaluate()
         scalars = {f"{self.prefix}/{name}": float(value) for name, value in results.items()}
         self.trainer.events.put(scalars)
-        logger.info("epoch %d evaluation: %s", self.trainer.epoch + 1,
-                    ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+        logger.info("epoch %d evaluation: %s", self.trainer.epoch + 1, _format(scalars))
 
 
 class PeriodicCheckpointer(HookBase):
