@@ -289,6 +289,161 @@ def test_checkpoints_are_readable_as_weights_and_fine_tune_with_new_head(synthet
     assert fine.trainer.module.head.projection.out_features == 5
 
 
+@pytest.fixture(scope="module")
+def one_epoch(synthetic, tmp_path_factory):
+    """A tiny run trained for one epoch: its checkpoint, copied into the tests' own OUTPUT_DIRs."""
+    return train(tiny_run(synthetic.root, tmp_path_factory.mktemp("one_epoch"), max_epoch=1), progress=False).checkpoints[-1]
+
+
+def _pyslowfast_checkpoint(path, epoch, *, model_config=TINY_MODEL):
+    """What PySlowFast's save_checkpoint writes: no format marker, no RNG state, and its own
+    layer_decay / apply_LARS keys in the optimizer's parameter groups."""
+    from vidact.api import create_model
+
+    model = create_model(model_config)
+    optimizer = build_optimizer(model, SolverConfig())
+    for param in model.parameters():
+        param.grad = torch.ones_like(param)
+    optimizer.step()
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        group.update(layer_decay=1.0, apply_LARS=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": epoch, "model_state": model.state_dict(), "optimizer_state": state, "cfg": "NUM_GPUS: 1\n"}, path)
+    return model, optimizer
+
+
+def test_run_tests_the_checkpoint_it_trained_not_a_stale_later_one(synthetic, tmp_path, caplog):
+    from vidact.api import create_model
+    from vidact.cli.run import _train_and_test
+    from vidact.engine.checkpoint import checkpoint_path, save_training_checkpoint
+
+    # An earlier, longer run left epoch 10 in OUTPUT_DIR, of a 5-class model: testing it is an error.
+    stale = checkpoint_path(tmp_path, 9)
+    stale.parent.mkdir(parents=True)
+    save_training_checkpoint(stale, epoch=9, model_state=create_model(TINY_MODEL.replace(num_classes=5)).state_dict(),
+                             optimizer_state={}, scaler_state=None, scheduler_state={}, sampler_state={})
+    run = tiny_run(synthetic.root, tmp_path, max_epoch=1).replace(checkpoint=CheckpointConfig(period=1, auto_resume=False))
+    caplog.set_level("INFO", logger="vidact.train")
+    with pytest.warns(UserWarning, match=r"epochs up to 10, later than .*MAX_EPOCH 1; they are left there .*AUTO_RESUME"):
+        _train_and_test(run, progress=False)
+    fresh = checkpoint_path(tmp_path, 0)
+    assert fresh.is_file() and stale.is_file()
+    assert f"testing {fresh}" in caplog.text
+
+
+def test_labels_beyond_num_classes_are_refused_when_the_dataset_is_built(tmp_path):
+    from vidact.engine.trainer import TASKS
+
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.csv").write_text("a.mp4 1\n\nb.mp4 4\n")
+    run = tiny_run(tmp_path, tmp_path / "out")  # MODEL.NUM_CLASSES 4
+    for split in ("train", "test"):
+        with pytest.raises(VidactError, match=rf"{split}.csv: label 4 .*b.mp4.*MODEL.NUM_CLASSES 4"):
+            TASKS["kinetics"].build_dataset(run, split)
+    (tmp_path / "train.csv").write_text("a.mp4 3\n")
+    assert TASKS["kinetics"].build_dataset(run, "train").labels == [3]
+
+
+def test_pyslowfast_checkpoint_in_output_dir_resumes_as_pyslowfast_does(synthetic, tmp_path):
+    from vidact.engine.checkpoint import checkpoint_path
+
+    foreign = checkpoint_path(tmp_path, 0)
+    model, optimizer = _pyslowfast_checkpoint(foreign, 0)
+    before = foreign.read_bytes()
+    run = tiny_run(synthetic.root, tmp_path, max_epoch=2)
+    with pytest.warns(UserWarning, match=r"PySlowFast checkpoint.*at epoch 2 .*not an exact resume") as caught:
+        trainer, start = _resume_only(run)
+    assert not [w for w in caught if "optimizer state not loaded" in str(w.message)]
+    assert start == 1
+    assert all(torch.equal(v, trainer.module.state_dict()[k]) for k, v in model.state_dict().items())
+    stored = optimizer.state_dict()["state"]
+    loaded = trainer.optimizer.state_dict()["state"]
+    assert stored.keys() == loaded.keys() and all(torch.equal(stored[i]["momentum_buffer"], loaded[i]["momentum_buffer"]) for i in stored)
+    assert all("layer_decay" not in group for group in trainer.optimizer.param_groups)
+    with pytest.warns(UserWarning, match="not an exact resume"):
+        result = train(run, progress=False)
+    assert result.start_epoch == 1 and result.checkpoints == [checkpoint_path(tmp_path, 1)]
+    assert foreign.read_bytes() == before
+
+
+def _resume_only(run):
+    """The trainer `train` builds, resumed from the latest checkpoint, without training."""
+    from vidact.engine import trainer as engine
+
+    built = {}
+
+    class Stop(HookBase):
+        def before_train(self) -> None:
+            built["trainer"] = self.trainer
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(run, extra_hooks=[Stop()], progress=False)
+    return built["trainer"], built["trainer"].start_epoch
+
+
+def test_unusable_foreign_checkpoint_error_says_to_move_it_out(synthetic, tmp_path):
+    from vidact.engine.checkpoint import checkpoint_path
+
+    foreign = checkpoint_path(tmp_path, 3)
+    _pyslowfast_checkpoint(foreign, 3, model_config=TINY_MODEL.replace(num_classes=7))
+    with pytest.raises(VidactError, match=rf"{foreign}: .*another model.*move it out of {foreign.parent}"):
+        train(tiny_run(synthetic.root, tmp_path), progress=False)
+    foreign.write_bytes(b"not a checkpoint")
+    with pytest.raises(VidactError, match=rf"{foreign}: .*move it out of {foreign.parent}"):
+        train(tiny_run(synthetic.root, tmp_path), progress=False)
+
+
+def test_overwriting_a_foreign_checkpoint_is_said(synthetic, tmp_path):
+    from vidact.engine.checkpoint import checkpoint_path, is_training_checkpoint
+
+    foreign = checkpoint_path(tmp_path, 0)
+    _pyslowfast_checkpoint(foreign, 0)
+    run = tiny_run(synthetic.root, tmp_path, max_epoch=1).replace(checkpoint=CheckpointConfig(period=1, auto_resume=False))
+    with pytest.warns(UserWarning, match=rf"this run overwrites {foreign.name}, not written by vidact; move it out"):
+        train(run, progress=False)
+    assert is_training_checkpoint(foreign)
+
+
+def test_resume_applies_the_configs_optimizer_settings(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    trainer = _linear_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
+    trainer.train(0, 1)
+    ckpt = trainer.save_checkpoint(tmp_path / "checkpoint_epoch_00001.pyth")
+    same = torch.nn.Linear(4, 2)
+    changed = torch.optim.SGD(same.parameters(), lr=0.1, momentum=0.5, weight_decay=1e-3, nesterov=True)
+    with pytest.warns(UserWarning, match=r"momentum 0.9 -> 0.5, nesterov False -> True, weight_decay 0.0001 -> 0.001"):
+        assert _linear_trainer(same, changed).resume(ckpt) == 1
+    group = changed.param_groups[0]
+    assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.5, 1e-3, True)
+    assert changed.state  # the momentum buffers came along
+    fine_tune = torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1, momentum=0.8)
+    with pytest.warns(UserWarning, match=r"momentum 0.9 -> 0.8"):
+        assert load_optimizer_state(fine_tune, torch.load(ckpt, weights_only=True)["optimizer_state"], "ckpt.pyth")
+    assert fine_tune.param_groups[0]["momentum"] == 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unchanged settings: no warning
+        _linear_trainer(same, torch.optim.SGD(same.parameters(), lr=0.3, momentum=0.9, weight_decay=1e-4)).resume(ckpt)
+
+
+def test_nothing_to_train_is_said(synthetic, tmp_path, one_epoch):
+    import shutil
+
+    (tmp_path / "done" / "checkpoints").mkdir(parents=True)
+    shutil.copy(one_epoch, tmp_path / "done" / "checkpoints")
+    # A finished run started again: a warning, and the checkpoint it ended with.
+    with pytest.warns(UserWarning, match=r"checkpoint is at epoch 1 >= SOLVER.MAX_EPOCH 1; nothing to train: raise SOLVER.MAX_EPOCH"):
+        done = train(tiny_run(synthetic.root, tmp_path / "done", max_epoch=1), progress=False)
+    assert done.checkpoints == [] and done.final_checkpoint == tmp_path / "done" / "checkpoints" / one_epoch.name
+    # Fine-tuning from a checkpoint already at MAX_EPOCH would train nothing: an error, and nothing written.
+    run = tiny_run(synthetic.root, tmp_path / "fine", max_epoch=1).replace(
+        checkpoint=CheckpointConfig(period=1, train_path=str(one_epoch)))
+    with pytest.raises(VidactError, match=r"checkpoint is at epoch 1 >= SOLVER.MAX_EPOCH 1; nothing to train: .*CHECKPOINT_EPOCH_RESET True"):
+        train(run, progress=False)
+    assert not (tmp_path / "fine").exists()
+
+
 # -- configs and commands -------------------------------------------------------------------
 
 

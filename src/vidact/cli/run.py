@@ -77,17 +77,21 @@ def _check_demo_output(run) -> None:
 
 
 def _train_and_test(run, progress: bool) -> None:
-    """``vidact train`` then ``vidact test``, as their commands run them."""
+    """``vidact train`` then ``vidact test``, as their commands run them, except that the test
+    scores the weights just trained unless TEST.CHECKPOINT_FILE_PATH names others: PySlowFast's
+    pick, the highest-numbered checkpoint in OUTPUT_DIR, may be a stale one of an earlier, longer run."""
     from vidact.engine import distributed as dist
     from vidact.engine.trainer import test, train
 
+    trained = None
     try:
         if run.train.enable:
             result = train(run, progress=progress)
+            trained = result.final_checkpoint
             if dist.is_main_process() and result.final_metrics:
                 print(json.dumps({"epochs": run.solver.max_epoch, **result.final_metrics}, sort_keys=True))
         if run.test.enable:
-            metrics = test(run)
+            metrics = test(run, None if run.checkpoint.test_path else trained)
             if dist.is_main_process():
                 print(json.dumps(metrics, sort_keys=True))
     finally:

@@ -7,6 +7,8 @@ an exact resume needs: the AMP grad scaler, the learning-rate schedule position,
 random states (python, numpy, torch, CUDA) and the data sampler's epoch and seed.
 Files are ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth`` (1-based, as PySlowFast
 names them) and are written atomically; reading uses ``torch.load(weights_only=True)``.
+PySlowFast's own ``.pyth`` files (no ``format`` marker) can be resumed from too, as
+PySlowFast does: weights, optimizer state and epoch, without the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -28,18 +30,23 @@ from vidact.fileutil import atomic_path
 __all__ = [
     "capture_rng_state",
     "checkpoint_dir",
+    "checkpoint_number",
     "checkpoint_path",
     "demo_checkpoint",
+    "is_training_checkpoint",
     "latest_checkpoint",
     "load_optimizer_state",
     "load_training_checkpoint",
     "optimizer_mismatch",
+    "restore_optimizer_state",
     "restore_rng_state",
     "save_training_checkpoint",
 ]
 
 FORMAT = "vidact-train-1"
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
+# Keys PySlowFast's construct_optimizer adds to every parameter group; vidact has no use for them.
+_PYSLOWFAST_GROUP_KEYS = {"layer_decay", "apply_LARS"}
 
 
 def checkpoint_dir(output_dir: str | os.PathLike) -> Path:
@@ -58,6 +65,26 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
     return max(found)[1] if found else None
+
+
+def checkpoint_number(path: str | os.PathLike) -> int:
+    """The 1-based epoch a checkpoint's file name holds (``checkpoint_epoch_00010.pyth``: 10)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named checkpoint_epoch_NNNNN.pyth")
+    return int(match.group(1))
+
+
+def is_training_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint written by :func:`save_training_checkpoint`.
+
+    Memory-mapped, so the tensors are not read: cheap even for a large model.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # another format, a legacy torch file, damaged: not vidact's
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -129,17 +156,29 @@ def save_training_checkpoint(
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_training_checkpoint` (no code is run)."""
+    """Read a checkpoint to resume from (no code is run): one written by
+    :func:`save_training_checkpoint`, or PySlowFast's (``model_state``, ``epoch``, no ``format``).
+
+    Auto-resume finds it by name in ``OUTPUT_DIR/checkpoints``, so for a file that cannot be
+    resumed from, the advice is to move it out of there: passing it anywhere would not stop that.
+    """
     path = Path(path)
+    move_out = f"move it out of {path.parent} to train without it"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise VidactError(f"{path}: checkpoint not found; check the path") from None
     except Exception as err:  # truncated zip, foreign pickle, ...
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise VidactError(f"{path}: not a readable training checkpoint ({first_line}); delete it to start over") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise VidactError(f"{path}: not a vidact training checkpoint; pass it as TRAIN.CHECKPOINT_FILE_PATH to fine-tune from it")
+        raise VidactError(f"{path}: not a readable training checkpoint ({first_line}); {move_out}") from None
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return payload
+    state = payload.get("model_state") if isinstance(payload, dict) else None
+    epoch = payload.get("epoch") if isinstance(payload, dict) else None
+    if (not isinstance(state, Mapping) or not all(isinstance(t, torch.Tensor) for t in state.values())
+            or not isinstance(epoch, int) or isinstance(epoch, bool)):
+        raise VidactError(f"{path}: neither a vidact nor a PySlowFast training checkpoint (no model_state and epoch); "
+                          f"{move_out} (to fine-tune from it, pass its new path as TRAIN.CHECKPOINT_FILE_PATH)")
     return payload
 
 
@@ -154,8 +193,31 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     if reason is not None:
         warnings.warn(f"{source}: optimizer state not loaded ({reason}); the optimizer starts afresh", stacklevel=2)
         return False
-    optimizer.load_state_dict(state)
+    restore_optimizer_state(optimizer, state, source)
     return True
+
+
+def restore_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], source: str) -> None:
+    """Load a fitting ``state`` (see :func:`optimizer_mismatch`) but keep ``optimizer``'s settings.
+
+    ``load_state_dict`` would replace the parameter groups' hyperparameters with the stored
+    ones, so a changed SOLVER.MOMENTUM, WEIGHT_DECAY, NESTEROV, ... would silently not apply:
+    the optimizer's own (the config's) are put back and a warning names those that differ.
+    The learning rate is left alone: the schedule sets it before every step.
+    """
+    own = [{k: v for k, v in group.items() if k not in ("params", "param_names", "lr")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    changed: dict[str, str] = {}
+    for group, settings in zip(optimizer.param_groups, own):
+        for key in set(group) & _PYSLOWFAST_GROUP_KEYS:
+            del group[key]
+        for key, value in settings.items():
+            if group.get(key) != value:
+                changed.setdefault(key, f"{key} {group.get(key)} -> {value}")
+            group[key] = value
+    if changed:
+        warnings.warn(f"{source}: the config's optimizer settings differ from the checkpoint's and are used: "
+                      f"{', '.join(changed[key] for key in sorted(changed))}", stacklevel=2)
 
 
 def optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None) -> str | None:
@@ -169,7 +231,7 @@ def optimizer_mismatch(optimizer: torch.optim.Optimizer, state: dict[str, Any] |
         if len(stored["params"]) != len(group["params"]):
             return "parameter groups hold other parameters"
         # Only keys stored but unknown now: a newer torch may add group keys, which it fills in on loading.
-        lost = sorted(set(stored) - set(group) - {"params", "param_names"})
+        lost = sorted(set(stored) - set(group) - {"params", "param_names"} - _PYSLOWFAST_GROUP_KEYS)
         if lost:
             return f"stored parameter groups have {', '.join(lost)}, which this optimizer lacks"
         expected = _state_keys(optimizer, group)

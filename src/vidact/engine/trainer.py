@@ -32,12 +32,17 @@ from vidact.config.model import to_dict
 from vidact.config.run import RunConfig, SolverConfig
 from vidact.engine import distributed as dist
 from vidact.engine.checkpoint import (
+    FORMAT,
     checkpoint_dir,
+    checkpoint_number,
+    checkpoint_path,
     demo_checkpoint,
+    is_training_checkpoint,
     latest_checkpoint,
     load_optimizer_state,
     load_training_checkpoint,
     optimizer_mismatch,
+    restore_optimizer_state,
     restore_rng_state,
     save_training_checkpoint,
 )
@@ -259,11 +264,18 @@ def _classification_dataset(run: RunConfig, split: str) -> Dataset:
 
     # Periodic validation uses one centred view; `vidact test` the full multi-view protocol.
     views, crops = (run.test.num_ensemble_views, run.test.num_spatial_crops) if split == "test" else (1, 1)
-    return VideoClipDataset(
+    dataset = VideoClipDataset(
         split_list_file(run.data.data_dir, split), run.model.input, "train" if split == "train" else "test",
         separator=run.data.label_separator, path_prefix=run.data.path_prefix,
         num_ensemble_views=views, num_spatial_crops=crops, random_flip=run.data.random_flip, seed=run.seed,
     )
+    # Checked now: the loss would fail with a bare IndexError mid-epoch, the evaluator only after a whole test pass.
+    num_classes = run.model.num_classes
+    beyond = next((entry for entry in dataset.entries if entry.label >= num_classes), None)
+    if beyond is not None:
+        raise VidactError(f"{dataset.list_file}: label {beyond.label} (of {beyond.path}) is not below MODEL.NUM_CLASSES "
+                          f"{num_classes}; labels are 0-based: fix the list file or raise MODEL.NUM_CLASSES")
+    return dataset
 
 
 def _classification_evaluator(run: RunConfig, dataset: Dataset) -> BatchEvaluator:
@@ -405,31 +417,51 @@ class Trainer(TrainerBase):
         )
 
     def resume(self, path: str | os.PathLike) -> int:
-        """Load a training checkpoint; the epoch to continue with."""
+        """Load a checkpoint of ``OUTPUT_DIR/checkpoints``; the 0-based epoch to continue with.
+
+        vidact's own checkpoints resume exactly. A PySlowFast one resumes as PySlowFast does:
+        its weights, its optimizer (and grad scaler) state when that fits, at its epoch + 1;
+        a warning says that this is not exact (it holds no random states).
+        """
         payload = load_training_checkpoint(path)
-        advice = "use another OUTPUT_DIR or TRAIN.AUTO_RESUME False"
-        # Shapes first: load_state_dict reports another size (a changed MODEL.NUM_CLASSES) as a bare RuntimeError.
-        current = self.module.state_dict()
-        for name, stored in payload["model_state"].items():
-            if name in current and stored.shape != current[name].shape:
-                raise VidactError(f"{path}: checkpoint is for another model ({name} has shape {tuple(stored.shape)}, "
-                                  f"the model's is {tuple(current[name].shape)}); {advice}")
-        missing, unexpected = self.module.load_state_dict(payload["model_state"], strict=False)
-        if missing or unexpected:
-            raise VidactError(f"{path}: checkpoint is for another model ({len(missing)} tensors missing, "
-                              f"{len(unexpected)} unexpected); {advice}")
+        exact = payload.get("format") == FORMAT
+        # Auto-resume keeps finding another program's file by its name until it is moved out.
+        advice = "use another OUTPUT_DIR or TRAIN.AUTO_RESUME False" if exact else \
+            f"move it out of {Path(path).parent} to train without it"
+        self._load_model_state(path, payload["model_state"], advice)
+        start_epoch = int(payload["epoch"]) + 1
+        scaler_state = payload.get("scaler_state")
+        if scaler_state is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(scaler_state)
+        if not exact:
+            with_optimizer = load_optimizer_state(self.optimizer, payload.get("optimizer_state"), str(path))
+            lacking = "random-number" + (" or grad-scaler" if scaler_state is None and self.scaler.is_enabled() else "")
+            warnings.warn(f"{path}: PySlowFast checkpoint, resumed at epoch {start_epoch + 1} from its weights"
+                          f"{' and optimizer state' if with_optimizer else ''}; not an exact resume "
+                          f"(it holds no {lacking} state)", stacklevel=2)
+            return start_epoch
         # An exact resume needs the optimizer state; another setup would fail in load_state_dict or the first step.
         reason = optimizer_mismatch(self.optimizer, payload["optimizer_state"])
         if reason is not None:
             raise VidactError(f"{path}: optimizer state is for another SOLVER setup ({reason}); {advice}")
-        self.optimizer.load_state_dict(payload["optimizer_state"])
-        if payload["scaler_state"] is not None and self.scaler.is_enabled():
-            self.scaler.load_state_dict(payload["scaler_state"])
+        restore_optimizer_state(self.optimizer, payload["optimizer_state"], str(path))
         stored_seed = payload["sampler_state"].get("seed")
         if stored_seed is not None and stored_seed != getattr(self.data_loader.sampler, "seed", stored_seed):
             warnings.warn(f"{path}: saved with RNG_SEED {stored_seed}; the data order now differs", stacklevel=2)
         restore_rng_state(payload["rng_state"])
-        return int(payload["epoch"]) + 1
+        return start_epoch
+
+    def _load_model_state(self, path: str | os.PathLike, state: Mapping[str, torch.Tensor], advice: str) -> None:
+        # Shapes first: load_state_dict reports another size (a changed MODEL.NUM_CLASSES) as a bare RuntimeError.
+        current = self.module.state_dict()
+        for name, stored in state.items():
+            if name in current and stored.shape != current[name].shape:
+                raise VidactError(f"{path}: checkpoint is for another model ({name} has shape {tuple(stored.shape)}, "
+                                  f"the model's is {tuple(current[name].shape)}); {advice}")
+        missing, unexpected = self.module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise VidactError(f"{path}: checkpoint is for another model ({len(missing)} tensors missing, "
+                              f"{len(unexpected)} unexpected); {advice}")
 
 
 def default_hooks(
@@ -563,12 +595,20 @@ def _load_initial_weights(run: RunConfig, model: nn.Module, optimizer: torch.opt
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did."""
+    """What :func:`train` did. ``checkpoints`` are those it wrote (rank 0 writes them; every
+    rank gets the list); ``resumed_from`` the checkpoint it continued, if any."""
 
     trainer: Trainer
     start_epoch: int
     checkpoints: list[Path]
     final_metrics: dict[str, float]
+    resumed_from: Path | None = None
+
+    @property
+    def final_checkpoint(self) -> Path | None:
+        """The checkpoint of the weights training ended with: the last one written, else the one
+        resumed from (a run already at SOLVER.MAX_EPOCH trains nothing)."""
+        return self.checkpoints[-1] if self.checkpoints else self.resumed_from
 
 
 def train(
@@ -612,8 +652,15 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
     optimizer = build_optimizer(model, _scaled_solver(run))
     start_epoch = 0
     resume_from = latest_checkpoint(run.output_dir) if run.checkpoint.auto_resume else None
+    if resume_from is None and dist.is_main_process():
+        _warn_about_later_checkpoints(run)
     if resume_from is None and run.checkpoint.train_path:
         start_epoch = _load_initial_weights(run, model, optimizer)
+        if start_epoch >= run.solver.max_epoch:
+            # An error, not a finished run: fine-tuning was asked for, and `vidact run` would go on
+            # to test the unchanged weights as if fine-tuned.
+            raise VidactError(f"{run.checkpoint.train_path}: {_nothing_to_train(run, start_epoch)} "
+                              "or set TRAIN.CHECKPOINT_EPOCH_RESET True")
     ddp_model: nn.Module = model
     if dist.get_world_size() > 1:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -625,6 +672,11 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
     if resume_from is not None:
         start_epoch = trainer.resume(resume_from)
         logger.info("resumed from %s at epoch %d", resume_from, start_epoch + 1)
+        if start_epoch >= run.solver.max_epoch:  # a finished run started again: not an error
+            warnings.warn(f"{resume_from}: {_nothing_to_train(run, start_epoch)} to train on, "
+                          "or use another OUTPUT_DIR for a new run", stacklevel=2)
+    if dist.is_main_process():
+        _warn_before_overwriting(run, start_epoch)
 
     evaluate_fn = None
     val_set = _maybe_dataset(task, run, "val")
@@ -643,7 +695,36 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
     final = {}
     for _, scalars in trainer.events.history:
         final.update(scalars)
-    return TrainResult(trainer, start_epoch, checkpointer.saved, final)
+    saved = dist.all_gather_objects(checkpointer.saved)[0]  # rank 0's: the others write none
+    return TrainResult(trainer, start_epoch, saved, final, resume_from)
+
+
+def _nothing_to_train(run: RunConfig, start_epoch: int) -> str:
+    return (f"checkpoint is at epoch {start_epoch} >= SOLVER.MAX_EPOCH {run.solver.max_epoch}; "
+            "nothing to train: raise SOLVER.MAX_EPOCH")
+
+
+def _warn_about_later_checkpoints(run: RunConfig) -> None:
+    """Without auto-resume, checkpoints of an earlier, longer run outlive this one: a later
+    auto-resume (and PySlowFast's choice of the checkpoint to test) would take theirs."""
+    latest = latest_checkpoint(run.output_dir)
+    if latest is not None and checkpoint_number(latest) > run.solver.max_epoch:
+        warnings.warn(f"{latest.parent}: holds checkpoints of epochs up to {checkpoint_number(latest)}, later than this "
+                      f"run's SOLVER.MAX_EPOCH {run.solver.max_epoch}; they are left there and a later TRAIN.AUTO_RESUME "
+                      "would continue from them, not from this run: use another OUTPUT_DIR to keep runs apart", stacklevel=3)
+
+
+def _warn_before_overwriting(run: RunConfig, start_epoch: int) -> None:
+    """The checkpointer writes over any file named as a checkpoint it saves; one that is not
+    vidact's own (PySlowFast's) is lost then, so this says so first."""
+    period, last = max(1, run.checkpoint.period), run.solver.max_epoch
+    saved = [checkpoint_path(run.output_dir, epoch) for epoch in range(start_epoch, last)
+             if (epoch + 1) % period == 0 or epoch + 1 == last]  # as PeriodicCheckpointer saves
+    foreign = [path.name for path in saved if path.exists() and not is_training_checkpoint(path)]
+    if foreign:
+        them = "it" if len(foreign) == 1 else "them"
+        warnings.warn(f"{checkpoint_dir(run.output_dir)}: this run overwrites {', '.join(foreign)}, not written by vidact; "
+                      f"move {them} out of the folder first to keep {them}", stacklevel=3)
 
 
 def _maybe_dataset(task: Task, run: RunConfig, split: str) -> Dataset | None:
@@ -684,6 +765,7 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[st
             f"no checkpoint to test: set TEST.CHECKPOINT_FILE_PATH (or TRAIN.CHECKPOINT_FILE_PATH) "
             f"or train into {run.output_dir} first"
         )
+    logger.info("testing %s", path)
     device = dist.init_distributed(_device_type(run))
     task = get_task(run.test.dataset)
     with warnings.catch_warnings():
