@@ -183,6 +183,15 @@ def test_bench_threads_must_be_positive(capsys):
     assert "--threads 0 must be at least 1" in _one_error_line(capsys, "bench")
 
 
+def test_bench_json_that_cannot_be_written_is_refused_before_benchmarking(tmp_path, capsys, monkeypatch):
+    import vidact.tools.bench
+
+    monkeypatch.setattr(vidact.tools.bench, "run_bench", lambda *a, **k: pytest.fail("benchmarked first"))
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["bench", "--device", "cpu", "--json", str(tmp_path / "afile" / "b.json")]) == 2
+    assert "afile: cannot write output there" in _one_error_line(capsys, "bench")
+
+
 def test_a_binary_file_as_video_list_is_one_line(tmp_path, capsys):
     binary = tmp_path / "video.mp4"
     binary.write_bytes(bytes(range(256)) * 4)

@@ -203,7 +203,9 @@ def test_cli_prints_table_and_writes_json(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "content, fragment",
-    [("v,0902,0.1,0.1,0.5\n", "expected 7 or 8"), ("v,09x2,0.1,0.1,0.5,0.5,1,0.9\n", "must be integers")],
+    [("v,0902,0.1,0.1,0.5\n", "expected 7 or 8"), ("v,09x2,0.1,0.1,0.5,0.5,1,0.9\n", "must be integers"),
+     # vidact detect --rate 2's actions.csv: what to rerun, not only what is wrong
+     ("v,0000.000,0.1,0.1,0.5,0.5,1,0.9\n", "make the file with vidact detect --rate 1")],
 )
 def test_cli_bad_prediction_file_is_one_line_error(tmp_path, capsys, content, fragment):
     folder = shared_path("data", "ava", "mmaction2_eval_detection")

@@ -34,8 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidact.fileutil import check_writable_file
     from vidact.tools.bench import format_record, run_bench, write_json
 
+    if args.json:
+        check_writable_file(args.json)  # before minutes of benchmarking, not after
     result = run_bench(
         args.models or DEFAULT_MODELS, precisions=args.precisions, device=args.device, threads=args.threads,
         repeats=args.repeats, compile=args.compile, batch_sizes=args.batch_sizes, pipelines=args.pipelines, video=args.video, gemm_size=args.gemm_size,

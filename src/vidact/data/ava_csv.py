@@ -68,6 +68,11 @@ def read_ava_csv(path: str | os.PathLike, eighth_column: EighthColumn) -> AvaRow
             eighth = float(row[7]) if len(row) == 8 else missing_eighth
             numbers.append((float(int(row[1])), *map(float, row[2:6]), float(int(row[6])), eighth))
         except ValueError:
+            if _is_decimal(row[1]):  # vidact detect at a rate other than 1 Hz writes such times
+                raise VidactError(
+                    f"{path}:{line_no}: timestamp {row[1]} is not an integer second, as AVA evaluation needs; "
+                    "make the file with vidact detect --rate 1 (or 1/N Hz)"
+                ) from None
             raise VidactError(
                 f"{path}:{line_no}: timestamp and action_id must be integers and the box "
                 f"coordinates{' and ' + eighth_column if len(row) == 8 else ''} numbers: {','.join(row)}"
@@ -97,6 +102,15 @@ def read_excluded_timestamps(path: str | os.PathLike) -> set[tuple[str, int]]:
         except ValueError:
             raise VidactError(f"{path}:{line_no}: timestamp must be an integer: {row[1]!r}") from None
     return excluded
+
+
+def _is_decimal(text: str) -> bool:
+    """Whether ``text`` is a number but not an integer (``0000.500``, ``0001.000``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "." in text
 
 
 def write_ava_csv(path: str | os.PathLike, rows: AvaRows) -> None:
