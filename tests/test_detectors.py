@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import av
 import numpy as np
@@ -351,6 +352,22 @@ def test_precomputed_prediction_rows_threshold_and_errors(tmp_path):
     bad.write_text("a,zero,0,0,1,1\n")
     with pytest.raises(VidactError, match=r"bad.csv:1"):
         PrecomputedDetector(bad)
+
+
+def test_boxes_numbered_from_ava_second_900_without_a_start_are_noticed(tmp_path):
+    """Without --boxes-start 900 no keyframe matches and the run ends with "no person found"."""
+    from vidact.pipeline.detect import DetectNotice
+
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("v1,0902,0.1,0.1,0.5,0.9,,0.95\nv1,0903,0.1,0.1,0.5,0.9,,0.9\n")
+    with pytest.warns(DetectNotice, match="box times start at 902 s.*pass --boxes-start 900"):
+        PrecomputedDetector(boxes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DetectNotice)
+        found = PrecomputedDetector(boxes, starting_second=900).detections_at(2.0, 200, 100)
+        assert len(found) == 1
+        boxes.write_text("v1,2,0.1,0.1,0.5,0.9,,0.95\n")
+        PrecomputedDetector(boxes)
 
 
 # ---------------------------------------------------------------- factory

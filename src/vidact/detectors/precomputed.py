@@ -19,6 +19,9 @@ from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
 
+AVA_FIRST_SECOND = 900  # AVA's clips start at this second of their movie, and its files count from it
+
+
 def _is_score(text: str) -> bool:
     return any(c in text for c in ".eE")
 
@@ -53,6 +56,13 @@ class PrecomputedDetector:
                 f"{self.path} has boxes for {len(videos)} videos ({', '.join(videos[:3])}, ...): name the video id"
             )
         self.video_id = video_id if video_id is not None else (videos[0] if videos else "")
+        times = self._rows.get(self.video_id, {})
+        if starting_second == 0 and times and min(times) >= AVA_FIRST_SECOND:
+            # Else no keyframe matches a row and the run ends with "no person found".
+            from vidact.pipeline.detect import notice
+
+            notice(f"{self.path}: box times start at {min(times):g} s, as AVA's files count from the movie's second "
+                   f"{AVA_FIRST_SECOND}; if the video starts there, pass --boxes-start {AVA_FIRST_SECOND}")
 
     @staticmethod
     def _read(path: Path) -> dict[str, dict[float, dict[tuple[float, ...], float]]]:
