@@ -53,3 +53,20 @@ def write_vfr_video(path: Path, times_ms: list[int], width: int, height: int) ->
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def write_cut_video(path: Path, source: Path, seconds: float) -> Path:
+    """``ffmpeg -ss SECONDS -i SOURCE -c copy PATH``: the packets before the cut keep negative
+    times, which an edit list hides; the header still counts their frames."""
+    import av
+
+    with av.open(str(source)) as original, av.open(str(path), "w") as cut:
+        stream = original.streams.video[0]
+        copy = cut.add_stream_from_template(stream)
+        shift = int(seconds / stream.time_base)
+        for packet in original.demux(stream):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+                cut.mux(packet)
+    return path
+

@@ -244,3 +244,22 @@ def test_validation_without_keyframes_on_every_4th_second_says_why(counter):
     # No boxes at any second: the subsampling is not to blame.
     with pytest.raises(VidactError, match="give no keyframe with boxes; check the box lists"):
         build_ava_dataset(_ava(counter, detection_score_threshold=1.0), spec, "val")
+
+
+def test_a_keyframe_near_the_end_of_a_cut_video_repeats_its_last_frame(tmp_path):
+    """``ffmpeg -ss 1 -c copy`` keeps 80 frames in the header and shows 50: the clip is clamped to
+    those 50, as PySlowFast's get_sequence clamps (it failed, "frames did not decode")."""
+    from conftest import write_cut_video
+    from test_video_io import make_video
+
+    from vidact.data.ava_dataset import VideoFileSource
+    from vidact.io.sampling import centered_clip_indices_at_time
+
+    video = make_video(tmp_path / "numbered.mp4", [np.full((32, 48, 3), 4 + 3 * i, np.uint8) for i in range(80)], rate=30)
+    (tmp_path / "videos").mkdir()
+    write_cut_video(tmp_path / "videos" / "vid.mp4", video, 1.0)
+    spec = InputSpec(num_frames=4, sampling_rate=4, target_fps=30)
+    clip = VideoFileSource(tmp_path / "videos", time_offset=0).clip("vid", 1.6, spec)
+    numbers = [round((float(frame.mean()) - 4) / 3) - 30 for frame in clip]
+    expected = centered_clip_indices_at_time(1.6, spec, 30.0, 50).tolist()
+    assert numbers == expected and expected[-1] == 49

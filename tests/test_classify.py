@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path, write_vfr_video
+from conftest import shared_path, write_cut_video, write_vfr_video
 from torch import nn
 
 import vidact
@@ -282,17 +282,7 @@ def test_the_rendered_timeline_keeps_a_variable_frame_rate(shared, tmp_path):
 
 def test_a_video_cut_without_reencoding_is_as_long_as_it_plays(shared, tmp_path):
     """``ffmpeg -ss 1.5 -c copy``: the header still counts the hidden frames of the first GOP (280)."""
-    import av
-
-    source = tmp_path / "cut.mp4"
-    with av.open(str(shared_path(*VIDEO))) as original, av.open(str(source), "w") as cut:
-        stream = original.streams.video[0]
-        copy = cut.add_stream_from_template(stream)
-        shift = int(1.5 / stream.time_base)  # packets before the cut get negative times: an edit list hides them
-        for packet in original.demux(stream):
-            if packet.dts is not None:
-                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
-                cut.mux(packet)
+    source = write_cut_video(tmp_path / "cut.mp4", shared_path(*VIDEO), 1.5)
     with VideoReader(source) as reader:
         shown = sum(1 for _ in reader)
         assert reader.num_frames == 280 and shown == reader.shown_frames() < 280

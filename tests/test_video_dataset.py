@@ -98,3 +98,26 @@ def test_test_views_decode_the_frames_their_clip_names(tmp_path):
         frames = dataset._decode(dataset.entries[0], clip_index=clip_index, num_clips=10)
         numbers = [round((float(frame.mean()) - 4) / 3) for frame in frames]
         assert numbers == kinetics_clip_indices(80, 30.0, spec, clip_index, 10).tolist()
+
+
+def test_test_views_of_a_cut_video_count_the_frames_it_shows(tmp_path):
+    """``ffmpeg -ss 1 -c copy``: the header counts 80 frames, 50 play; views are placed over those 50
+    (as ``vidact classify`` places them), not over the header's count."""
+    import numpy as np
+    from conftest import write_cut_video
+    from test_video_io import make_video
+
+    from vidact.io.sampling import kinetics_clip_indices
+    from vidact.io.video import VideoReader
+
+    video = make_video(tmp_path / "numbered.mp4", [np.full((48, 64, 3), 4 + 3 * i, np.uint8) for i in range(80)], rate=30)
+    cut = write_cut_video(tmp_path / "cut.mp4", video, 1.0)
+    with VideoReader(cut) as reader:
+        assert (reader.num_frames, reader.shown_frames()) == (80, 50)
+    (tmp_path / "list.txt").write_text(f"{cut} 0\n")
+    spec = InputSpec(num_frames=4, sampling_rate=4, test_crop_size=48)
+    dataset = VideoClipDataset(tmp_path / "list.txt", spec, "test", num_ensemble_views=10, num_spatial_crops=1)
+    for clip_index in (0, 5, 9):
+        frames = dataset._decode(dataset.entries[0], clip_index=clip_index, num_clips=10)
+        numbers = [round((float(frame.mean()) - 4) / 3) - 30 for frame in frames]
+        assert numbers == kinetics_clip_indices(50, 30.0, spec, clip_index, 10).tolist()

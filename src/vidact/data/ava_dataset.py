@@ -215,11 +215,10 @@ class VideoFileSource:
     def clip(self, video_id: str, timestamp: float, spec: InputSpec) -> np.ndarray:
         """The ``T x H x W x 3`` uint8 RGB clip centred on ``timestamp - time_offset`` seconds of the video."""
         with VideoReader(self.path(video_id)) as reader:
-            if not reader.fps or not reader.num_frames:
+            shown = reader.shown_frames()  # not the header's count, which includes frames an edit list hides
+            if not reader.fps or not shown:
                 raise VidactError(f"{reader.name}: frame rate or frame count unknown; remux the video (e.g. to MP4)")
-            indices = centered_clip_indices_at_time(
-                timestamp - self.time_offset, spec, float(reader.fps), reader.num_frames
-            ).tolist()
+            indices = centered_clip_indices_at_time(timestamp - self.time_offset, spec, float(reader.fps), shown).tolist()
             wanted = set(indices)
             decoded: dict[int, np.ndarray] = {}
             with closing(reader.frames(start=reader.frame_time(min(indices)))) as frames:

@@ -179,8 +179,10 @@ class VideoClipDataset(Dataset):
         try:
             with VideoReader(entry.path) as reader:
                 fps = float(reader.fps) if reader.fps else float(self.spec.target_fps)
-                if reader.num_frames:
-                    indices = kinetics_clip_indices(reader.num_frames, fps, self.spec, clip_index, num_clips, rng=rng)
+                # Frames a player shows: a header also counts those an edit list hides (an `-ss -c copy` cut).
+                shown = reader.shown_frames()
+                if shown:
+                    indices = kinetics_clip_indices(shown, fps, self.spec, clip_index, num_clips, rng=rng)
                     frames = _decode_until(reader, int(indices.max()))
                     if len(frames) <= int(indices.max()):  # the container over-reported its length
                         indices = kinetics_clip_indices(len(frames), fps, self.spec, clip_index, num_clips, rng=rng)
