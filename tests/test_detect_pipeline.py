@@ -379,6 +379,79 @@ def test_the_drawn_video_keeps_a_variable_frame_rate_in_step(micro_model, tmp_pa
     np.testing.assert_allclose(drawn_times, source_times, atol=2e-3)
 
 
+def _flat_video(path: Path, frames: int, sample_aspect_ratio=None, last_frame_s: float | None = None) -> Path:
+    """A 160x120 10 fps H.264 MP4; optionally of non-square pixels, or with its last frame shown ``last_frame_s``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)  # time base 1/10: a packet's pts is its frame number
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
+        packets = []
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8, np.uint8), format="rgb24")
+            frame.pts = index
+            packets += stream.encode(frame)
+        packets += stream.encode(None)
+        for packet in packets:
+            if last_frame_s is not None and packet.pts == frames - 1:
+                packet.duration = round(last_frame_s * 10)
+            container.mux(packet)
+    return path
+
+
+def _fixed_person(frames):
+    from vidact.detectors.base import Detections
+
+    return [Detections(np.array([[20, 10, 80, 110]], np.float32), np.array([0.9], np.float32)) for _ in frames]
+
+
+def test_the_drawn_video_keeps_the_pixel_aspect_ratio(micro_model, tmp_path):
+    """Anamorphic video (SAR 64:51) must not play squashed; the data stay in stored pixels."""
+    import av
+    from fractions import Fraction
+
+    source = _flat_video(tmp_path / "sar.mp4", 5, sample_aspect_ratio=Fraction(64, 51))
+    result = detect_video(source, tmp_path / "out", model=micro_model, detector=_fixed_person, timeline=False)
+    with av.open(str(result.video)) as drawn:
+        assert drawn.streams.video[0].sample_aspect_ratio == Fraction(64, 51)
+    line = json.loads(result.jsonl.read_text().splitlines()[0])
+    assert (line["width"], line["height"], line["persons"][0]["box"]) == (160, 120, [20, 10, 80, 110])
+
+
+def test_a_held_last_frame_gets_keyframes_and_is_drawn_to_the_end(micro_model, tmp_path):
+    """Ten frames, the last (0.9 s) shown until 3.5 s, as a player shows it: keyframes up to 3 s."""
+    source = _flat_video(tmp_path / "held.mp4", 10, last_frame_s=2.6)
+    found = []
+    result = detect_video(source, tmp_path / "out", model=micro_model, detector=_fixed_person, timeline=False,
+                          on_keyframe=found.append)
+    assert [(k.time, k.frame_index) for k in found] == [(0.0, 0), (1.0, 9), (2.0, 9), (3.0, 9)]
+    with VideoReader(result.video) as drawn:
+        assert drawn.duration == pytest.approx(3.5, abs=1e-3)
+        assert [frame.index for frame in drawn] == list(range(10))
+
+
+@pytest.mark.parametrize("option", [("--rate", "inf"), ("--rate", "nan"), ("--end", "nan"), ("--end", "inf")])
+def test_a_rate_or_end_not_finite_is_one_line_exit_2(tmp_path, capsys, option):
+    out, boxes = tmp_path / "out", tmp_path / "boxes.csv"
+    boxes.write_text("flat,0,0.1,0.1,0.5,0.9,,0.99\n")
+    case = _tiny_case()
+    argv = ["detect", str(_flat_video(tmp_path / "flat.mp4", 5)), "--cfg", str(case / "config.yaml"),
+            "--weights", str(case / "model.pyth"), "--detector", f"csv:{boxes}", *option, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option[0] in err and option[1] in err
+    assert not out.exists()
+
+
+def test_the_api_refuses_a_rate_or_end_not_finite(micro_model, tmp_path):
+    source = _flat_video(tmp_path / "flat.mp4", 5)
+    for option in ({"rate": math.inf}, {"rate": math.nan}, {"end": math.nan}, {"end": math.inf}):
+        with pytest.raises(vidact.VidactError, match="finite"):
+            detect(source, model=micro_model, detector=_fixed_person, **option)
+
+
 def test_ctrl_c_ends_a_live_source_and_the_run_finishes(micro_model, tmp_path, monkeypatch):
     """A webcam has no end but Ctrl-C: the first ends the input, and what was found is kept."""
     import signal

@@ -29,9 +29,11 @@ def video(name: str) -> Path:
 
 
 def make_video(
-    path: Path, frames: list[np.ndarray], rate=10, pts=None, rotation=None, audio=False, gop=None, faststart=False
+    path: Path, frames: list[np.ndarray], rate=10, pts=None, rotation=None, audio=False, gop=None, faststart=False,
+    sar=None,
 ) -> Path:
-    """An H.264 MP4 of ``frames``; optionally explicit pts (1/rate units), a display rotation, AAC audio, moov first."""
+    """An H.264 MP4 of ``frames``; optionally explicit pts (1/rate units), a display rotation, AAC audio, moov first,
+    a sample (pixel) aspect ratio."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream("libx264", rate=rate)
@@ -40,6 +42,8 @@ def make_video(
             stream.codec_context.gop_size = gop
         if rotation is not None:
             stream.set_display_rotation(rotation)
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
         if audio:
             sound = container.add_stream("aac", rate=16000)
             sound.layout = "mono"
@@ -141,6 +145,35 @@ def test_display_rotation_is_applied(tmp_path, rotation, turns):
         rgb = next(iter(reader)).rgb
     assert rgb.shape == expected.shape
     assert np.abs(rgb.astype(int) - expected).mean() < 4
+
+
+@pytest.mark.parametrize("rotation, expected", [(None, Fraction(64, 51)), (90, Fraction(51, 64))])
+def test_sample_aspect_ratio_is_read_as_the_frames_come_out_and_written(tmp_path, rotation, expected):
+    """Non-square pixels (DV, anamorphic video): a quarter turn turns them too, and the writer tags them."""
+    path = make_video(tmp_path / "sar.mp4", numbered_frames(2), rotation=rotation, sar=Fraction(64, 51))
+    with VideoReader(path) as reader:
+        assert reader.sample_aspect_ratio == expected
+        frames = [frame.rgb for frame in reader]
+        out = tmp_path / "out.mp4"
+        with VideoWriter(out, 10, reader.width, reader.height, sample_aspect_ratio=reader.sample_aspect_ratio) as writer:
+            for rgb in frames:
+                writer.write(rgb)
+    with VideoReader(out) as written:
+        assert written.sample_aspect_ratio == expected
+    with VideoReader(video("mmaction2_test_video_structuralize.mp4")) as square:
+        assert square.sample_aspect_ratio is None  # untagged: square pixels
+
+
+@pytest.mark.parametrize("frames", [3, 10])  # x264 ends these on a B-frame, and on a P-frame
+def test_a_last_frame_shows_for_the_duration_given(tmp_path, frames):
+    """A last frame held longer than one frame (a slide, a paused recording): the video ends after it."""
+    out = tmp_path / "held.mp4"
+    with VideoWriter(out, 10, 64, 48) as writer:
+        for index, rgb in enumerate(numbered_frames(frames)):
+            writer.write(rgb, duration=2.5 if index == frames - 1 else None)
+    with VideoReader(out) as reader:
+        assert reader.duration == pytest.approx((frames - 1) / 10 + 2.5)
+        assert [frame.pts_seconds for frame in reader] == pytest.approx([k / 10 for k in range(frames)])
 
 
 def _bad_inputs(tmp: Path) -> dict[str, Path]:

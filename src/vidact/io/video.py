@@ -5,7 +5,8 @@ a stream URL and yields :class:`Frame` objects one at a time (memory stays
 bounded whatever the length). Timestamps come from each frame's presentation
 timestamp, so variable-frame-rate video is timed correctly, and the display
 rotation stored in the container is applied, so ``width``/``height`` and the
-arrays are what a player shows.
+arrays are what a player shows. A source's sample (pixel) aspect ratio is reported, not
+applied: frames keep their stored pixels.
 
 :class:`VideoWriter` writes H.264 MP4 at an exact (fractional) frame rate,
 optionally copying the audio of a source file, atomically.
@@ -27,6 +28,7 @@ from typing import Iterator
 import av
 import numpy as np
 from av.codec.hwaccel import HWAccel
+from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
 from vidact.errors import VidactError
@@ -282,6 +284,9 @@ class _AVSource:
         self.quarter_turns = round((self._first.rotation or 0) / 90) % 4
         height, width = self._first.height, self._first.width
         self.width, self.height = (height, width) if self.quarter_turns % 2 else (width, height)
+        # Pixels' width over height (anamorphic video, DV); frames come out turned, and so are their pixels.
+        sar = self.stream.sample_aspect_ratio
+        self.sample_aspect_ratio: Fraction | None = (1 / sar if self.quarter_turns % 2 else sar) if sar else None
         self._pts_table: list[int] | None = None
 
     def _check_complete(self) -> None:
@@ -354,6 +359,9 @@ class VideoReader:
     the file or stream, else the CPU, silently). Frames are the same RGB arrays either
     way, up to rounding. :attr:`decoder` says which one decodes: ``"nvdec"`` or
     ``"cpu"`` (always ``"cpu"`` for frame directories).
+
+    :attr:`sample_aspect_ratio` is the width over height of one pixel as a player shows it,
+    turned with the frames (None: square, or not stated). Frames are not stretched to it.
     """
 
     def __init__(self, source: str | int | os.PathLike, *, frames_fps: float = 30.0, hwaccel: str = "cpu"):
@@ -370,6 +378,7 @@ class VideoReader:
             self.width, self.height = self._dir.width, self._dir.height
             self.seekable, self.live = True, False
             self.decoder = "cpu"
+            self.sample_aspect_ratio: Fraction | None = None
         else:
             self._av = _AVSource(source, hwaccel)
             self.decoder = self._av.decoder
@@ -377,6 +386,7 @@ class VideoReader:
             self.fps, self.num_frames, self.duration = self._av.fps, self._av.num_frames, self._av.duration
             self.width, self.height = self._av.width, self._av.height
             self.seekable, self.live = self._av.seekable, self._av.live
+            self.sample_aspect_ratio = self._av.sample_aspect_ratio
         self._fresh = True  # nothing consumed yet: the probed first frame can be reused
 
     def __enter__(self) -> "VideoReader":
@@ -516,7 +526,8 @@ class VideoWriter:
 
     ``colorspace`` tags the YUV matrix: RGB arrays are converted with :attr:`RGB_COLORSPACE`,
     the default; pass :attr:`Frame.colorspace` when writing a source's own planes
-    (:meth:`frame_from_i420`).
+    (:meth:`frame_from_i420`). ``sample_aspect_ratio`` tags the pixels' shape (pass a source's
+    :attr:`VideoReader.sample_aspect_ratio` when writing its frames, or the video plays squashed).
     """
 
     RGB_COLORSPACE = Colorspace.ITU601  # the matrix RGB arrays are converted with
@@ -531,6 +542,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         colorspace: Colorspace | None = None,
+        sample_aspect_ratio: Fraction | None = None,
     ):
         if width <= 0 or height <= 0:
             raise VidactError(f"{path}: frame size must be positive, got {width}x{height}")
@@ -547,6 +559,7 @@ class VideoWriter:
             self.rate = self.rate.limit_denominator(1001)
         self._count = 0
         self._last_pts = -1
+        self._timed: tuple[int, int] | None = None  # (pts, duration) of a frame given its duration
         self._stack = ExitStack()
         try:
             tmp = self._stack.enter_context(atomic_path(self.path))
@@ -562,6 +575,8 @@ class VideoWriter:
             # I420 frames given). Untagged, players would take an HD video for BT.709.
             self._video.codec_context.colorspace = colorspace or self.RGB_COLORSPACE
             self._video.codec_context.color_range = ColorRange.MPEG
+            if sample_aspect_ratio:
+                self._video.codec_context.sample_aspect_ratio = sample_aspect_ratio
             # Ticks of 1/1000 frame: a frame given its source time keeps it (variable frame rate)
             # while frames of a constant rate stay exactly _TICKS apart.
             self._video.codec_context.time_base = 1 / (self.rate * _TICKS)
@@ -614,11 +629,16 @@ class VideoWriter:
         """A ``(3H/2) x W`` I420 array (:meth:`Frame.i420`) as the frame :meth:`write` encodes."""
         return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
-    def write(self, frame: np.ndarray | av.VideoFrame, seconds: float | None = None) -> None:
+    def write(
+        self, frame: np.ndarray | av.VideoFrame, seconds: float | None = None, duration: float | None = None
+    ) -> None:
         """Append one frame: an ``HxWx3`` uint8 RGB array of the size given at construction, or
         :meth:`frame_from_rgb`'s or :meth:`frame_from_i420`'s result. ``seconds`` places it at
         that time (a source frame's, for video of a variable frame rate); by default frames
-        follow each other at the writer's rate."""
+        follow each other at the writer's rate. ``duration`` (seconds) is how long the frame
+        shows if it is the last one written, i.e. where the video ends (default: one frame at
+        the writer's rate, as players take it; such a frame is encoded as a key frame); earlier
+        frames show until the next one's time."""
         if isinstance(frame, np.ndarray):
             if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
                 raise VidactError(
@@ -634,9 +654,24 @@ class VideoWriter:
         pts = self._count * _TICKS if seconds is None else round(seconds * self.rate * _TICKS)
         frame.pts = self._last_pts = max(pts, self._last_pts + 1)
         frame.time_base = 1 / (self.rate * _TICKS)
-        self._container.mux(self._video.encode(frame))
+        ticks = _TICKS
+        if duration is not None:
+            # x264 drops frame durations (FFmpeg 8.1), so the packet gets it; the MP4 muxer ends the
+            # track after the last packet in decode order. With B-frames the last frame shown is
+            # often decoded before others; made a key frame, it is decoded last.
+            ticks = max(1, round(duration * self.rate * _TICKS))
+            frame.pict_type = PictureType.I
+            self._timed = (frame.pts, ticks)
+        self._mux_video(self._video.encode(frame))
         self._count += 1
-        self._mux_audio_until(Fraction(frame.pts + _TICKS, _TICKS) / self.rate)
+        self._mux_audio_until(Fraction(frame.pts + ticks, _TICKS) / self.rate)
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        if self._timed is not None:
+            for packet in packets:
+                if packet.pts == self._timed[0]:
+                    packet.duration = self._timed[1]
+        self._container.mux(packets)
 
     def _mux_audio_until(self, seconds: Fraction | None) -> None:
         """Copy source audio packets up to ``seconds`` (all of them for None), keeping streams interleaved."""
@@ -653,5 +688,5 @@ class VideoWriter:
         with self._stack:
             if self._count == 0:
                 raise VidactError(f"{self.path}: no frames were written; nothing to save")
-            self._container.mux(self._video.encode(None))
+            self._mux_video(self._video.encode(None))
             self._mux_audio_until(None)

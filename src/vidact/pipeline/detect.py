@@ -302,6 +302,7 @@ class _Shared:
         self.frames: deque[_Entry] = deque()
         self.eof = False
         self.last_time = -math.inf
+        self.end_time = math.inf  # when the last frame stops showing, known at eof
         self.clip_floor = -math.inf  # time: frames wholly before it serve no pending clip
         self.render_floor = 0 if rendering else math.inf  # frame index: next frame to draw
         self.frame_waits: dict[int, int] = {}  # thread id -> keyframe it waits for frames for
@@ -356,9 +357,9 @@ class _Shared:
         limit = self.render_waiting if still_drawing else self.unprepared
         return limit is not None and any(number <= limit for number in self.frame_waits.values())
 
-    def finish(self) -> None:
+    def finish(self, end_time: float) -> None:
         with self.cond:
-            self.eof = True
+            self.eof, self.end_time = True, end_time
             self.cond.notify_all()
 
     def wait_past(self, seconds: float, keyframe: int) -> bool:
@@ -548,10 +549,7 @@ class DetectionRun:
         tracker_factory: Callable[[float], PersonTracker] | None = None,
         decode: str = "cpu",
     ):
-        if not rate > 0:
-            raise VidactError(f"prediction rate must be positive, got {rate}; pass e.g. --rate 1")
-        if end is not None and end < 0:
-            raise VidactError(f"--end must be 0 or more seconds, got {end}; pass e.g. --end 10")
+        _check_schedule(rate, end)
         if isinstance(source, VideoReader):
             self.reader = source
         else:
@@ -661,6 +659,7 @@ class DetectionRun:
     def _decode(self, shared: _Shared) -> None:
         last_needed = None if self.end is None else self.end + self.clip_offsets[-1]
         frames = iter(self.reader)
+        frame = None
         try:
             while not shared.stop.is_set():
                 with _Timer(shared, "decode"):
@@ -674,13 +673,20 @@ class DetectionRun:
                     break
         finally:
             frames.close()
-            shared.finish()
+            shared.finish(self._shown_until(shared.last_time, video_ended=frame is None))
+
+    def _shown_until(self, last_time: float, video_ended: bool) -> float:
+        """When the last frame stored, shown from ``last_time``, stops showing: one frame later, or
+        at the video's end (its stream's duration) where that is later: a slide or a paused
+        recording can end on a frame held for seconds."""
+        one_frame_later = last_time + 1.0 / self.fps
+        return max(one_frame_later, self.reader.duration or 0.0) if video_ended else one_frame_later
 
     def _detect(self, shared: _Shared, prepare_q: queue.Queue) -> None:
         number = 0
         while self.end is None or number / self.rate <= self.end + 1e-9:
             seconds = number / self.rate
-            if not shared.wait_past(seconds, number) and seconds > shared.last_time + 1.0 / self.fps - 1e-6:
+            if not shared.wait_past(seconds, number) and seconds > shared.end_time - 1e-6:
                 break  # the video ended before this keyframe (past the last frame's display time)
             entry = shared.frame_at(seconds)
             with _Timer(shared, "detect"):
@@ -794,7 +800,8 @@ class DetectionRun:
             _put(shared, encode_q, (frame, entry.time))  # at the source frame's time
             shared.set_render_floor(index + 1)
         shared.set_render_floor(math.inf)  # frames after --end are still decoded for the last clip
-        _put(shared, encode_q, _END)
+        # The last frame drawn shows until the first one not drawn (--end), else to the video's end.
+        _put(shared, encode_q, (_END, entry.time if entry is not None else shared.end_time))
 
     def _draw(self, frame: Frame, overlays: list, painter):
         """The encoder's frame of ``frame`` with ``overlays`` drawn.
@@ -817,21 +824,24 @@ class DetectionRun:
     def _encode(self, shared: _Shared, encode_q: queue.Queue) -> None:
         from vidact.io.video import VideoWriter
 
-        item = _get(shared, encode_q)
-        if item is _END:
+        frame, seconds = _get(shared, encode_q)
+        if frame is _END:
             raise VidactError(f"{self.name}: no frame to draw into the video")
         # Opened on the first frame, whose drawing decided the video's colour tag.
         # Frames keep their source times (video of a variable frame rate stays in step), scaled
-        # when the video plays at another rate than the source's (DEMO.OUTPUT_FPS).
+        # when the video plays at another rate than the source's (DEMO.OUTPUT_FPS). Each is
+        # written once the next arrives: the last one is given how long it shows.
         speed = Fraction(self.reader.fps or self.video_fps) / Fraction(self.video_fps)
         with VideoWriter(self.video_path, self.video_fps, self.width, self.height, preset=self.video_preset,
-                         colorspace=self._video_colorspace) as writer:
-            while item is not _END:
-                frame, seconds = item
+                         colorspace=self._video_colorspace,
+                         sample_aspect_ratio=self.reader.sample_aspect_ratio) as writer:
+            while frame is not _END:
+                following, following_seconds = _get(shared, encode_q)
+                duration = float((following_seconds - seconds) * speed) if following is _END else None
                 with _Timer(shared, "encode"):
-                    writer.write(frame, seconds=float(seconds * speed))
+                    writer.write(frame, seconds=float(seconds * speed), duration=duration)
                 self.frames_written += 1
-                item = _get(shared, encode_q)
+                frame, seconds = following, following_seconds
 
     # metrics -----------------------------------------------------------------
 
@@ -857,6 +867,16 @@ class DetectionRun:
         metrics["decoder"] = self.reader.decoder
         metrics.update(gpu_metrics)
         self.metrics = metrics
+
+
+def _check_schedule(rate: float, end: float | None) -> None:
+    """Refuse a keyframe rate or end that is not a finite number: ``inf`` passes a test of ``> 0``
+    and ``nan`` one of ``< 0``, and neither gives a schedule."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise VidactError(f"--rate must be a finite number of predictions per second above 0, got {rate}; "
+                          "pass e.g. --rate 1")
+    if end is not None and not (math.isfinite(end) and end >= 0):
+        raise VidactError(f"--end must be a finite number of seconds, 0 or more, got {end}; pass e.g. --end 10")
 
 
 def _person_for(result: KeyframeResult, track_id: int, box: np.ndarray) -> PersonActions | None:
@@ -1022,6 +1042,7 @@ def detect(
     """
     from vidact.api import parse_device
 
+    _check_schedule(rate, end)  # before a model is fetched
     if isinstance(model, ActionModel):
         if weights is not None:
             raise VidactError("weights= applies to a model name or config, not an ActionModel already loaded; "
@@ -1188,6 +1209,7 @@ def detect_many(
     The model and detector are built once; each video gets its own tracker, so the results
     do not depend on which process handles which video.
     """
+    _check_schedule(options.get("rate", 1.0), options.get("end"))  # before a model is fetched
     mine = shard(videos)
     if not mine:
         return []
