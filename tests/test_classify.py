@@ -92,6 +92,7 @@ def test_classify_render_keeps_frames_rate_and_size(tiny_cli_result):
     with VideoReader(video) as source, VideoReader(out / "timeline.mp4") as rendered:
         assert (rendered.num_frames, rendered.fps) == (source.num_frames, source.fps)
         assert (rendered.width, rendered.height) == (source.width, source.height)
+        assert rendered.sample_aspect_ratio == source.sample_aspect_ratio is not None  # not drawn squashed
         drawn, plain = rendered.frame_at(2.0).rgb.astype(int), source.frame_at(2.0).rgb.astype(int)
     # The panel is drawn top-left; the rest of the frame is the source (up to re-encoding).
     assert np.abs(drawn[:20, :60] - plain[:20, :60]).mean() > 20

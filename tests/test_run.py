@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ TINY = ("fixtures", "parity", "tiny_k400_slowfast")
 
 def cut_video(path, num_frames: int):
     """The first ``num_frames`` frames of the shared demo video, as a new file."""
-    with VideoReader(shared_path(*VIDEO)) as reader, VideoWriter(path, reader.fps, reader.width, reader.height) as writer:
+    with VideoReader(shared_path(*VIDEO)) as reader, VideoWriter(
+        path, reader.fps, reader.width, reader.height, sample_aspect_ratio=reader.sample_aspect_ratio
+    ) as writer:
         for frame in reader:
             if frame.index == num_frames:
                 break
@@ -57,6 +60,7 @@ def test_run_c2_yaml_writes_the_whole_video(tmp_path, monkeypatch, c2_checkpoint
     assert str(c2_checkpoint) in capsys.readouterr().out
     with VideoReader(source) as src, VideoReader(tmp_path / "out.mp4") as out:
         assert (out.num_frames, out.fps, out.width, out.height) == (40, src.fps, src.width, src.height)
+        assert out.sample_aspect_ratio == src.sample_aspect_ratio == Fraction(64, 51)  # not drawn squashed
 
 
 def test_kinetics_demo_tasks_buffer_and_drawing(tmp_path, monkeypatch):

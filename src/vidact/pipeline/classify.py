@@ -579,7 +579,7 @@ def render_timeline(
     num_classes = len(result.class_names)
     with VideoReader(source if source is not None else result.video) as reader:
         fps = reader.fps or result.fps
-        with VideoWriter(output, fps, reader.width, reader.height) as writer:
+        with VideoWriter(output, fps, reader.width, reader.height, sample_aspect_ratio=reader.sample_aspect_ratio) as writer:
             bar = tqdm(reader, total=result.num_frames, unit="frame", desc="render", disable=None if progress else True)
             for frame in bar:
                 # Windows were laid out on index / fps (the clips sample frames by index).

@@ -157,7 +157,8 @@ def run_kinetics_demo(
         sample = demo_clip_indices(length, spec.num_frames).tolist()
         total = -(-reader.num_frames // (length - demo.buffer_size)) if reader.num_frames else None
         written = tasks = 0
-        with VideoWriter(demo.output_file, fps, reader.width, reader.height) as writer:
+        with VideoWriter(demo.output_file, fps, reader.width, reader.height,
+                         sample_aspect_ratio=reader.sample_aspect_ratio) as writer:
             frames = (frame.rgb for frame in reader)
             bar = tqdm(_tasks(frames, length, demo.buffer_size), total=total, unit="task", disable=None if progress else True)
             for task, buffered, real in bar:
