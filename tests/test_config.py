@@ -266,8 +266,11 @@ def test_base_loop_and_missing_base_are_errors(tmp_path):
     with pytest.raises(VidactError, match="include each other"):
         load_pyslowfast(tmp_path / "a.yaml")
     missing = write(tmp_path, "m.yaml", "_BASE_: nowhere.yaml\n")
-    with pytest.raises(VidactError, match="nowhere.yaml: config file not found"):
+    with pytest.raises(VidactError) as error:
         load_pyslowfast(missing)
+    assert str(error.value) == (
+        f"{tmp_path / 'nowhere.yaml'} (the _BASE_ of {missing}) not found; _BASE_ paths are relative to the including file"
+    )
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
@@ -297,6 +300,20 @@ def test_values_coerced_like_yacs(tmp_path):
     assert run.solver.clip_grad_norm == 1.0  # a None default takes any type
     assert run.model.input.train_jitter_scales == (288, 360)
     assert run.demo.label_file is None and run.demo.input_video == "1"  # str keys are not evaluated
+
+
+def test_numbers_in_lists_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads 1e-1 as a string in a list too; PySlowFast would fail on it after an epoch."""
+    path = write(
+        tmp_path, "lrs.yaml",
+        f"_BASE_: {reference('fork/c2.yaml')}\nSOLVER:\n  LR_POLICY: steps_with_relative_lrs\n  STEPS: [0, 44]\n"
+        "  LRS: [1, 1e-1]\n  BETAS: [9e-1, 0.999]\n  CLIP_GRAD_L2NORM: 1e-1\nDATA:\n  STD: [0.225, 2.25e-1, 0.225]\n",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigWarning)
+        run = load_run_config(path)
+    assert run.solver.lrs == (1, 0.1) and run.solver.betas == (0.9, 0.999) and run.solver.clip_grad_norm == 0.1
+    assert run.model.input.std == (0.225, 0.225, 0.225)
 
 
 def test_int_for_float_converts_with_warning(tmp_path):
@@ -443,6 +460,10 @@ def test_channel_order_follows_the_training_pipeline():
         (["TEST.CHECKPOINT_TYPE", "onnx"], "TEST.CHECKPOINT_TYPE 'onnx'"),
         (["DEMO.VIS_MODE", "topk"], "DEMO.VIS_MODE 'topk' is not one of thres, top-k"),
         (["DATA.MEAN", '["a", "b", "c"]'], "DATA.MEAN .* must hold numbers"),
+        (["SOLVER.LRS", '[1, "x"]'], r"SOLVER.LRS \[1, 'x'\] must hold numbers; fix it$"),
+        (["SOLVER.STEPS", '[0, "a"]'], r"SOLVER.STEPS \[0, 'a'\] must hold whole numbers; fix it$"),
+        (["SOLVER.CLIP_GRAD_L2NORM", "1e-1x"], "SOLVER.CLIP_GRAD_L2NORM '1e-1x' must be a number, or None to leave it off"),
+        (["SOLVER.CLIP_GRAD_VAL", "[1]"], r"SOLVER.CLIP_GRAD_VAL \[1\] must be a number"),
         (["DATA.TRAIN_JITTER_SCALES", "[256.5, 320]"], "DATA.TRAIN_JITTER_SCALES .* must hold whole numbers"),
         (["RESNET.SPATIAL_STRIDES", "[[1, 1], [2, 2], [2, 2], [2, 2.5]]"], "RESNET.SPATIAL_STRIDES .* a whole number"),
         (["NONLOCAL.POOL", "[[1], [1], [1], [1]]"], "NONLOCAL.POOL .* a list of whole numbers"),
@@ -526,6 +547,32 @@ def test_vidact_yaml_partial_and_unknown_keys(tmp_path):
     typo = write(tmp_path, "t.yaml", "vidact_model:\n  resnet:\n    dept: 101\n")
     with pytest.raises(VidactError, match="t.yaml: unknown key vidact_model.resnet.dept"):
         load_model_config(typo)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("num_classes: '400'", "vidact_model.num_classes must be a whole number, got '400'"),
+        ("num_classes: 10.5", "vidact_model.num_classes must be a whole number, got 10.5"),
+        ("num_classes: 0", "vidact_model.num_classes must be at least 1, got 0"),
+        ("input_channels: 3", "vidact_model.input_channels must be a list, got 3"),
+        ("input_channels: [3, '3']", "vidact_model.input_channels must be a whole number, got '3'"),
+        ("arch: 3", "vidact_model.arch must be a string, got 3"),
+        ("dropout_rate: true", "vidact_model.dropout_rate must be a number, got True"),
+        ("resnet: {stride_1x1: 'no'}", "vidact_model.resnet.stride_1x1 must be true or false, got 'no'"),
+        ("input: {mean: [0.45, 0.45]}", "vidact_model.input.mean must list 3 values, got [0.45, 0.45]"),
+        ("resnet: {spatial_strides: 2}", "vidact_model.resnet.spatial_strides must be a list, got 2"),
+    ],
+)
+def test_vidact_yaml_values_of_another_type_are_one_line_errors(tmp_path, setting, message):
+    path = write(tmp_path, "m.yaml", f"vidact_model:\n  {setting}\n")
+    with pytest.raises(VidactError) as error:
+        load_model_config(path)
+    assert str(error.value) == f"{path}: {message}"
+    run_path = write(tmp_path, "r.yaml", f"vidact_run:\n  model:\n    {setting}\n")
+    with pytest.raises(VidactError) as error:
+        run_io_load(run_path)
+    assert str(error.value) == f"{run_path}: {message.replace('vidact_model', 'vidact_run.model')}"
 
 
 def test_vidact_yaml_floats_without_a_dot_are_numbers(tmp_path):

@@ -289,6 +289,36 @@ def test_checkpoints_are_readable_as_weights_and_fine_tune_with_new_head(synthet
     assert fine.trainer.module.head.projection.out_features == 5
 
 
+def test_fine_tuning_skips_weights_of_other_shapes_as_pyslowfast_does():
+    """c3_train.yaml's case: a fusion kernel other than the pretrain's. PySlowFast skips those
+    tensors ("does not match"); inference with the same weights stays an error."""
+    import dataclasses
+
+    from vidact.api import create_model
+    from vidact.config.pyslowfast import load_run_config as load_pyslowfast_run_config
+    from vidact.engine.trainer import _load_initial_weights
+    from vidact.weights.checkpoint import SkippedWeightsWarning
+
+    folder = shared_path("fixtures", "parity", "tiny_k400_slowfast")  # fusion kernel 7
+    weights = folder / "model_c2.pkl"
+    run = load_pyslowfast_run_config(folder / "config.yaml", [
+        "SLOWFAST.FUSION_KERNEL_SZ", "5", "TRAIN.CHECKPOINT_FILE_PATH", str(weights), "TRAIN.CHECKPOINT_TYPE", "caffe2",
+    ])
+    model = create_model(run.model)
+    initial = {n: t.clone() for n, t in model.state_dict().items()}
+    with pytest.warns(SkippedWeightsWarning, match=r"model_c2.pkl: skipped 4 tensors .*\(s1_fuse.conv_f2s.weight, "):
+        assert _load_initial_weights(run, model, build_optimizer(model, run.solver)) == 0
+    pretrained = torch.load(folder / "model.pyth", weights_only=True)["model_state"]
+    for name, tensor in model.state_dict().items():
+        expected = initial[name] if name.endswith("_fuse.conv_f2s.weight") or name.endswith("num_batches_tracked") else pretrained[name]
+        assert torch.equal(tensor, expected), name
+    with pytest.raises(VidactError, match="weights do not fit this model"):
+        create_model(run.model, weights=weights)
+    x3d = dataclasses.replace(run.checkpoint, train_path=str(shared_path("fixtures", "parity", "tiny_x3d", "model_c2.pkl")))
+    with pytest.raises(VidactError, match=r"only \d+ of \d+ tensors match"):  # another network altogether
+        _load_initial_weights(run.replace(checkpoint=x3d), model, build_optimizer(model, run.solver))
+
+
 @pytest.fixture(scope="module")
 def one_epoch(synthetic, tmp_path_factory):
     """A tiny run trained for one epoch: its checkpoint, copied into the tests' own OUTPUT_DIRs."""

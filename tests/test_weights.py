@@ -17,7 +17,7 @@ from vidact.cli.main import main
 from vidact.config.model import ModelConfig
 from vidact.errors import VidactError
 from vidact.weights import caffe2, native, pytorchvideo
-from vidact.weights.checkpoint import Checkpoint, load_into, read_checkpoint, sniff_format
+from vidact.weights.checkpoint import Checkpoint, SkippedWeightsWarning, load_into, read_checkpoint, sniff_format
 
 PARITY_CASES = ("tiny_k400_slowfast", "tiny_ava_slowfast_r101_nln", "tiny_x3d", "tiny_slow_i3d_nln")
 C2NAME_FILES = ("AVA_SLOWFAST_32x2_R101_50_50", "K400_SLOWFAST_8x8_R50", "X3D_M")
@@ -182,6 +182,28 @@ def test_clear_name_patterns_and_legacy_torch_format(tmp_path):
     assert torch.equal(checkpoint.state_dict["head.projection.weight"], state["module.head.projection.weight"])
 
 
+def test_pickled_numpy_arrays_keep_their_shapes(tmp_path):
+    """0-d arrays (num_batches_tracked) stay 0-d: np.ascontiguousarray makes them 1-d."""
+    from vidact.weights.detectron2 import load_detectron2_state_dict
+
+    state = pyth_state("tiny_k400_slowfast")
+    path = tmp_path / "np_state.pkl"  # a PySlowFast model_state of numpy arrays
+    path.write_bytes(pickle.dumps({"epoch": 0, "model_state": {n: t.numpy() for n, t in state.items()}}, protocol=2))
+    checkpoint = read_checkpoint(path)
+    assert all(checkpoint.state_dict[n].shape == t.shape and torch.equal(checkpoint.state_dict[n], t) for n, t in state.items())
+    assert load_into(StateModule({n: tuple(t.shape) for n, t in state.items()}), checkpoint).missing == []
+
+    transposed = np.arange(6, dtype=np.float32).reshape(2, 3).T
+    arrays = {"conv1_w": transposed, "res_conv1_bn_s": np.array(2.0, dtype=np.float32)}
+    converted = caffe2.convert_blobs(arrays)
+    assert converted["s1.pathway0_stem.bn.weight"].shape == ()
+    assert converted["s1.pathway0_stem.conv.weight"].is_contiguous()
+    d2 = tmp_path / "d2.pkl"
+    d2.write_bytes(pickle.dumps({"model": arrays}, protocol=2))
+    loaded = load_detectron2_state_dict(d2)
+    assert loaded["res_conv1_bn_s"].shape == () and torch.equal(loaded["conv1_w"], torch.from_numpy(transposed.copy()))
+
+
 # --- loading into a model -----------------------------------------------------------------
 
 
@@ -209,9 +231,47 @@ def test_wrong_architecture_is_one_line_error():
     with pytest.raises(VidactError) as excinfo:
         load_into(model, path)
     assert "do not fit" in one_line_error(excinfo, path)
-    with pytest.warns(UserWarning, match="re-initialised"):  # X3D's 400-way head vs the 10-way model
-        report = load_into(model, path, strict_architecture=False)
-    assert report.loaded and len(report.missing) > len(report.loaded)
+    with pytest.raises(VidactError) as excinfo:  # fine-tuning skips misfits, but not most of the model
+        load_into(model, path, strict_architecture=False)
+    assert re.search(r"only \d+ of \d+ tensors match by name and shape\); use the config", one_line_error(excinfo, path))
+
+
+def test_not_strict_skips_tensors_that_do_not_fit_with_one_warning():
+    """Fine-tuning loads as PySlowFast does: other shapes ("does not match") and names the model
+    lacks are skipped, here a fusion kernel of another size and an extra block."""
+    path = shared_path("fixtures", "parity", "tiny_k400_slowfast", "model.pyth")
+    state = pyth_state("tiny_k400_slowfast")
+    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    fusions = [n for n in shapes if n.endswith("_fuse.conv_f2s.weight")]
+    for name in fusions:
+        shapes[name] = (*shapes[name][:2], 5, *shapes[name][3:])
+    state = {**state, "s5.pathway0_res9.branch2.a.weight": torch.zeros(1)}
+    model = StateModule(shapes, fill=5.0)
+    with pytest.warns(SkippedWeightsWarning) as caught:
+        report = load_into(model, Checkpoint(path, "pyslowfast", state), strict_architecture=False)
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith(
+        f"{path}: skipped {len(fusions) + 1} tensors this model cannot take, as PySlowFast does ({', '.join(fusions[:3])}, ...)"
+    )
+    assert sorted(report.missing) == sorted(fusions) and report.unexpected == ["s5.pathway0_res9.branch2.a.weight"]
+    loaded = model.state_dict()
+    assert all(torch.all(loaded[n] == 5.0) for n in fusions)
+    assert all(torch.equal(loaded[n], t) for n, t in state.items() if n in shapes and n not in fusions)
+
+
+def test_dataparallel_prefix_is_named(tmp_path):
+    state = pyth_state("tiny_k400_slowfast")
+    path = tmp_path / "module.pyth"
+    torch.save({"epoch": 0, "model_state": {f"module.{n}": t for n, t in state.items()}}, path)
+    model = StateModule({n: tuple(t.shape) for n, t in state.items()})
+    for strict in (True, False):
+        with pytest.raises(VidactError) as excinfo:
+            load_into(model, path, strict_architecture=strict)
+        assert one_line_error(excinfo, path).endswith(
+            "its names carry the prefix 'module.' (saved from DataParallel): strip it, "
+            "or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN ['module.']"
+        )
+    assert load_into(model, read_checkpoint(path, clear_name_patterns=("module.",))).missing == []
 
 
 @pytest.mark.parametrize("change", ["extra block", "wider layer", "narrower caffe2 network"])
@@ -240,7 +300,8 @@ def test_inflation_repeats_over_time_and_divides(tmp_path):
     path = tmp_path / "c2d.pyth"
     torch.save({"model_state": {"s1.pathway0_stem.conv.weight": weight2d, "s1.pathway0_stem.bn.weight": torch.ones(4)}}, path)
     model = StateModule({"s1.pathway0_stem.conv.weight": (4, 3, 5, 3, 3), "s1.pathway0_stem.bn.weight": (4,)})
-    report = load_into(model, path, strict_architecture=False)
+    with pytest.warns(SkippedWeightsWarning, match=r"skipped 1 tensor this model cannot take"):
+        report = load_into(model, path, strict_architecture=False)
     assert report.shape_mismatched == [("s1.pathway0_stem.conv.weight", (4, 3, 3, 3), (4, 3, 5, 3, 3))]
     report = load_into(model, path, inflate=True)
     assert report.inflated == ["s1.pathway0_stem.conv.weight"] and report.missing == []
@@ -268,6 +329,15 @@ def test_malicious_pickle_runs_nothing(tmp_path):
         read_checkpoint(path)
     assert "system" in one_line_error(excinfo, path)
     assert not marker.exists()
+
+
+def test_pickle_may_not_build_a_bytearray(tmp_path):
+    # bytearray(4_000_000_000) in a 58-byte file would allocate 4 GB; weight pickles hold no bytearray.
+    path = tmp_path / "bytearray.pkl"
+    path.write_bytes(pickle.dumps({"blobs": {"conv1_w": bytearray(4)}}, protocol=2))
+    with pytest.raises(VidactError) as excinfo:
+        read_checkpoint(path)
+    assert "builtin__.bytearray: only containers" in one_line_error(excinfo, path)
 
 
 def test_malicious_torch_file_refused_by_weights_only(tmp_path):

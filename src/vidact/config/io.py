@@ -51,11 +51,7 @@ def model_config_from_yaml_data(data: Mapping, source: str) -> ModelConfig:
     if not isinstance(body, Mapping):
         raise VidactError(f"{source}: {VIDACT_MODEL_KEY} must be a mapping of model settings")
     _check_keys(ModelConfig, body, source, VIDACT_MODEL_KEY)
-    body = parse_numbers(ModelConfig, body, source, VIDACT_MODEL_KEY)
-    try:
-        return model_config_from_dict(body)
-    except TypeError as e:
-        raise VidactError(f"{source}: invalid model settings ({e})") from None
+    return model_config_from_dict(parse_numbers(ModelConfig, body, source, VIDACT_MODEL_KEY))
 
 
 def read_yaml_file(path: str | os.PathLike) -> Any:
@@ -107,14 +103,41 @@ def parse_number(hint: Any, value: Any, source: str, where: str) -> Any:
         raise VidactError(f"{source}: {where} must be a number, got {value!r}") from None
 
 
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def check_value(hint: Any, value: Any, source: str, where: str) -> Any:
+    """``value`` checked against its setting's type hint (a scalar, or a tuple of them with a
+    fixed or any length), float settings parsed; a wrong value would fail deep in the model."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise VidactError(f"{source}: {where} must be a list, got {value!r}")
+        if args[-1:] == (Ellipsis,):
+            args = args[:1] * len(value)
+        elif args and len(args) != len(value):
+            raise VidactError(f"{source}: {where} must list {len(args)} values, got {value!r}")
+        return tuple(check_value(arg, item, source, where) for arg, item in zip(args, value)) if args else value
+    if hint is float and type(value) is not bool:
+        value = parse_number(float, value, source, where)
+    if type(value) is not hint:
+        raise VidactError(f"{source}: {where} must be {_KINDS[hint]}, got {value!r}")
+    return value
+
+
 def parse_numbers(cls: type, values: Mapping, source: str, where: str) -> dict:
-    """``values`` (settings of dataclass ``cls``, nested sections included) with float settings parsed."""
+    """``values`` (settings of dataclass ``cls``, nested sections included) checked against
+    their types (:func:`check_value`) and lower bounds (field metadata ``min``)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     parsed = {}
     for key, value in values.items():
-        hint = hints.get(key)
-        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
             parsed[key] = parse_numbers(hint, value, source, f"{where}.{key}")
-        else:
-            parsed[key] = parse_number(hint, value, source, f"{where}.{key}")
+            continue
+        parsed[key] = check_value(hint, value, source, f"{where}.{key}")
+        minimum = fields[key].metadata.get("min")
+        if minimum is not None and parsed[key] < minimum:
+            raise VidactError(f"{source}: {where}.{key} must be at least {minimum}, got {parsed[key]!r}")
     return parsed

@@ -109,7 +109,7 @@ class DetectionConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "slowfast"  # c2d | i3d | slow | slowfast | x3d
-    num_classes: int = 400
+    num_classes: int = field(default=400, metadata={"min": 1})  # checked where vidact YAML is read
     dropout_rate: float = 0.5
     head_act: str = "softmax"  # softmax | sigmoid
     fc_init_std: float = 0.01

@@ -214,8 +214,12 @@ def _load_with_bases(path: Path, data: dict, sources: dict[str, str], chain: tup
         raise VidactError(f"{path}: _BASE_ must be a file path or a list of them, got {bases!r}; fix it")
     for base in bases:
         base_path = Path(os.path.expanduser(base))
-        if not base_path.is_absolute():
+        relative = not base_path.is_absolute()
+        if relative:
             base_path = path.parent / base_path
+        if not base_path.exists():
+            hint = "_BASE_ paths are relative to the including file" if relative else "check the path"
+            raise VidactError(f"{base_path} (the _BASE_ of {path}) not found; {hint}")
         _load_with_bases(base_path, data, sources, (*chain, resolved))
     _merge_raw(file_data, data, str(path), sources, prefix="")
 
@@ -404,6 +408,22 @@ class _Reader:
             raise self.error(f"{key} is None; vidact needs {_type_name(default)} here; set one")
         return _freeze(value)
 
+    def numbers(self, key: str, *, whole: bool = False) -> tuple:
+        """A list key vidact computes with. PyYAML reads 1e-1 (no dot) as a string in a list
+        too, where yacs keeps it and PySlowFast fails on it mid-training: it is read as the
+        number it spells, as :func:`_coerce` reads a single value."""
+        values = tuple(_literal(value) if isinstance(value, str) else value for value in self(key))
+        if not all(type(value) is int or (type(value) is float and not whole) for value in values):
+            raise self.error(f"{key} {list(self.cfg.get(key))} must hold {'whole ' if whole else ''}numbers; fix it")
+        return values
+
+    def optional_number(self, key: str) -> int | float | None:
+        """A key whose default None leaves a feature off, and that vidact uses as a number when set."""
+        value = self(key)
+        if value is not None and type(value) not in (int, float):
+            raise self.error(f"{key} {self.cfg.get(key)!r} must be a number, or None to leave it off; fix it")
+        return value
+
     def path(self, key: str) -> str | None:
         """A path key; PySlowFast's empty string (or a bare YAML key) means none."""
         value = self(key, none_ok=True)
@@ -585,7 +605,7 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
     # flips them to RGB unless AVA.BGR; DATA.REVERSE_INPUT_CHANNEL flips the normalised
     # tensor once more for every dataset. The weights learnt whatever order their training
     # data pipeline produced, so that pipeline (AVA for detection models) decides.
-    mean, std = r("DATA.MEAN"), r("DATA.STD")
+    mean, std = r.numbers("DATA.MEAN"), r.numbers("DATA.STD")
     reverse = r("DATA.REVERSE_INPUT_CHANNEL")
     ava_bgr = r("AVA.BGR")
     ava = r.dataset("TRAIN.DATASET") == "ava" or r("DETECTION.ENABLE")
@@ -599,9 +619,6 @@ def _input_spec(r: _Reader, num_pathways: int, alpha: int) -> InputSpec:
         raise r.error(f"DATA.TRAIN_JITTER_SCALES must be [min, max] short sides, got {list(scales)}")
     if len(mean) != 3 or len(std) != 3:
         raise r.error("DATA.MEAN and DATA.STD must have 3 entries (one per colour channel)")
-    for key, values in (("DATA.MEAN", mean), ("DATA.STD", std)):
-        if not all(type(x) in (int, float) for x in values):
-            raise r.error(f"{key} {r.cfg.get(key)} must hold numbers; fix it")
     if not _whole_numbers(scales):
         raise r.error(f"DATA.TRAIN_JITTER_SCALES {list(scales)} must hold whole numbers (short sides); fix it")
     for key in ("DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TEST_CROP_SIZE", "DATA.TRAIN_CROP_SIZE"):
@@ -675,20 +692,20 @@ def _run_config(r: _Reader) -> RunConfig:
             max_epoch=r("SOLVER.MAX_EPOCH"),
             cosine_end_lr=r("SOLVER.COSINE_END_LR"),
             cosine_after_warmup=r("SOLVER.COSINE_AFTER_WARMUP"),
-            steps=r("SOLVER.STEPS"),
-            lrs=r("SOLVER.LRS"),
+            steps=r.numbers("SOLVER.STEPS", whole=True),
+            lrs=r.numbers("SOLVER.LRS"),
             warmup_epochs=r("SOLVER.WARMUP_EPOCHS"),
             warmup_start_lr=r("SOLVER.WARMUP_START_LR"),
             optimizer=r("SOLVER.OPTIMIZING_METHOD"),
             momentum=r("SOLVER.MOMENTUM"),
             nesterov=r("SOLVER.NESTEROV"),
             dampening=r("SOLVER.DAMPENING"),
-            betas=r("SOLVER.BETAS"),
+            betas=r.numbers("SOLVER.BETAS"),
             weight_decay=r("SOLVER.WEIGHT_DECAY"),
             bn_weight_decay=r("BN.WEIGHT_DECAY"),
             zero_wd_1d_param=r("SOLVER.ZERO_WD_1D_PARAM"),
-            clip_grad_norm=r("SOLVER.CLIP_GRAD_L2NORM"),
-            clip_grad_value=r("SOLVER.CLIP_GRAD_VAL"),
+            clip_grad_norm=r.optional_number("SOLVER.CLIP_GRAD_L2NORM"),
+            clip_grad_value=r.optional_number("SOLVER.CLIP_GRAD_VAL"),
         ),
         test=TestConfig(
             enable=r("TEST.ENABLE"),

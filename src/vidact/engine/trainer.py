@@ -572,14 +572,16 @@ def _build_model(run: RunConfig, device: torch.device) -> nn.Module:
 def _load_initial_weights(run: RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Fine-tuning start: weights from TRAIN.CHECKPOINT_FILE_PATH; the epoch to start at.
 
-    The stored epoch and optimizer state carry over (PySlowFast) only when the whole model
-    loaded and ``CHECKPOINT_EPOCH_RESET`` is off; a new head means a new run from epoch 0.
+    Tensors that do not fit the model are skipped with a warning, as PySlowFast skips them: a
+    config may change a layer of the pretrained network (c3_train.yaml's fusion kernel). The
+    stored epoch and optimizer state carry over (PySlowFast) only when the whole model loaded
+    and ``CHECKPOINT_EPOCH_RESET`` is off; a new head means a new run from epoch 0.
     """
     from vidact.weights.checkpoint import load_into, read_checkpoint
 
     path = run.checkpoint.train_path
     checkpoint = read_checkpoint(path, clear_name_patterns=run.checkpoint.clear_name_patterns)
-    report = load_into(model, checkpoint, inflate=run.checkpoint.inflate)
+    report = load_into(model, checkpoint, inflate=run.checkpoint.inflate, strict_architecture=False)
     logger.info("fine-tuning from %s: %s", path, report.summary())
     stored_epoch = checkpoint.metadata.get("epoch")
     if run.checkpoint.epoch_reset or stored_epoch is None or report.head_reinitialised or report.missing:

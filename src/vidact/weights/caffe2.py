@@ -16,6 +16,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
+from vidact.weights.safe_pickle import array_to_tensor
+
 # (pattern, replacement), applied in this order with re.sub.
 _C2_TO_PT_RULES: tuple[tuple[str, str], ...] = (
     (r"^nonlocal_conv([0-9]+)_([0-9]+)_(.*)", r"s\1.pathway0_nonlocal\2_\3"),
@@ -160,7 +162,7 @@ def convert_blobs(blobs: Mapping[str, object]) -> dict[str, torch.Tensor]:
         array = np.asarray(value)
         if array.dtype.kind not in "fiub":
             continue  # not a weight (e.g. a string blob)
-        state[c2_to_pytorch_name(c2_name)] = torch.from_numpy(np.ascontiguousarray(array))
+        state[c2_to_pytorch_name(c2_name)] = array_to_tensor(array)
     return state
 
 

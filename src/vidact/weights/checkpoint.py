@@ -41,6 +41,10 @@ class HeadReinitialisedWarning(UserWarning):
     """A checkpoint's classifier head had another size and was re-initialised (see :func:`load_into`)."""
 
 
+class SkippedWeightsWarning(UserWarning):
+    """Fine-tuning skipped checkpoint tensors that do not fit the model (see :func:`load_into`)."""
+
+
 @dataclass
 class Checkpoint:
     """A checkpoint's weights under PySlowFast names, plus whatever config it carried."""
@@ -184,11 +188,12 @@ def load_into(
       repeating them over time and dividing by T (I3D inflation); equal shapes copy.
     - A classifier head of another size (``head.projection``) is not loaded; the
       model's head is re-initialised and the report and a warning say so.
-    - With ``strict_architecture``, weights of another architecture raise :class:`VidactError`
-      instead of silently leaving parts of the model random: tensors other than the head's
-      that have another shape or no place in the model, or less than half of it matching.
-    Other mismatches are skipped and listed in the report. ``num_batches_tracked``
-    is never reported as missing.
+    - Less than half of the model matching raises :class:`VidactError`: weights of another network.
+    - With ``strict_architecture`` (running a model), any other tensor that has another shape or
+      no place in the model raises too, instead of silently leaving parts of the model random.
+      Without it (fine-tuning) they are skipped as PySlowFast skips them, with one
+      :class:`SkippedWeightsWarning`.
+    Mismatches are listed in the report. ``num_batches_tracked`` is never reported as missing.
     """
     checkpoint = checkpoint_or_path if isinstance(checkpoint_or_path, Checkpoint) else read_checkpoint(checkpoint_or_path)
     target = model.state_dict()
@@ -220,23 +225,21 @@ def load_into(
 
     counted = [n for n in target if not n.endswith("num_batches_tracked")]
     loaded_count = sum(1 for n in counted if n in to_load)
-    if strict_architecture:
-        # Only the classifier head may differ (fine-tuning to other classes); anything else
-        # means another architecture, whose weights would leave parts of the model random.
-        foreign = [n for n in report.unexpected if not n.startswith(_HEAD_PREFIX)]
-        misfit = [n for n, _, _ in report.shape_mismatched if not n.startswith(_HEAD_PREFIX)]
-        if loaded_count < _MIN_LOADED_FRACTION * len(counted):
-            reason = f"only {loaded_count} of {len(counted)} tensors match by name and shape"
-        elif misfit:
-            reason = f"{len(misfit)} tensors have other shapes, e.g. {misfit[0]}"
-        elif foreign:
-            reason = f"{len(foreign)} tensors have no place in it, e.g. {foreign[0]}"
-        else:
-            reason = None
-        if reason is not None:
-            raise VidactError(
-                f"{checkpoint.path}: weights do not fit this model ({reason}); use the config the checkpoint was trained with"
-            )
+    if loaded_count < _MIN_LOADED_FRACTION * len(counted):
+        reason = f"only {loaded_count} of {len(counted)} tensors match by name and shape"
+        raise VidactError(f"{checkpoint.path}: weights do not fit this model ({reason}); {_prefix_hint(state, target_shapes)}")
+    # Only the classifier head may differ silently (fine-tuning to other classes).
+    misfit = [n for n, _, _ in report.shape_mismatched if not n.startswith(_HEAD_PREFIX)]
+    foreign = [n for n in report.unexpected if not n.startswith(_HEAD_PREFIX)]
+    skipped = misfit + foreign
+    if skipped and strict_architecture:
+        reason = f"{len(misfit)} tensors have other shapes, e.g. {misfit[0]}" if misfit else f"{len(foreign)} tensors have no place in it, e.g. {foreign[0]}"
+        raise VidactError(f"{checkpoint.path}: weights do not fit this model ({reason}); use the config the checkpoint was trained with")
+    if skipped:
+        names = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        count = f"{len(skipped)} tensors" if len(skipped) > 1 else "1 tensor"
+        warnings.warn(f"{checkpoint.path}: skipped {count} this model cannot take, as PySlowFast does ({names}); "
+                      "those layers keep their initialisation", SkippedWeightsWarning, stacklevel=2)
 
     model.load_state_dict(to_load, strict=False)
     report.loaded = [n for n in target if n in to_load]
@@ -250,6 +253,17 @@ def load_into(
         warnings.warn(message, HeadReinitialisedWarning, stacklevel=2)
     logger.info("%s: %s", checkpoint.path, report.summary())
     return report
+
+
+def _prefix_hint(state: Mapping[str, torch.Tensor], target_shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """What to do about weights that do not fit: strip a prefix all their names carry, when that makes them fit."""
+    prefix = os.path.commonprefix(list(state))
+    prefix = prefix[: prefix.rfind(".") + 1]
+    if prefix and sum(name[len(prefix):] in target_shapes for name in state) >= _MIN_LOADED_FRACTION * len(target_shapes):
+        origin = " (saved from DataParallel)" if prefix == "module." else ""
+        return (f"its names carry the prefix {prefix!r}{origin}: strip it, "
+                f"or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN [{prefix!r}]")
+    return "use the config the checkpoint was trained with"
 
 
 def checkpoint_model_config(checkpoint: Checkpoint, cfg_path: str | os.PathLike | None = None) -> ModelConfig:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vidact.errors import VidactError
-from vidact.weights.safe_pickle import load_pickle
+from vidact.weights.safe_pickle import array_to_tensor, load_pickle
 
 ZOO_URL_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
 DETECTRON2_SCHEME = "detectron2://"
@@ -114,7 +114,7 @@ def _load_pkl(path: Path) -> dict[str, torch.Tensor]:
     for name, value in model.items():
         if not isinstance(value, np.ndarray):
             raise VidactError(f"{path}: entry {name!r} is {type(value).__name__}, not an array; re-download the checkpoint")
-        state[name] = torch.from_numpy(np.ascontiguousarray(value))
+        state[name] = array_to_tensor(value)
     return state
 
 

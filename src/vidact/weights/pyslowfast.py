@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from vidact.errors import VidactError
+from vidact.weights.safe_pickle import array_to_tensor
 
 
 @dataclass
@@ -35,7 +36,7 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return array_to_tensor(value)
     return None
 
 

@@ -16,6 +16,7 @@ import pickle
 import struct
 
 import numpy as np
+import torch
 
 from vidact.errors import VidactError
 
@@ -40,8 +41,9 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = multiarray._reconstruct
         allowed[(module, "scalar")] = multiarray.scalar
+    # Not bytearray: bytearray(4_000_000_000) in a 58-byte file allocates 4 GB, and no weight pickle holds one.
     for module in ("builtins", "__builtin__"):
-        for name, obj in (("set", set), ("frozenset", frozenset), ("bytearray", bytearray)):
+        for name, obj in (("set", set), ("frozenset", frozenset)):
             allowed[(module, name)] = obj
     return allowed
 
@@ -88,3 +90,12 @@ def loads_pickle(data: bytes, name: str = "<bytes>"):
         detail = str(err) if len(str(err)) <= 60 else str(err)[:57] + "..."  # garbage bytes can make it kilobytes long
         raise VidactError(f"{name}: not a readable pickle checkpoint ({type(err).__name__}: {detail}); "
                           "pass a .pyth, .pkl or .safetensors checkpoint, re-downloaded if it is one") from None
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor of an unpickled array: its shape and values, in C order.
+
+    Not ``np.ascontiguousarray``: it returns at least 1-d, so a 0-d ``num_batches_tracked``
+    would no longer fit the model.
+    """
+    return torch.from_numpy(np.require(array, requirements="C"))
