@@ -710,3 +710,16 @@ def test_a_uint8_clip_is_normalised_in_the_call_as_prepare_does_it(micro_model):
     inputs, rois = micro_model.prepare(frames, np.array([[10, 20, 200, 240.0], [150, 30, 330, 250]]), 256, 341)
     assert isinstance(inputs, list)  # on the CPU, prepare normalises
     np.testing.assert_array_equal(micro_model(torch.from_numpy(frames), rois), micro_model(inputs, rois))
+
+
+def test_a_kinetics_model_is_refused_before_its_weights_are_fetched(monkeypatch):
+    """detect --model slowfast_8x8_r50 downloaded 270 MB (or, offline, asked the user to) and then refused it."""
+    import vidact.api
+    from vidact.errors import VidactError
+    from vidact.pipeline.detect import load_action_model
+
+    monkeypatch.setattr(vidact.api, "fetch_weights", lambda *a, **k: pytest.fail("weights fetched first"))
+    with pytest.raises(VidactError, match="slowfast_8x8_r50: a Kinetics classifier.*detect needs an AVA model"):
+        load_action_model("slowfast_8x8_r50")
+    with pytest.raises(VidactError, match="a Kinetics classifier"):
+        load_action_model(shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml"))

@@ -946,6 +946,9 @@ def load_action_model(
     else:
         spec = model if model is not None else DEFAULT_AVA_MODEL
         resolved = resolve_model(spec)
+        if not resolved.config.detection.enable:  # before its weights are fetched (hundreds of MB) to be refused
+            raise VidactError(f"{spec}: a Kinetics classifier, without a box head (DETECTION.ENABLE false); "
+                              "detect needs an AVA model (vidact models --task ava)")
         if weights is None and resolved.entry is not None:
             weights = "default"
         if weights is None and resolved.checkpoint is None:  # a checkpoint file brings its own weights

@@ -31,7 +31,7 @@ def _timestamps_are_whole(results: Sequence[KeyframeResult]) -> bool:
 def write_actions_csv(path: str | os.PathLike, video_id: str, results: Sequence[KeyframeResult]) -> None:
     """AVA detections: one row per person, keyframe and class, ``video_id,timestamp,x1,y1,x2,y2,action_id,score``.
 
-    Every class's score is written (the AVA evaluator ranks them all); ``action_id`` is the
+    Every class's score is written (as PySlowFast does; the evaluator keeps each keyframe's 50 best); ``action_id`` is the
     class index + 1, boxes are normalised. Keyframes at whole seconds (any integer rate of
     1 Hz or a divisor) are written as AVA's integer timestamps; other rates give times with 3
     decimals, which the AVA evaluator, keyed on whole seconds, does not read.
