@@ -723,3 +723,40 @@ def test_a_kinetics_model_is_refused_before_its_weights_are_fetched(monkeypatch)
         load_action_model("slowfast_8x8_r50")
     with pytest.raises(VidactError, match="a Kinetics classifier"):
         load_action_model(shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml"))
+
+
+def test_clips_of_a_millisecond_time_base_are_get_sequence(micro_model, tmp_path, monkeypatch):
+    """MKV keeps 30 fps frame times in whole ms (frame 14 at 0.467 s, after 14/30 s): each instant
+    takes the nearest frame, so the clip is PySlowFast's get_sequence whatever the container."""
+    import av
+
+    from vidact.io.sampling import centered_clip_indices
+
+    source = tmp_path / "numbered.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(60):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 4 + 3 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    clips = []
+    prepare = micro_model.prepare
+    monkeypatch.setattr(micro_model, "prepare", lambda clip, *a: clips.append(clip) or prepare(clip, *a))
+    detect_video(source, tmp_path / "out", model=micro_model, detector=_fixed_person, video=False, timeline=False)
+    numbers = [round((float(frame.mean()) - 4) / 3) for frame in clips[1]]  # the keyframe at 1 s
+    spec = micro_model.spec
+    assert numbers == centered_clip_indices(30, spec.num_frames, spec.sampling_rate, 60).tolist()
+
+
+def test_an_instant_between_frames_takes_the_nearest_as_ffmpeg_r_30_does():
+    """A 29.97 fps source sampled at 30 fps instants: frame j shows 0.03 j ms late, the nearest is j."""
+    from vidact.config.model import InputSpec
+    from vidact.io.sampling import centered_clip_indices_at_time
+
+    spec = InputSpec(num_frames=4, sampling_rate=1, target_fps=30)
+    indices = centered_clip_indices_at_time(10.0, spec, 30000 / 1001, 1000).tolist()
+    assert indices == [298, 299, 300, 301]  # the last frame shown at or before gave 297-300

@@ -12,7 +12,7 @@ lasts ``num_frames * sampling_rate / target_fps`` seconds, i.e.
 ``num_frames`` indices are spread (:func:`kinetics_clip_indices`). For a
 centred clip at a time on a source whose rate differs from the model's,
 :func:`centered_clip_indices_at_time` samples the same instants a 30 fps source
-would have and takes, for each, the last source frame shown at or before it.
+would have and takes, for each, the nearest source frame.
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ def centered_clip_indices_at_time(
     """The centred clip of ``spec`` around a time, for a source of any frame rate.
 
     Samples the instants ``center + k / target_fps`` for the offsets ``k`` of
-    :func:`centered_clip_indices` and maps each to the last source frame shown at
-    or before it. With ``source_fps == spec.target_fps`` this equals
+    :func:`centered_clip_indices` and maps each to the nearest source frame (the
+    earlier one of two as near), as ``ffmpeg -r 30`` picks the frames PySlowFast's AVA
+    models are trained on. With ``source_fps == spec.target_fps`` this equals
     ``centered_clip_indices(round(center * fps), ...)``.
     """
     half = spec.clip_span // 2
     offsets = torch.arange(-half, half, spec.sampling_rate, dtype=torch.float64)
     times = center_seconds + offsets / spec.target_fps
-    # The epsilon keeps an instant that falls exactly on a frame from dropping to the previous one.
-    indices = torch.floor(times * source_fps + 1e-6).long()
+    indices = torch.ceil(times * source_fps - 0.5).long()
     return _clamped(indices, num_source_frames)
 
 

@@ -5,7 +5,7 @@ keyframe a person detector finds boxes, ByteTrack gives them ids, and the action
 scores every person at once on the clip of ``NUM_FRAMES x SAMPLING_RATE`` frames centred on
 the keyframe: the instants ``t + k / target_fps`` (``k`` stepping by the sampling rate over
 ``[-span/2, span/2)``, as :func:`vidact.io.sampling.centered_clip_indices_at_time`), each
-taken from the last frame shown at or before it, by the frames' real timestamps.
+taken from the nearest frame by the frames' real timestamps.
 Frames are resized and normalised as PySlowFast's AVA demo does
 (:func:`vidact.transforms.ava_test_clip`), boxes scaled with
 :func:`vidact.transforms.scale_boxes`.
@@ -378,13 +378,16 @@ class _Shared:
             return self.last_time > seconds
 
     def frame_at(self, seconds: float) -> _Entry:
-        """The held frame shown at ``seconds``: the last at or before it (the first if none is)."""
+        """The held frame nearest ``seconds`` (the earlier of two as near), as ``ffmpeg -r 30``
+        samples AVA's frames; by nearness, not "shown at", since containers round frame times
+        to their time base (MKV: 1 ms, so 30 fps frame 2 sits at 0.067 s, after 2/30 s)."""
         with self.cond:
             chosen = self.frames[0]
             for entry in self.frames:
-                if entry.time > seconds + 1e-6:  # an instant on a frame's own time picks that frame
+                if abs(entry.time - seconds) < abs(chosen.time - seconds):
+                    chosen = entry
+                elif entry.time > seconds:
                     break
-                chosen = entry
             return chosen
 
     def next_frame(self, after_index: int) -> _Entry | None:
