@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +13,12 @@ from torch import nn
 from vidact.config.model import ModelConfig
 from vidact.errors import VidactError
 from vidact.weights.checkpoint import Checkpoint
-from vidact.weights.zoo import ZooEntry, get_entry, list_models
+from vidact.weights.zoo import DEFAULT_KINETICS_MODEL, ZOO, ZooEntry, get_entry, list_models
+
+if TYPE_CHECKING:  # the pipelines load only when detect/classify are called
+    from vidact.detectors.base import PersonDetector
+    from vidact.pipeline.classify import ClassifyResult
+    from vidact.pipeline.detect import ActionModel, ActionThresholds, DetectionRun
 
 __all__ = ["classify", "create_model", "detect", "list_models", "resolve_model"]
 
@@ -73,9 +79,9 @@ def _is_checkpoint(path: str) -> bool:
 
 def create_model(
     name_or_config: str | os.PathLike | ModelConfig,
+    *,
     weights: str | os.PathLike | Checkpoint | None = None,
     num_classes: int | None = None,
-    *,
     progress: bool = True,
 ) -> nn.Module:
     """Build a model, optionally with weights.
@@ -85,7 +91,7 @@ def create_model(
             a YAML file (vidact's own or a PySlowFast config), or a checkpoint that stores
             its config (``vidact convert``'s ``.safetensors``, a PySlowFast ``.pyth``), whose
             weights are then loaded unless ``weights`` names others.
-        weights: ``None`` for random initialisation, ``"default"`` for the zoo
+        weights: ``None`` for random initialisation, ``"default"`` (in any case) for the zoo
             entry's official checkpoint (downloaded into the cache once), or a
             path to a checkpoint in any supported format (or one already read).
         num_classes: replace the classifier; loaded weights of another head size
@@ -105,17 +111,7 @@ def create_model(
     if num_classes is not None and num_classes != config.num_classes:
         config = config.replace(num_classes=num_classes)
 
-    checkpoint_path = resolved.checkpoint
-    if isinstance(weights, Checkpoint):
-        checkpoint_path = weights
-    elif weights is not None:
-        if os.fspath(weights) == "default":
-            if resolved.entry is None:
-                raise VidactError('weights="default" needs a zoo model name; pass a checkpoint path for configs')
-            checkpoint_path = fetch_weights(resolved.entry, progress=progress)
-        else:
-            checkpoint_path = Path(weights)
-
+    checkpoint_path = _weights_source(weights, resolved, progress=progress)
     model = build_model(config)
     model.config = config
     model.zoo_entry = resolved.entry
@@ -131,13 +127,39 @@ def create_model(
             # A num_classes override gives a fresh head the stored names no longer describe.
             model.labels = labels if labels is not None and len(labels) == config.num_classes else None
         except VidactError as err:
-            if isinstance(weights, Checkpoint) or weights is None or os.fspath(weights) != "default":
+            if not _is_default(weights):
                 raise
             # A download cut short without a stated length is only found here, and the cache
             # would hand back the same file on every run.
             raise VidactError(f"{err} (vidact's cached download of {resolved.entry.url}: delete the file and run "
                               "again to fetch it anew)") from None
     return model
+
+
+def _is_default(weights) -> bool:
+    return isinstance(weights, str) and weights.lower() == "default"
+
+
+def _weights_source(weights, resolved: ResolvedModel, *, progress: bool) -> Checkpoint | Path | None:
+    """The checkpoint ``create_model``'s ``weights`` names, checked before the model is built (seconds for an R101)."""
+    if weights is None:
+        return resolved.checkpoint
+    if isinstance(weights, Checkpoint):
+        return weights
+    if _is_default(weights):
+        if resolved.entry is None:
+            raise VidactError('weights="default" needs a zoo model name; pass a checkpoint path for configs')
+        return fetch_weights(resolved.entry, progress=progress)
+    if not isinstance(weights, (str, os.PathLike)):
+        timm = " (timm's pretrained=True is weights='default')" if isinstance(weights, bool) else ""
+        raise VidactError(f"weights must be None, 'default' or a checkpoint path; got {weights!r}{timm}")
+    path = Path(weights)
+    if not path.exists():
+        name = os.fspath(weights)
+        if name.lower() in ZOO:
+            raise VidactError(f"{name!r} is a zoo model name; use create_model({name.lower()!r}, weights='default')")
+        raise VidactError(f"{path}: no such file; weights takes None, 'default' or a checkpoint path")
+    return path
 
 
 def fetch_weights(entry: ZooEntry, *, progress: bool = True) -> Path:
@@ -179,25 +201,71 @@ def parse_device(device: str | torch.device | None) -> torch.device:
     return parsed
 
 
-def detect(source, **options):
-    """Persons, track ids and actions in a video: iterate for typed per-keyframe results.
+# detect and classify load their pipelines (PyAV, OpenCV, torchvision: over a second) only when
+# called, so `import vidact` stays light; their signatures repeat the pipelines' for help() and
+# editors (tests/test_api.py holds them equal).
 
-    ``vidact.api.detect("video.mp4", detector="fastestdet")`` returns a
-    :class:`vidact.pipeline.detect.DetectionRun`; see :func:`vidact.pipeline.detect.detect`
-    for the options and :func:`vidact.pipeline.detect.detect_video` for writing the files.
+
+def detect(
+    source: str | int | os.PathLike,
+    *,
+    detector: str | os.PathLike | PersonDetector = "torchvision",
+    model: str | os.PathLike | nn.Module | ActionModel | None = None,
+    weights: str | os.PathLike | None = None,
+    rate: float = 1.0,
+    device: str | torch.device | None = None,
+    thresholds: ActionThresholds | float | None = None,
+    detector_threshold: float | None = None,
+    boxes_start: float | None = None,
+    label_file: str | os.PathLike | None = None,
+    end: float | None = None,
+    video_path: str | os.PathLike | None = None,
+    video_fps: float | None = None,
+    video_preset: str = "veryfast",
+    precision: str = "auto",
+    compile: bool = False,
+    decode: str = "cpu",
+) -> DetectionRun:
+    """Detect persons and their actions in a video; iterate the result for :class:`KeyframeResult`.
+
+    The arguments are :func:`vidact.pipeline.detect.detect`'s, documented there; this copy of
+    its signature keeps the pipeline (PyAV, OpenCV, torchvision) unloaded until it is called.
+    ``detect_video`` in the same module also writes the output files.
     """
     from vidact.pipeline.detect import detect as run_detection
 
-    return run_detection(source, **options)
+    return run_detection(
+        source, detector=detector, model=model, weights=weights, rate=rate, device=device, thresholds=thresholds,
+        detector_threshold=detector_threshold, boxes_start=boxes_start, label_file=label_file, end=end,
+        video_path=video_path, video_fps=video_fps, video_preset=video_preset, precision=precision,
+        compile=compile, decode=decode,
+    )
 
 
-def classify(path: str | os.PathLike, model: str | os.PathLike | ModelConfig | nn.Module | None = None, **options):
-    """Top-k actions of a whole video (Kinetics multi-view) and optionally a timeline.
+def classify(
+    path: str | os.PathLike,
+    model: str | os.PathLike | ModelConfig | nn.Module = DEFAULT_KINETICS_MODEL,
+    *,
+    weights: str | os.PathLike | None = None,
+    labels: str | os.PathLike | Sequence[str] | None = None,
+    views: str | tuple[int, int] = "3x10",
+    window: float | None = None,
+    stride: float | None = None,
+    timeline: bool = False,
+    top_k: int = 5,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+    progress: bool = True,
+) -> ClassifyResult:
+    """Classify the actions of a whole video, optionally with a sliding-window timeline.
 
-    ``vidact.classify("video.mp4", "slowfast_8x8_r50", views="3x10", window=2.0)`` returns a
-    :class:`vidact.pipeline.classify.ClassifyResult`; see :func:`vidact.pipeline.classify.classify`
-    for the options.
+    The arguments are :func:`vidact.pipeline.classify.classify`'s, documented there; this copy
+    of its signature keeps the pipeline unloaded until it is called.
     """
     from vidact.pipeline.classify import classify as run_classify
 
-    return run_classify(path, *(() if model is None else (model,)), **options)
+    return run_classify(
+        path, model, weights=weights, labels=labels, views=views, window=window, stride=stride, timeline=timeline,
+        top_k=top_k, device=device, precision=precision, compile=compile, progress=progress,
+    )

@@ -407,6 +407,8 @@ class ResNet3D(nn.Module):
         )
 
     def forward(self, x: list[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):  # list() would split the batch into 4D pathways
+            raise TypeError("pass a list of pathway tensors, e.g. model([clip]); see vidact.transforms.pack_pathways")
         x = self._fused(self.s1(list(x)), 1)
         x = self._fused(self.s2(x), 2)
         x = [getattr(self, f"pathway{p}_pool")(t) for p, t in enumerate(x)]

@@ -175,6 +175,8 @@ class X3D(nn.Module):
         )
 
     def forward(self, x: list[torch.Tensor], boxes: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):  # list() would split the batch into 4D pathways
+            raise TypeError("pass a list of pathway tensors, e.g. model([clip]); see vidact.transforms.pack_pathways")
         x = self.s1(list(x))
         for stage in ("s2", "s3", "s4", "s5"):
             x = getattr(self, stage)(x)

@@ -964,16 +964,18 @@ def load_action_model(
 
 
 def build_detector(
-    detector: str | PersonDetector = "torchvision",
+    detector: str | os.PathLike | PersonDetector = "torchvision",
     *,
     score_threshold: float | None = None,
     device: str | torch.device = "cpu",
     video_id: str | None = None,
     starting_second: float | None = None,
 ) -> PersonDetector:
-    """A person detector from a spec string (see :func:`vidact.detectors.create_detector`) or as given."""
+    """A person detector from a spec string or path (see :func:`vidact.detectors.create_detector`) or as given."""
     if score_threshold is not None and not 0 <= score_threshold <= 1:  # above 1 finds no one, silently
         raise VidactError(f"person score threshold {score_threshold} is not in [0, 1]; pass e.g. --detector-threshold 0.5")
+    if isinstance(detector, os.PathLike):
+        detector = os.fspath(detector)
     if not isinstance(detector, str):
         if starting_second is not None:
             raise VidactError("a starting second (--boxes-start) applies to csv: boxes only; drop it")
