@@ -760,3 +760,162 @@ def test_an_instant_between_frames_takes_the_nearest_as_ffmpeg_r_30_does():
     spec = InputSpec(num_frames=4, sampling_rate=1, target_fps=30)
     indices = centered_clip_indices_at_time(10.0, spec, 30000 / 1001, 1000).tolist()
     assert indices == [298, 299, 300, 301]  # the last frame shown at or before gave 297-300
+
+
+def _ts_video(path: Path, width: int, height: int, frames: int, start_s: float = 0.0) -> Path:
+    """A 10 fps H.264 MPEG-TS video from ``start_s``: such files play on when joined with ``cat``."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), index * 8, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round((start_s + index / 10) * 90000), Fraction(1, 90000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def _cat(path: Path, *parts: Path) -> Path:
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
+def _within(seconds: float, fn):
+    """``fn()``'s result or the exception it raised; the test fails, rather than hangs, past ``seconds``."""
+    import threading
+
+    outcome = []
+
+    def target():
+        try:
+            outcome.append(fn())
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: a hang"
+    return outcome[0]
+
+
+def _pipeline_threads() -> list[str]:
+    import threading
+
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("vidact-")]
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_timestamps_going_back_are_a_one_line_error_not_a_hang(micro_model, tmp_path, video):
+    """Two MPEG-TS files joined with cat: the second's times start at 0 again."""
+    part = _ts_video(tmp_path / "a.ts", 160, 120, 30)
+    source, out = _cat(tmp_path / "aa.ts", part, part), tmp_path / "out"
+    error = _within(30, lambda: detect_video(source, out, model=micro_model, detector=_fixed_person, video=video,
+                                             timeline=False))
+    assert isinstance(error, vidact.VidactError), error
+    message = str(error)
+    assert len(message.splitlines()) == 1 and "aa.ts" in message and "frame 30" in message
+    assert "ffmpeg -i" in message and "concat" in message
+    assert _pipeline_threads() == [] and (not out.exists() or list(out.iterdir()) == [])
+
+
+def test_timestamps_going_back_are_exit_2_on_the_command_line(tmp_path, capsys):
+    part = _ts_video(tmp_path / "a.ts", 160, 120, 30)
+    source, out, boxes = _cat(tmp_path / "aa.ts", part, part), tmp_path / "out", tmp_path / "boxes.csv"
+    boxes.write_text("aa,0,0.1,0.1,0.5,0.9,,0.99\n")
+    case = _tiny_case()
+    argv = ["detect", str(source), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
+            "--detector", f"csv:{boxes}", "--out", str(out)]
+    assert _within(60, lambda: main(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "frame 30" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_waiting_for_a_keyframe_already_forgotten_returns_at_once():
+    """Any frame that asks for a keyframe the renderer has let go must not wait for ever."""
+    from vidact.pipeline.detect import _Shared
+    from vidact.track import TrackedDetections
+
+    shared = _Shared(10, live=False, rendering=True)
+    for number in range(3):
+        shared.publish_tracked(number, float(number), TrackedDetections.empty())
+    shared.forget_keyframes_before(2)
+    assert _within(5, lambda: shared.wait_keyframe(0, need_result=False)) is False
+    assert shared.wait_keyframe(2, need_result=False) is True
+
+
+def test_a_frame_size_change_is_a_one_line_error(micro_model, tmp_path):
+    """cat of a 160x120 and a 96x72 MPEG-TS file: the outputs would mix two frame sizes."""
+    source = _cat(tmp_path / "ab.ts", _ts_video(tmp_path / "a.ts", 160, 120, 20),
+                  _ts_video(tmp_path / "b.ts", 96, 72, 20, start_s=5.0))
+    for video in (True, False):
+        out = tmp_path / f"out{video}"
+        error = _within(30, lambda: detect_video(source, out, model=micro_model, detector=_fixed_person,
+                                                 video=video, timeline=False))
+        assert isinstance(error, vidact.VidactError), error
+        assert len(str(error).splitlines()) == 1
+        assert "frame size changes from 160x120 to 96x72 at frame 20" in str(error) and "scale=160:120" in str(error)
+        assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_nan_action_scores_are_an_error_not_written(micro_model, tmp_path, monkeypatch):
+    """fp16 overflow gives NaN scores: they must not be written as results (nor as invalid JSON)."""
+    def overflowing(self, inputs, rois):
+        return np.full((len(rois), self.num_classes), np.nan, np.float32)
+
+    monkeypatch.setattr(ActionModel, "__call__", overflowing)
+    out = tmp_path / "out"
+    with pytest.raises(vidact.VidactError, match=r"NaN/inf scores.*--precision fp32"):
+        detect_video(_flat_video(tmp_path / "flat.mp4", 10), out, model=micro_model, detector=_fixed_person,
+                     video=False, timeline=False)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_the_json_lines_refuse_nan_rather_than_write_invalid_json(tmp_path):
+    from vidact.pipeline.detect import Action, KeyframeResult, PersonActions
+
+    person = PersonActions(1, (1.0, 2.0, 3.0, 4.0), 0.9, (Action(0, "stand", math.nan),), np.zeros(1, np.float32))
+    with pytest.raises(ValueError):
+        outputs.write_jsonl(tmp_path / "k.jsonl", "v", [KeyframeResult(0.0, 0, 10, 10, (person,))])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_again_while_the_stages_stop_still_ends_them_all(micro_model, tmp_path, monkeypatch):
+    """The second Ctrl-C lands in the join of the stages: leaving then would shut the interpreter
+    down under stages still in native code (SIGABRT) and writing their files."""
+    import threading
+
+    from vidact.pipeline import detect as detect_module
+
+    real_get, real_join = detect_module._get, threading.Thread.join
+    interrupts = []
+
+    def get(shared, q):
+        if threading.current_thread() is threading.main_thread() and not interrupts:
+            interrupts.append("first")  # while waiting for the first result
+            raise KeyboardInterrupt
+        return real_get(shared, q)
+
+    def join(thread, timeout=None):
+        if thread.name.startswith("vidact-") and interrupts == ["first"]:
+            interrupts.append("second")
+            raise KeyboardInterrupt
+        return real_join(thread, timeout)
+
+    def slow_person(frames):  # the detect stage is still busy when the second Ctrl-C comes
+        time.sleep(0.5)
+        return _fixed_person(frames)
+
+    monkeypatch.setattr(detect_module, "_get", get)
+    monkeypatch.setattr(threading.Thread, "join", join)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        detect_video(_flat_video(tmp_path / "flat.mp4", 30), out, model=micro_model, detector=slow_person,
+                     timeline=False)
+    assert interrupts == ["first", "second"]
+    assert _pipeline_threads() == []
+    assert not out.exists() or list(out.iterdir()) == []

@@ -96,6 +96,15 @@ class Frame:
         return self._rgb
 
     @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` as :attr:`rgb` has them (rotation applied), without converting to RGB."""
+        if self._picture is None:
+            height, width = self._rgb.shape[:2]
+            return width, height
+        picture = self._picture
+        return (picture.height, picture.width) if self._quarter_turns % 2 else (picture.width, picture.height)
+
+    @property
     def colorspace(self) -> Colorspace:
         """The YUV matrix of :meth:`i420`'s planes: ITU709 or ITU601 (FFmpeg's choice for untagged video)."""
         return Colorspace.ITU709 if self._picture is not None and self._picture.colorspace == 1 else Colorspace.ITU601

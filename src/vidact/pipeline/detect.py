@@ -314,6 +314,7 @@ class _Shared:
         self.tracked: dict[int, tuple[float, TrackedDetections]] = {}
         self.results: dict[int, KeyframeResult] = {}
         self.num_keyframes: int | None = None  # known once detection has finished
+        self.forgotten_below = 0  # keyframes before this one are no longer held
         self.busy = dict.fromkeys(STAGES, 0.0)
         self.warmup_s = 0.0  # the action model's first call, on CUDA, before the first keyframe
 
@@ -454,6 +455,8 @@ class _Shared:
                 while True:
                     if self.num_keyframes is not None and number >= self.num_keyframes:
                         return False
+                    if number < self.forgotten_below:  # never coming back: waiting would hang
+                        return False
                     if number in (self.results if need_result else self.tracked):
                         return True
                     self.cond.notify_all()  # the decoder re-checks whether it is stuck
@@ -463,6 +466,7 @@ class _Shared:
 
     def forget_keyframes_before(self, number: int) -> None:
         with self.cond:
+            self.forgotten_below = max(self.forgotten_below, number)
             for table in (self.tracked, self.results):
                 for old in [k for k in table if k < number]:
                     del table[old]
@@ -581,6 +585,7 @@ class DetectionRun:
         self.capacity = math.ceil((window_s + 1.0 / self.rate) * self.fps) + 1 + _FRAME_MARGIN
         self.frames_written = 0
         self.frames_in_range = 0  # decoded up to --end
+        self._first_size: tuple[int, int] | None = None  # every frame must have the first one's
         self._video_colorspace = None  # the drawn video's YUV matrix tag, set on its first frame
         self.metrics: dict[str, float | str] = {}
         self._started = False
@@ -628,13 +633,32 @@ class DetectionRun:
                 signal.signal(signal.SIGINT, previous_sigint)
             if not finished:
                 shared.fail(_Aborted())
-            for thread in threads:
-                thread.join()
+            interrupted = self._join(threads, shared)
             self.reader.close()
             gpu_metrics = gpu_usage.stop() if gpu_usage is not None else {}
+            if interrupted is not None:
+                raise interrupted
         if shared.error is not None:
             raise shared.error
         self._finish_metrics(time.perf_counter() - wall, gpu_metrics)
+
+    @staticmethod
+    def _join(threads: list[threading.Thread], shared: _Shared) -> KeyboardInterrupt | None:
+        """Wait for every stage to end, through further Ctrl-Cs (the last of them is returned).
+
+        Leaving on one would let the interpreter shut down under stages still in native code
+        (FFmpeg, the encoder): it aborts (SIGABRT) and leaves their files half-written. Once
+        aborted, each stage ends within its poll interval.
+        """
+        interrupted = None
+        for thread in threads:
+            while thread.is_alive():
+                try:
+                    thread.join()
+                except KeyboardInterrupt as error:
+                    interrupted = error
+                    shared.fail(_Aborted())
+        return interrupted
 
     def _stop_on_first_interrupt(self, shared: _Shared):
         """A live source has no end but Ctrl-C: the first one ends the input there and the run
@@ -662,13 +686,15 @@ class DetectionRun:
     def _decode(self, shared: _Shared) -> None:
         last_needed = None if self.end is None else self.end + self.clip_offsets[-1]
         frames = iter(self.reader)
-        frame = None
+        frame = previous = None
         try:
             while not shared.stop.is_set():
                 with _Timer(shared, "decode"):
                     frame = next(frames, None)
                 if frame is None:
                     break
+                self._check_follows(frame, previous)
+                previous = frame
                 kept = shared.put(frame)
                 if kept and (self.end is None or frame.pts_seconds <= self.end + 0.5 / self.fps):
                     self.frames_in_range += 1  # the frames drawn with a video; not the last clip's tail
@@ -677,6 +703,31 @@ class DetectionRun:
         finally:
             frames.close()
             shared.finish(self._shown_until(shared.last_time, video_ended=frame is None))
+
+    def _check_follows(self, frame: Frame, previous: Frame | None) -> None:
+        """Refuse a frame whose size is not the first's, or whose time is not after ``previous``'s.
+
+        Both happen in files joined with ``cat`` (MPEG-TS plays on across the seam): the
+        schedule, the frame store and the drawing assume rising times (a time going back made
+        the renderer wait for ever), and the outputs one frame size. A live source may skip
+        frames, which is fine.
+        """
+        if previous is None:
+            self._first_size = frame.size
+            return
+        size = frame.size
+        if size != self._first_size:
+            (width, height), (new_width, new_height) = self._first_size, size
+            raise VidactError(
+                f"{self.name}: frame size changes from {width}x{height} to {new_width}x{new_height} at frame "
+                f"{frame.index}; re-encode it to one size, e.g. ffmpeg -i IN -vf scale={width}:{height} OUT"
+            )
+        if frame.pts_seconds <= previous.pts_seconds:
+            raise VidactError(
+                f"{self.name}: frame {frame.index} is at {frame.pts_seconds:.3f} s, not after frame {previous.index} "
+                f"({previous.pts_seconds:.3f} s): its timestamps go back or repeat (files joined with cat?); "
+                "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT, or join the files with ffmpeg's concat"
+            )
 
     def _shown_until(self, last_time: float, video_ended: bool) -> float:
         """When the last frame stored, shown from ``last_time``, stops showing: one frame later, or
@@ -738,6 +789,9 @@ class DetectionRun:
             if job.inputs is not None:
                 with _Timer(shared, "act"):
                     scores = self.action_model(job.inputs, job.rois)
+                if not np.isfinite(scores).all():  # fp16/bf16 overflow: the scores mean nothing
+                    raise VidactError(f"{self.name}: the action model returned NaN/inf scores at {job.time:g} s; "
+                                      "try --precision fp32")
                 for k in range(len(job.tracked)):
                     chosen = self.thresholds.select(scores[k])
                     persons.append(

@@ -105,7 +105,7 @@ def write_jsonl(path: str | os.PathLike, video_id: str, results: Sequence[Keyfra
     """One JSON object per keyframe, in time order, keyframes without persons included."""
     with atomic_open(path, "w") as f:
         for result in results:
-            f.write(json.dumps(keyframe_record(video_id, result), ensure_ascii=False) + "\n")
+            f.write(json.dumps(keyframe_record(video_id, result), ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def jsonl_schema() -> dict:
