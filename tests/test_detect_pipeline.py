@@ -919,3 +919,33 @@ def test_ctrl_c_again_while_the_stages_stop_still_ends_them_all(micro_model, tmp
     assert interrupts == ["first", "second"]
     assert _pipeline_threads() == []
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_list_goes_on_past_a_video_that_fails_and_names_it(tmp_path, capsys, monkeypatch):
+    """--list stopped at the first video that failed mid-decode; the finished ones' summaries were lost."""
+    from vidact.cli.main import main
+    from vidact.pipeline import detect as pipeline
+
+    videos = [_flat_video(tmp_path / f"{name}.mp4", 12) for name in ("a", "b", "c")]
+    (tmp_path / "list.txt").write_text("".join(f"{video.name}\n" for video in videos))
+    (tmp_path / "boxes.csv").write_text("".join(f"{n},0,0.1,0.1,0.5,0.9,,0.95\n" for n in "abc"))
+    real = pipeline.detect_video
+
+    def failing_b(source, *args, **kwargs):
+        if Path(source).stem == "b":
+            raise vidact.VidactError(f"{source}: decoding failed (corrupt); the file may be truncated or corrupt")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "detect_video", failing_b)
+    case = _tiny_case()
+    status = main(["detect", "--list", str(tmp_path / "list.txt"), "--cfg", str(case / "config.yaml"),
+                   "--weights", str(case / "model.pyth"), "--detector", f"csv:{tmp_path / 'boxes.csv'}",
+                   "--no-video", "--no-timeline", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [f"{tmp_path / 'out'}/a.*", f"{tmp_path / 'out'}/c.*"]
+    assert "b.mp4: decoding failed (corrupt); the file may be truncated or corrupt; going on with the next video" in captured.err
+    assert captured.err.strip().splitlines()[-1].endswith("1 of 3 videos failed (b); the others' outputs are written, "
+                                                           "each failure's reason is above")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{n}.{kind}" for n in "ac" for kind in ("actions.csv", "keyframes.jsonl", "metrics.json", "tracks.csv")]

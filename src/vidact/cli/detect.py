@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vidact.cli._args import add_precision_arguments
 
@@ -74,7 +75,13 @@ def _detect(args: argparse.Namespace) -> int:
 
     # Keyframes as they are scored (a bar on a terminal): detect can run for minutes.
     with tqdm(unit="keyframe", desc="detect", disable=None) as bar:
-        results = detect_many(
+        def summary(outputs) -> None:  # as each video is written: a later one may fail
+            fps = outputs.metrics.get("frames_per_s")
+            speed = f", {fps:.2f} frames/s" if fps is not None else ""
+            bar.write(f"{outputs.jsonl.parent}/{outputs.jsonl.name.removesuffix('.keyframes.jsonl')}.*: "
+                      f"{outputs.keyframes} keyframes, {outputs.persons} person boxes{speed}", file=sys.stdout)
+
+        detect_many(
             videos,
             args.out,
             model=args.cfg or args.model,
@@ -94,10 +101,6 @@ def _detect(args: argparse.Namespace) -> int:
             video_preset=args.video_preset,
             timeline=not args.no_timeline,
             on_keyframe=lambda _: bar.update(1),
+            on_video=summary,
         )
-    for outputs in results:
-        fps = outputs.metrics.get("frames_per_s")
-        speed = f", {fps:.2f} frames/s" if fps is not None else ""
-        print(f"{outputs.jsonl.parent}/{outputs.jsonl.name.removesuffix('.keyframes.jsonl')}.*: "
-              f"{outputs.keyframes} keyframes, {outputs.persons} person boxes{speed}")
     return 0

@@ -1264,12 +1264,18 @@ def read_video_list(path: str | os.PathLike) -> list[Path | str]:
 
 
 def detect_many(
-    videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike, **options: Any
+    videos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    on_video: Callable[[DetectOutputs], None] | None = None,
+    **options: Any,
 ) -> list[DetectOutputs]:
     """:func:`detect_video` on this rank's share of ``videos`` (all of them in a single process).
 
     The model and detector are built once; each video gets its own tracker, so the results
-    do not depend on which process handles which video.
+    do not depend on which process handles which video. ``on_video`` is called as each one
+    is written. A video that fails on the way (corrupt in the middle, say) does not cost the
+    others: each failure is a notice, and a :class:`VidactError` naming them all ends the call.
     """
     _check_schedule(options.get("rate", 1.0), options.get("end"))  # before a model is fetched
     mine = shard(videos)
@@ -1294,7 +1300,23 @@ def detect_many(
     if isinstance(detector, str) and not detector.startswith("csv:") and not detector.endswith(".csv"):
         detector = build_detector(detector, score_threshold=options.pop("detector_threshold", None),
                                   device=action_model.device)
-    return [detect_video(video, out_dir, model=action_model, detector=detector, **options) for video in mine]
+    written, failed = [], []
+    for video in mine:
+        try:
+            outputs = detect_video(video, out_dir, model=action_model, detector=detector, **options)
+        except (VidactError, OSError) as err:
+            if len(mine) == 1:
+                raise
+            failed.append(_video_id(video))
+            notice(f"{err}; going on with the next video" if video is not mine[-1] else str(err))
+            continue
+        written.append(outputs)
+        if on_video is not None:
+            on_video(outputs)
+    if failed:
+        raise VidactError(f"{len(failed)} of {len(mine)} videos failed ({', '.join(failed)}); "
+                          "the others' outputs are written, each failure's reason is above")
+    return written
 
 
 # --------------------------------------------------------------------------- PySlowFast's demo
