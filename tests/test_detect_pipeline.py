@@ -949,3 +949,22 @@ def test_a_list_goes_on_past_a_video_that_fails_and_names_it(tmp_path, capsys, m
                                                            "each failure's reason is above")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{n}.{kind}" for n in "ac" for kind in ("actions.csv", "keyframes.jsonl", "metrics.json", "tracks.csv")]
+
+
+@pytest.mark.parametrize(("returned", "message"), [
+    ([], "returned 0 results for 1 frame at 0 s"),
+    ("nan", "boxes that are not finite"),
+])
+def test_a_detector_breaking_its_contract_is_named(micro_model, tmp_path, returned, message):
+    """A detector of one's own returning nothing gave a bare IndexError; NaN boxes supervision's message."""
+    from vidact.detectors.base import Detections
+
+    def detector(frames):
+        if returned == "nan":
+            return [Detections(np.array([[np.nan, 10, 80, 110]], np.float32), np.array([0.9], np.float32))]
+        return returned
+
+    with pytest.raises(vidact.VidactError, match=message):
+        detect_video(_flat_video(tmp_path / "v.mp4", 12), tmp_path / "out", model=micro_model, detector=detector,
+                     video=False, timeline=False)
+    assert not (tmp_path / "out").exists()

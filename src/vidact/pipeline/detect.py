@@ -744,10 +744,7 @@ class DetectionRun:
                 break  # the video ended before this keyframe (past the last frame's display time)
             entry = shared.frame_at(seconds)
             with _Timer(shared, "detect"):
-                if self._detector_takes_times:
-                    found = self.detector([entry.frame.rgb], timestamps=[seconds])[0]
-                else:
-                    found = self.detector([entry.frame.rgb])[0]
+                found = self._persons_at(entry, seconds)
             with _Timer(shared, "track"):
                 tracked = self.tracker.update(found, seconds) if len(found) else self._track_nobody(seconds)
             shared.publish_tracked(number, seconds, tracked)
@@ -755,6 +752,21 @@ class DetectionRun:
             number += 1
         shared.end_keyframes(number)
         _put(shared, prepare_q, _END)
+
+    def _persons_at(self, entry: _Entry, seconds: float) -> Detections:
+        """The detector's persons on a keyframe, checked: a detector of the user's own (any callable)
+        that breaks its contract would otherwise fail later, in the tracker, with another's message."""
+        if self._detector_takes_times:
+            results = self.detector([entry.frame.rgb], timestamps=[seconds])
+        else:
+            results = self.detector([entry.frame.rgb])
+        if len(results) != 1:
+            raise VidactError(f"the person detector returned {len(results)} results for 1 frame at {seconds:g} s; "
+                              "a detector returns one Detections per frame it is given")
+        found = results[0]
+        if not np.isfinite(found.boxes).all():
+            raise VidactError(f"the person detector returned boxes that are not finite (NaN/inf) at {seconds:g} s")
+        return found
 
     def _track_nobody(self, seconds: float) -> TrackedDetections:
         # Still update: the tracker ages its tracks by the keyframes it sees.
