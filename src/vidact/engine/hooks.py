@@ -150,9 +150,13 @@ class PeriodicCheckpointer(HookBase):
         self.period = max(1, period)
         self.saved: list[Path] = []
 
+    def saves_after(self, epoch: int, max_epoch: int) -> bool:
+        """Whether a checkpoint is written after 0-based ``epoch`` of a run of ``max_epoch``."""
+        return (epoch + 1) % self.period == 0 or epoch + 1 == max_epoch
+
     def after_epoch(self) -> None:
         trainer: Trainer = self.trainer  # type: ignore[assignment]
-        if (trainer.epoch + 1) % self.period and not _is_last_epoch(trainer):
+        if not self.saves_after(trainer.epoch, trainer.max_epoch):
             return
         if dist.is_main_process():
             path = trainer.save_checkpoint(checkpoint_path(self.output_dir, trainer.epoch))

@@ -719,9 +719,9 @@ def _warn_about_later_checkpoints(run: RunConfig) -> None:
 def _warn_before_overwriting(run: RunConfig, start_epoch: int) -> None:
     """The checkpointer writes over any file named as a checkpoint it saves; one that is not
     vidact's own (PySlowFast's) is lost then, so this says so first."""
-    period, last = max(1, run.checkpoint.period), run.solver.max_epoch
+    schedule, last = PeriodicCheckpointer(run.output_dir, run.checkpoint.period), run.solver.max_epoch
     saved = [checkpoint_path(run.output_dir, epoch) for epoch in range(start_epoch, last)
-             if (epoch + 1) % period == 0 or epoch + 1 == last]  # as PeriodicCheckpointer saves
+             if schedule.saves_after(epoch, last)]
     foreign = [path.name for path in saved if path.exists() and not is_training_checkpoint(path)]
     if foreign:
         them = "it" if len(foreign) == 1 else "them"
