@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import stat
 import tempfile
@@ -32,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     done = False
     try:
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_part_prefix(path), suffix=_part_suffix(path), dir=path.parent)
         except OSError as err:  # named after the output, not the temporary name
             raise OSError(err.errno, err.strerror, str(path)) from None
         os.close(fd)
@@ -55,6 +56,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if not done:  # a failed run leaves no empty output folder behind either
             _remove_empty(made)
+
+
+def _part_prefix(path: Path) -> str:
+    return f".{path.stem}."
+
+
+def _part_suffix(path: Path) -> str:
+    return f".part{path.suffix}"
+
+
+def part_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` has beside ``path`` (a killed writer leaves its own):
+    the prefix, mkstemp's 8 random characters, the suffix, so no other output's parts match."""
+    path = _resolve_link(Path(path))
+    pattern = glob.escape(_part_prefix(path)) + "?" * 8 + glob.escape(_part_suffix(path))
+    return list(path.parent.glob(pattern))
 
 
 def _make_folders(folder: Path) -> list[Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import http.client
 import json
@@ -20,7 +19,7 @@ from typing import BinaryIO, Iterator
 from tqdm.auto import tqdm
 
 from vidact.errors import VidactError
-from vidact.fileutil import atomic_path
+from vidact.fileutil import atomic_path, part_files
 from vidact.paths import weights_dir
 
 _CHUNK = 1 << 20
@@ -119,12 +118,9 @@ def _body(url: str, progress: bool, by_hand: str) -> Iterator[bytes]:
 
 
 def _remove_stale_parts(dest: Path) -> None:
-    """Delete what killed downloads to ``dest`` left: :func:`atomic_path`'s ``.STEM.XXXXXXXX.partSUFFIX``
-    (8 random characters from mkstemp, so that another destination's parts never match)."""
-    folder = Path(os.path.realpath(dest)).parent  # atomic_path writes beside a link's target
-    pattern = glob.escape(f".{dest.stem}.") + "?" * 8 + glob.escape(f".part{dest.suffix}")
+    """Delete the part files killed downloads to ``dest`` left."""
     with contextlib.suppress(OSError):  # an unreadable cache folder is reported by the download itself
-        for part in folder.glob(pattern):
+        for part in part_files(dest):
             with contextlib.suppress(OSError):  # gone meanwhile, or another user's
                 if time.time() - part.stat().st_mtime > _STALE_PART_S:
                     part.unlink()
