@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -390,7 +391,7 @@ def _flat_video(path: Path, frames: int, sample_aspect_ratio=None, last_frame_s:
             stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         packets = []
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8 % 256, np.uint8), format="rgb24")
             frame.pts = index
             packets += stream.encode(frame)
         packets += stream.encode(None)
@@ -919,6 +920,50 @@ def test_ctrl_c_again_while_the_stages_stop_still_ends_them_all(micro_model, tmp
     assert interrupts == ["first", "second"]
     assert _pipeline_threads() == []
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_signal_while_the_stages_start_still_stops_and_joins_them(micro_model, tmp_path, monkeypatch):
+    """The output files exist before the stages start: a SIGTERM landing between two start()s
+    left the started stages running, and the interpreter aborted under them at exit (SIGABRT)."""
+    import threading
+
+    real_start = threading.Thread.start
+
+    def start(thread):
+        real_start(thread)
+        if thread.name == "vidact-prepare":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        detect_video(_flat_video(tmp_path / "flat.mp4", 30), out, model=micro_model, detector=_fixed_person,
+                     timeline=False)
+    assert _pipeline_threads() == []
+    assert not out.exists()
+
+
+def test_a_run_left_unfinished_is_stopped_at_exit_not_aborted(tmp_path):
+    """A script taking the first keyframe and exiting: the interpreter shut down under the stages
+    still decoding, detecting (ONNX Runtime) and encoding, and the process died of SIGABRT."""
+    import subprocess
+    import sys
+
+    case = _tiny_case()
+    script = f"""
+import vidact
+run = vidact.detect({str(shared_path("data", "videos", "mmaction2_demo.mp4"))!r}, model={str(case / "config.yaml")!r},
+                    weights={str(case / "model.pyth")!r}, detector={_fastestdet()!r},
+                    video_path={str(tmp_path / "drawn.mp4")!r})
+keyframes = iter(run)  # kept: the run is not closed on leaving next()
+print(next(keyframes).frame_index)
+"""
+    source = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(source)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    assert list(tmp_path.iterdir()) == []  # no drawn video, nor its temporary file
 
 
 def test_a_list_goes_on_past_a_video_that_fails_and_names_it(tmp_path, capsys, monkeypatch):

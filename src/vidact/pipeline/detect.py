@@ -26,6 +26,7 @@ with a duration) is read like a file: every frame, at the pipeline's pace.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import math
 import os
@@ -613,13 +614,16 @@ class DetectionRun:
             threading.Thread(target=self._guard, args=(shared, fn, args), name=f"vidact-{fn.__name__[1:]}", daemon=True)
             for fn, args in stages
         ]
-        gpu_usage = _gpu_usage(self.action_model.device)
-        wall = time.perf_counter()
-        for thread in threads:
-            thread.start()
+        gpu_usage = None
         finished = False
-        previous_sigint = self._stop_on_first_interrupt(shared)
-        try:
+        previous_sigint = None
+        _unjoined_runs[shared] = threads
+        try:  # from the first start(): a Ctrl-C or SIGTERM may land between two of them
+            gpu_usage = _gpu_usage(self.action_model.device)
+            wall = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            previous_sigint = self._stop_on_first_interrupt(shared)
             while True:
                 item = _get(shared, out_q)
                 if item is _END:
@@ -634,6 +638,7 @@ class DetectionRun:
             if not finished:
                 shared.fail(_Aborted())
             interrupted = self._join(threads, shared)
+            _unjoined_runs.pop(shared, None)
             self.reader.close()
             gpu_metrics = gpu_usage.stop() if gpu_usage is not None else {}
             if interrupted is not None:
@@ -963,6 +968,22 @@ def _reader_hwaccel(decode: str, device: torch.device) -> str:
     if decode == "auto":
         return "auto" if device.type == "cuda" else "cpu"
     return decode
+
+
+# The stages of runs not yet joined, stopped at exit (below).
+_unjoined_runs: dict[_Shared, list[threading.Thread]] = {}
+
+
+@atexit.register
+def _stop_unjoined_runs() -> None:
+    """Stop and wait for the stages of runs the interpreter is leaving: one whose iteration was
+    left unfinished (``next()`` once, then exit), or whose stages a signal caught while they
+    started. Shutting down under stages still in native code (FFmpeg, ONNX Runtime) aborts the
+    process (SIGABRT) with their files half-written."""
+    while _unjoined_runs:
+        shared, threads = _unjoined_runs.popitem()
+        shared.fail(_Aborted())
+        DetectionRun._join(threads, shared)
 
 
 def _gpu_usage(device: torch.device):
