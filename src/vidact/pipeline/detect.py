@@ -681,6 +681,8 @@ class DetectionRun:
         return signal.signal(signal.SIGINT, stop)
 
     def _guard(self, shared: _Shared, fn, args) -> None:
+        if shared.abort.is_set():  # a start() cut short by Ctrl-C: the join saw no live thread
+            return
         try:
             fn(shared, *args)
         except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
