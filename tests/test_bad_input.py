@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from conftest import shared_path
 from PIL import Image
 
@@ -130,6 +131,43 @@ def test_an_unwritable_output_file_is_one_line(tmp_path, capsys):
     assert main(["classify", str(shared_path("data", "videos", "mmaction2_demo.mp4")), "--cfg",
                  str(parity.parent / "config.yaml"), "--weights", str(parity), "--json", str(tmp_path / "m.json")]) == 2
     assert "m.json: is a folder" in _one_error_line(capsys, "classify")
+
+
+@pytest.mark.parametrize("error, said", [
+    (MemoryError(), "vidact classify: error: out of memory; "),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 79.19 GiB "
+                            "of which 1.06 GiB is free. If reserved but unallocated memory is large try setting "
+                            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"),
+     "vidact classify: error: out of GPU memory (tried to allocate 2.50 GiB); "),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), "vidact classify: error: out of GPU memory; "),
+])
+def test_running_out_of_memory_is_one_line_and_leaves_no_output(error, said, tmp_path, capsys, monkeypatch):
+    from vidact.pipeline import classify
+
+    def out_of_memory(model, clip, frames, device):
+        raise error
+
+    monkeypatch.setattr(classify, "_run_clip", out_of_memory)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(_commands(shared_path("data", "videos", "mmaction2_demo.mp4"), out)["classify"]) == 2
+    assert _one_error_line(capsys, "classify").startswith(said)
+    assert list(out.iterdir()) == []
+
+
+def test_other_runtime_errors_keep_their_traceback(tmp_path, monkeypatch):
+    """A RuntimeError other than out-of-memory is a bug: shortened to a line, it could not be reported."""
+    from vidact.pipeline import classify
+
+    def broken(model, clip, frames, device):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(classify, "_run_clip", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        main(_commands(shared_path("data", "videos", "mmaction2_demo.mp4"), out)["classify"])
+    assert list(out.iterdir()) == []
 
 
 def test_worker_errors_come_out_as_their_own_line():

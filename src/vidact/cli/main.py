@@ -59,6 +59,17 @@ def _run_command(argv: list[str] | None) -> int:
         print(f"{prefix}: error: {where}{err.strerror or err}; check the path: a writable folder "
               "with free space", file=sys.stderr)
         return 2
+    except MemoryError as err:  # torch.OutOfMemoryError is a RuntimeError: the GPU's is caught below
+        print(f"{prefix}: error: out of memory{_memory_detail(err)}; close other programs, or ask for less: "
+              "a smaller batch, clip or video size", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if not _is_gpu_out_of_memory(err):
+            raise  # a bug: its traceback is what to report
+        print(f"{prefix}: error: out of GPU memory{_memory_detail(err)}; free the GPU of other jobs "
+              "(vidact gpu-monitor shows them), or ask for less: a smaller batch, clip or video size, "
+              "or --device cpu where the command has it", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
@@ -155,6 +166,20 @@ def _terminate_like_interrupt():
         return signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread: leave signals alone
         return None
+
+
+def _is_gpu_out_of_memory(error: RuntimeError) -> bool:
+    import torch
+
+    # cuDNN and cuBLAS report their failed allocations as plain RuntimeErrors.
+    return isinstance(error, torch.OutOfMemoryError) or any(
+        marker in str(error) for marker in ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED"))
+
+
+def _memory_detail(error: BaseException) -> str:
+    """The size torch asked for ("Tried to allocate 2.00 GiB"), without its paragraph of advice."""
+    found = re.search(r"Tried to allocate ([\d.]+ \w+)", str(error))
+    return f" (tried to allocate {found.group(1)})" if found else ""
 
 
 def _one_line(message: str) -> str:
