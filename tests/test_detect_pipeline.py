@@ -966,6 +966,21 @@ print(next(keyframes).frame_index)
     assert list(tmp_path.iterdir()) == []  # no drawn video, nor its temporary file
 
 
+def test_class_names_the_label_font_lacks_are_told_and_vidact_font_draws_both_outputs(micro_model, tmp_path,
+                                                                                        monkeypatch):
+    import importlib.util
+
+    from vidact.pipeline.detect import DetectNotice
+
+    fonts = Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf"
+    monkeypatch.setenv("VIDACT_FONT", str(fonts / "DejaVuSans-Bold.ttf"))
+    model = ActionModel(micro_model.model, ("跑步", *micro_model.class_names[1:]), "cpu")
+    with pytest.warns(DetectNotice, match=r"DejaVuSans-Bold.ttf\) lacks characters of the class names \(步跑\)"):
+        written = detect_video(_flat_video(tmp_path / "flat.mp4", 10), tmp_path / "out", model=model,
+                               detector=_fixed_person, thresholds=0.0)
+    assert written.video.stat().st_size > 0 and written.timeline.stat().st_size > 0
+
+
 def test_a_list_goes_on_past_a_video_that_fails_and_names_it(tmp_path, capsys, monkeypatch):
     """--list stopped at the first video that failed mid-decode; the finished ones' summaries were lost."""
     from vidact.cli.main import main

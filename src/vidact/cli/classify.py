@@ -58,6 +58,10 @@ def _classify(args: argparse.Namespace) -> int:
     for output in (args.json, args.render):  # before the work, not after it
         if output:
             check_writable_file(output)
+    if args.render:
+        from vidact.pipeline.render import get_font
+
+        get_font(12)  # an unusable $VIDACT_FONT, said before the work
     result = classify(
         args.video,
         model_from_args(args),

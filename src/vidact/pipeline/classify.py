@@ -572,10 +572,11 @@ def render_timeline(
     from tqdm import tqdm
 
     from vidact.io.video import VideoWriter
-    from vidact.pipeline.render import class_color, draw_text_panel
+    from vidact.pipeline.render import check_label_font, class_color, draw_text_panel
 
     if not result.windows:
         raise VidactError("the result has no timeline to render; classify with a window (--window SEC)")
+    check_label_font(result.class_names)
     num_classes = len(result.class_names)
     with VideoReader(source if source is not None else result.video) as reader:
         fps = reader.fps or result.fps

@@ -596,6 +596,10 @@ class DetectionRun:
             raise RuntimeError("a DetectionRun can be iterated once")
         self._started = True
         rendering = self.video_path is not None
+        if rendering:
+            from vidact.pipeline.render import check_label_font
+
+            check_label_font(self.action_model.class_names)
         shared = _Shared(self.capacity, live=self.reader.live, rendering=rendering)
         self._shared = shared
         prepare_q: queue.Queue = queue.Queue(maxsize=2)

@@ -123,7 +123,7 @@ def run_kinetics_demo(
     from tqdm import tqdm
 
     from vidact.api import create_model, parse_device
-    from vidact.pipeline.render import class_color
+    from vidact.pipeline.render import check_label_font, class_color
 
     demo = run.demo
     if run.model.detection.enable:
@@ -145,6 +145,7 @@ def run_kinetics_demo(
     source = demo.webcam if demo.webcam >= 0 else demo.input_video
     with VideoReader(source) as reader:  # open first: a bad input fails before the model is built
         names = _class_names(demo, run.model.num_classes)
+        check_label_font(names)
         if model is None:
             model = create_model(run.model, weights=checkpoint)
         device = parse_device(device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -137,6 +138,27 @@ def write_timeline(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    with matplotlib.rc_context({"font.family": _timeline_fonts()}), warnings.catch_warnings():
+        # A name the fonts cannot draw was told once, before the run (render.check_label_font).
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        _draw_timeline(path, video_id, results, class_names, rate=rate, max_rows=max_rows)
+
+
+def _timeline_fonts() -> list[str]:
+    """$VIDACT_FONT (the drawn labels' font) first, matplotlib's DejaVu Sans for what it lacks."""
+    from matplotlib import font_manager
+
+    from vidact.pipeline.render import FONT_VARIABLE, get_font
+
+    chosen = os.environ.get(FONT_VARIABLE)
+    if not chosen:
+        return ["DejaVu Sans"]
+    get_font(10)  # a file that is no font: one-line error
+    font_manager.fontManager.addfont(chosen)
+    return [font_manager.FontProperties(fname=chosen).get_name(), "DejaVu Sans"]
+
+
+def _draw_timeline(path, video_id, results, class_names, *, rate, max_rows) -> None:
     from matplotlib.figure import Figure
 
     from vidact.pipeline.render import class_color

@@ -4,20 +4,25 @@ Every function takes an ``HxWx3`` RGB ``uint8`` numpy frame, draws on it in plac
 and returns it. Box outlines are array slices; a box label is drawn with PIL once
 and its pixels copied onto every frame that shows it (labels change at keyframes,
 frames come 30 a second); text panels convert only their own region to PIL.
-Text uses PIL's bundled default font (a scalable FreeType font when Pillow has
-FreeType, its bitmap font otherwise), so nothing has to be installed.
+Text uses the font file named by ``$VIDACT_FONT``; else DejaVu Sans from matplotlib's
+data where matplotlib is installed (PySlowFast draws its labels with matplotlib, so in
+that font; it has accented Latin, Greek and Cyrillic); else PIL's bundled default font,
+which has ASCII only.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
+import os
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vidact.errors import VidactError
 from vidact.io.video import i420_planes
 
 Color = tuple[int, int, int]
@@ -80,13 +85,70 @@ def _default_font_size(height: int, width: int) -> int:
     return max(10, round(min(height, width) / 40))
 
 
-@functools.lru_cache(maxsize=16)
+FONT_VARIABLE = "VIDACT_FONT"
+
+
+def font_file() -> str | None:
+    """The font file labels are drawn in (see the module's docstring); None: PIL's default font."""
+    return os.environ.get(FONT_VARIABLE) or _matplotlib_dejavu_sans()
+
+
+@functools.lru_cache(maxsize=1)
+def _matplotlib_dejavu_sans() -> str | None:
+    spec = importlib.util.find_spec("matplotlib")  # found, not imported: that takes half a second
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+    return path if os.path.isfile(path) else None
+
+
 def get_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """PIL's default font at ``size`` pixels (the fixed bitmap font where FreeType is missing)."""
+    """The label font at ``size`` pixels."""
+    return _load_font(size, font_file())
+
+
+@functools.lru_cache(maxsize=16)
+def _load_font(size: int, path: str | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if path is not None:
+        try:
+            return ImageFont.truetype(path, size)
+        except ImportError:  # Pillow built without FreeType
+            if path == os.environ.get(FONT_VARIABLE):
+                raise VidactError(f"{FONT_VARIABLE}={path}: this Pillow cannot load fonts (built without FreeType); "
+                                  f"reinstall Pillow from PyPI, or unset {FONT_VARIABLE}") from None
+        except OSError as err:
+            raise VidactError(f"{FONT_VARIABLE}={path}: cannot be loaded as a font ({err}); point it at a "
+                              f"TrueType or OpenType file (.ttf, .otf, .ttc), or unset it") from None
     try:
         return ImageFont.load_default(size=size)
     except (ImportError, OSError, TypeError):
         return ImageFont.load_default()
+
+
+def missing_glyphs(texts: Sequence[str]) -> str:
+    """The characters of ``texts`` that the label font lacks: they would be drawn as boxes."""
+    font = get_font(20)
+    chars = sorted({char for text in texts for char in text if not char.isspace()})
+    if not isinstance(font, ImageFont.FreeTypeFont):  # the bitmap fallback: ASCII only
+        return "".join(char for char in chars if not char.isascii())
+    missing = _glyph(font, "\U0010ffff")  # a code point no font draws: the "missing" box
+    return "".join(char for char in chars if _glyph(font, char) == missing)
+
+
+def _glyph(font: ImageFont.FreeTypeFont, char: str) -> tuple[tuple[int, int], bytes]:
+    mask = font.getmask(char)
+    return mask.size, bytes(mask)
+
+
+def check_label_font(texts: Sequence[str]) -> None:
+    """A notice when the label font lacks characters of ``texts`` (class names), saying what to do."""
+    missing = missing_glyphs(texts)
+    if missing:
+        from vidact.pipeline.detect import notice
+
+        font = font_file() or "PIL's default font"
+        notice(f"the label font ({font}) lacks characters of the class names ({missing[:20]}), drawn as boxes; "
+               f"set {FONT_VARIABLE} to a font file that has them (e.g. a Noto Sans .ttf or .otf)")
 
 
 def text_size(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> tuple[int, int]:
