@@ -82,15 +82,28 @@ def cache_files() -> list[Path]:
     return sorted(folder.iterdir()) if folder.exists() else []
 
 
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 @pytest.mark.parametrize("name", sorted(FILES))
-def test_download_into_cache_with_progress(server, name, capsys):
+def test_download_into_cache_with_progress(server, name, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
     path = download(f"{server.url}/{name}")
     assert path == cache_path(f"{server.url}/{name}") and path.parent == weights_dir() and path.name.endswith(name)
     assert path.read_bytes() == server.files[name]
     assert cache_files() == [path]
-    assert "100%" in capsys.readouterr().err  # tqdm reached the Content-Length
+    assert "100%" in terminal.getvalue()  # tqdm reached the Content-Length
     checkpoint = read_checkpoint(path)
     assert checkpoint.format == ("pyslowfast" if name.endswith(".pyth") else "caffe2")
+
+
+def test_no_progress_bar_off_a_terminal(server, capsys):
+    """`vidact download M 2> log`: carriage returns and block characters would fill the log."""
+    download(f"{server.url}/SLOWFAST_TINY.pyth")
+    assert capsys.readouterr().err == ""
 
 
 def test_cached_file_is_reused_without_a_request(server):
@@ -309,6 +322,36 @@ def test_a_full_disk_names_the_destination_and_the_url(server, monkeypatch, buff
     message = str(excinfo.value)
     assert message.startswith(f"{cache_path(url)}: ") and url in message and ".part" not in message
     assert "No space left on device" in message and "VIDACT_HOME" in message and "\n" not in message
+    assert cache_files() == []
+
+
+def test_a_cache_that_cannot_be_a_folder_says_to_move_it(server, monkeypatch, tmp_path):
+    """No advice about disk space when the disk has room but VIDACT_HOME is a file."""
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setenv("VIDACT_HOME", str(home))
+    url = f"{server.url}/SLOWFAST_TINY.pyth"
+    with pytest.raises(VidactError) as excinfo:
+        download(url, progress=False)
+    message = str(excinfo.value)
+    assert message.startswith(f"{cache_path(url)}: ") and "Not a directory" in message and "\n" not in message
+    assert "set VIDACT_HOME to a writable folder" in message and "disk space" not in message
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_a_cache_folder_not_writable_says_to_move_it(server, monkeypatch, code):
+    import vidact.weights.download as module
+
+    def open_read_only(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            raise OSError(code, os.strerror(code), os.fspath(path))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(module, "open", open_read_only, raising=False)
+    with pytest.raises(VidactError) as excinfo:
+        download(f"{server.url}/SLOWFAST_TINY.pyth", progress=False)
+    message = str(excinfo.value)
+    assert os.strerror(code) in message and "set VIDACT_HOME to a writable folder" in message and "disk space" not in message
     assert cache_files() == []
 
 

@@ -521,6 +521,40 @@ def test_convert_pyth_uses_stored_cfg(tmp_path):
     assert all(torch.equal(converted.state_dict[n], t) for n, t in expected.items())
 
 
+def test_convert_refuses_to_write_over_its_input(tmp_path, capsys):
+    """`vidact convert mine.pyth mine.pyth` replaced the PySlowFast checkpoint with a safetensors file."""
+    mine = tmp_path / "mine.pyth"
+    mine.write_bytes(shared_path("fixtures", "parity", "tiny_x3d", "model.pyth").read_bytes())
+    before = mine.read_bytes()
+    native_copy = tmp_path / "mine.safetensors"
+    assert main(["convert", str(mine), str(native_copy)]) == 0
+    (tmp_path / "sub").mkdir()
+    os.link(native_copy, tmp_path / "link.safetensors")
+    for src, dst in [(mine, mine), (native_copy, tmp_path / "sub" / ".." / "mine.safetensors"),
+                     (native_copy, tmp_path / "link.safetensors")]:
+        native_before = native_copy.read_bytes()
+        assert main(["convert", str(src), str(dst)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is the input" in err and len(err.splitlines()) == 1
+        assert native_copy.read_bytes() == native_before
+    assert mine.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["mine.pyth", "mine.pt", "mine"])
+def test_convert_writes_only_a_safetensors_name(tmp_path, capsys, name):
+    out = tmp_path / name
+    assert main(["convert", str(shared_path("fixtures", "parity", "tiny_x3d", "model.pyth")), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "OUT.safetensors" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_convert_may_replace_another_safetensors_file(tmp_path):
+    out = tmp_path / "x3d.safetensors"
+    out.write_bytes(b"an older conversion")
+    assert main(["convert", str(shared_path("fixtures", "parity", "tiny_x3d", "model.pyth")), str(out)]) == 0
+    assert read_checkpoint(out).model_config.arch == "x3d"
+
+
 def test_convert_uses_the_cfg_given_over_the_stored_one(tmp_path):
     """--cfg was silently ignored for a .pyth that stores a training cfg."""
     folder = shared_path("fixtures", "parity", "tiny_x3d")

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cfg when given, else from the checkpoint when it stores one.",
     )
     parser.add_argument("input", help="checkpoint to read")
-    parser.add_argument("output", help="vidact .safetensors file to write")
+    parser.add_argument("output", help="vidact .safetensors file to write (not the input)")
     parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config of the weights; needed for checkpoints that store none (Caffe2 .pkl, hub files), "
                         "and used instead of a stored one")
     parser.add_argument("--labels", metavar="FILE", help="class names to store with the weights (JSON/pbtxt/text label map)")

@@ -289,6 +289,7 @@ def convert_to_native(
     labels: list[str] | None = None,
 ) -> Path:
     """Convert any supported checkpoint to vidact's safetensors file with its model config."""
+    _check_destination(src, dst)
     checkpoint = read_checkpoint(src)
     config = checkpoint_model_config(checkpoint, cfg_path)
     if checkpoint.format == "vidact":  # converted before: keep where it first came from
@@ -306,6 +307,19 @@ def convert_to_native(
                           "pass the model's own label map")
     return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=source,
                               extra_metadata=extra)
+
+
+def _check_destination(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Refuse an output that would replace the input checkpoint, or hide safetensors under another format's name."""
+    src, dst = Path(src), Path(dst)
+    if src.exists() and dst.exists():
+        same = os.path.samefile(src, dst)  # a hard link too
+    else:
+        same = src.resolve() == dst.resolve()
+    if same:
+        raise VidactError(f"{dst}: is the input checkpoint; write the converted file to another one, OUT.safetensors")
+    if dst.suffix != ".safetensors":
+        raise VidactError(f"{dst}: the converted file is in vidact's safetensors format; name it OUT.safetensors")
 
 
 def _check_fits(checkpoint: Checkpoint, config: ModelConfig, src: str | os.PathLike) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -26,6 +27,8 @@ _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 # A running download writes every few seconds: a part file untouched this long was left by a killed one.
 _STALE_PART_S = 3600
+# A folder that cannot exist (VIDACT_HOME is a file) or be written (a read-only mount): free disk space would not help.
+_NOT_WRITABLE = {errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def cache_path(url: str) -> Path:
@@ -86,8 +89,11 @@ def download(url: str, dest: str | os.PathLike | None = None, *, sha256: str | N
                 raise VidactError(f"{url}: download incomplete or not a checkpoint ({problem}); nothing was saved; "
                                   f"run again, or {by_hand}")
     except OSError as err:  # the disk, not the network (_body turns those into VidactError): retrying would not help
-        raise VidactError(f"{dest}: cannot save the download of {url} ({err.strerror or err}); free disk space "
-                          "there or set VIDACT_HOME to a folder with room") from None
+        if err.errno in _NOT_WRITABLE:
+            advice = "that path cannot be a folder or is not writable; set VIDACT_HOME to a writable folder"
+        else:
+            advice = "free disk space there or set VIDACT_HOME to a folder with room"
+        raise VidactError(f"{dest}: cannot save the download of {url} ({err.strerror or err}); {advice}") from None
     return dest
 
 
@@ -100,7 +106,8 @@ def _body(url: str, progress: bool, by_hand: str) -> Iterator[bytes]:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
             received = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(urllib.parse.urlparse(url).path).name, disable=not progress) as bar:
+            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(urllib.parse.urlparse(url).path).name,
+                      disable=None if progress else True) as bar:  # None: no bar off a terminal (a log file)
                 while chunk := response.read(_CHUNK):
                     yield chunk
                     received += len(chunk)
