@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from vidact.cli.main import main
+from vidact.cli.main import _DiscardOnceUnread, main
 from vidact.errors import VidactError
 from vidact.tools.gpu_monitor import (
     CSV_COLUMNS,
@@ -167,6 +170,74 @@ def test_monitor_counts_sleeps_and_stops_on_ctrl_c(tmp_path, fake):
 
     with Nvml(fake) as nvml, pytest.raises(VidactError, match="--interval"):
         monitor(nvml, interval=0, count=1, out=io.StringIO())
+
+
+# A PNG; a text file whose first line is too long for a CSV field.
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\xff\xfe\x00", b"x" * 200_000])
+def test_csv_refuses_a_file_that_is_not_csv_text_with_one_line(content, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "gpu.csv"
+    path.write_bytes(content)
+    with pytest.raises(VidactError, match="gpu.csv.*not a gpu-monitor CSV"):
+        CsvLog(path)
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([h100()]))
+    assert main(["gpu-monitor", "--count", "1", "--csv", str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert path.read_bytes() == content
+
+
+def test_csv_rows_start_on_a_new_line_after_a_header_without_one(tmp_path, fake):
+    path = tmp_path / "gpu.csv"
+    path.write_text(",".join(CSV_COLUMNS))
+    with Nvml(fake) as nvml:
+        CsvLog(path).append(nvml.sample_all())
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert [r["index"] for r in rows] == ["0", "1"] and rows[0]["name"] == "NVIDIA H100 80GB HBM3"
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan")])
+def test_cli_refuses_a_non_finite_interval_with_one_line(interval, fake, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert main(["gpu-monitor", "--count", "2", "--interval", str(interval)]) == 2
+    err = capsys.readouterr().err
+    assert "--interval" in err and err.count("\n") == 1
+
+
+def test_monitor_stops_once_nobody_reads_the_table_unless_it_logs_to_csv(tmp_path, fake):
+    def unread_stdout():
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader (head) has gone
+        return _DiscardOnceUnread(pipes.enter_context(open(write_end, "w")))
+
+    sleeps = []
+
+    def sleep(seconds):  # a monitor that does not stop is interrupted after 3 rounds
+        sleeps.append(seconds)
+        if len(sleeps) % 3 == 0:
+            raise KeyboardInterrupt
+
+    with contextlib.ExitStack() as pipes, Nvml(fake) as nvml:
+        assert monitor(nvml, interval=1, count=None, out=unread_stdout(), sleep=sleep) == 1
+        assert monitor(nvml, interval=1, count=None, csv_path=tmp_path / "g.csv", out=unread_stdout(), sleep=sleep) == 3
+    assert len((tmp_path / "g.csv").read_text().splitlines()) == 1 + 3 * 2
+
+
+def test_cli_exits_once_its_pipe_reader_has_gone():
+    # `vidact gpu-monitor | head -1`, with this file's fake NVML as pynvml.
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from test_gpu_monitor import FakeNvml, h100; sys.modules['pynvml'] = FakeNvml([h100()]); "
+        "from vidact.cli.main import main; sys.exit(main(['gpu-monitor', '--interval', '0.05']))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip()  # the first table's time stamp
+        process.stdout.close()
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == ""
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
 
 
 def test_sampler_records_metrics_and_is_a_no_op_without_driver(fake):

@@ -129,10 +129,12 @@ def _discard_output_once_unread():
 
 class _DiscardOnceUnread:
     """A text stream that points its file descriptor at os.devnull once its pipe's reader has
-    gone, as the Python docs advise for SIGPIPE, instead of failing every later write."""
+    gone, as the Python docs advise for SIGPIPE, instead of failing every later write.
+    ``discarded`` tells a command that would print forever (gpu-monitor) that nobody reads it."""
 
     def __init__(self, stream):
         self._stream = stream
+        self.discarded = False
 
     def write(self, text: str) -> int:
         try:
@@ -151,6 +153,7 @@ class _DiscardOnceUnread:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, self._stream.fileno())
         os.close(devnull)
+        self.discarded = True
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import math
 import os
 import re
 import statistics
@@ -364,28 +365,40 @@ class CsvLog:
         self.path = Path(path)
         if self.path.is_dir():
             raise VidactError(f"{self.path} is a directory; pass a file name to --csv")
+        # A header written by hand or cut short may lack its newline: the first row must not join it.
+        self._needs_newline = False
         if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, newline="") as f:
-                first = next(csv.reader(f), [])
-            if tuple(first) != CSV_COLUMNS:
-                raise VidactError(
-                    f"{self.path} exists and is not a gpu-monitor CSV (header {first[:3]}...); pick another --csv file"
-                )
+            self._check_header()
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                self._needs_newline = f.read(1) != b"\n"
             self._needs_header = False
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._needs_header = True
 
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                first = next(csv.reader(f), [])
+        except (UnicodeDecodeError, csv.Error):  # binary, another encoding, a line too long for a CSV field
+            first = None
+        if first is None or tuple(first) != CSV_COLUMNS:
+            found = "not UTF-8 CSV text" if first is None else f"header {first[:3]}..."
+            raise VidactError(f"{self.path} exists and is not a gpu-monitor CSV ({found}); pick another --csv file")
+
     def append(self, samples: list[GpuSample]) -> None:
         """Append one row per sample."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        if self._needs_newline:
+            buffer.write("\n")
         if self._needs_header:
             writer.writerow(CSV_COLUMNS)
         writer.writerows(s.csv_row() for s in samples)
-        with open(self.path, "a", newline="") as f:
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
             f.write(buffer.getvalue())
-        self._needs_header = False
+        self._needs_header = self._needs_newline = False
 
 
 def monitor(
@@ -400,11 +413,12 @@ def monitor(
 
     The table is redrawn in place on a terminal and printed one after another otherwise
     (logs, pipes). Rows are appended to ``csv_path`` when given. ``out`` defaults to stdout.
-    Returns the number of rounds.
+    Without ``csv_path``, the monitor stops once ``out`` has been discarded because its reader
+    has gone (``vidact gpu-monitor | head``), as ``nvidia-smi -l`` does. Returns the number of rounds.
     """
     out = out or sys.stdout
-    if interval <= 0:
-        raise VidactError(f"--interval must be positive, got {interval}")
+    if not (math.isfinite(interval) and interval > 0):
+        raise VidactError(f"--interval must be a positive, finite number of seconds, got {interval}")
     if count is not None and count < 1:
         raise VidactError(f"--count must be at least 1, got {count}")
     log = CsvLog(csv_path) if csv_path is not None else None
@@ -421,6 +435,8 @@ def monitor(
             out.write(("\x1b[H\x1b[2J" if redraw else "") + format_table(samples) + "\n")
             out.flush()
             rounds += 1
+            if log is None and getattr(out, "discarded", False):
+                break  # nothing is left to show the samples to
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live monitor is meant to stop.
     return rounds
