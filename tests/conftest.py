@@ -11,7 +11,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDACT_SHARED", REPO.parent / "shared")).resolve()
 
-torch.set_num_threads(2)
+THREADS = 2
+torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _same_torch_threads():
+    """Every test runs on THREADS threads: one that changes the count (bench --threads) must not
+    change the float sums of the tests after it, which would then depend on the tests selected."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
 
 
 def shared_path(*parts: str) -> Path:

@@ -25,8 +25,6 @@ from vidact.data.labels import read_label_map
 from vidact.errors import VidactError
 from vidact.io.video import VideoWriter
 
-torch.set_num_threads(1)
-
 NUM_FRAMES = 150  # 5 s at 30 fps: seconds 900-904, keyframes 902 (frame 60) and 903 (frame 90)
 H, W = 32, 48
 

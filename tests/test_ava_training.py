@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import shared_path
 from vidact.config.model import DetectionConfig, InputSpec, ModelConfig, ResNetConfig
@@ -143,7 +142,6 @@ def test_tiny_model_learns_the_synthetic_actions(tmp_path):
         data_loader=DataLoaderConfig(num_workers=0, pin_memory=False),
         checkpoint=CheckpointConfig(period=epochs, auto_resume=False),
     )
-    torch.set_num_threads(2)
     result = train(run, progress=False)
     metrics = result.final_metrics
     # Held-out frame-mAP@0.5IOU (vidact.evaluation.ava), every second of the 48 val videos, GT boxes as person boxes.

@@ -291,11 +291,17 @@ def test_cli_on_this_machine():
 
 def test_usage_recorder_gives_the_mean_utilisation_and_peak_memory_of_a_job(fake):
     recorder = GpuUsageRecorder(GpuSampler(fake), interval=0.01).start()
-    time.sleep(0.1)
+
+    def two_more_samples():  # counted, not timed: a stalled sampler thread must not miss a state
+        wanted = len(recorder.samples) + 2
+        while len(recorder.samples) < wanted:
+            time.sleep(0.005)
+
+    two_more_samples()
     fake.gpus[0] = h100(util=(20, 10), memory=(81559 * MIB, 30000 * MIB))  # the job peaks, then idles
-    time.sleep(0.1)
+    two_more_samples()
     fake.gpus[0] = h100(util=(0, 0), memory=(81559 * MIB, 1000 * MIB))
-    time.sleep(0.1)
+    two_more_samples()
     metrics = recorder.stop()
     assert fake.open_sessions == 0 and len(recorder.samples) >= 6
     utilisations = [moment[0].utilization_gpu for moment in recorder.samples]
