@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import shared_path
 
 from vidact.cli.main import main
@@ -52,3 +54,26 @@ def test_an_option_after_opts_is_named(capsys):
             f"vidact {command}: error: --opts: '--no-progress' looks like an option of vidact {command}: "
             "put --opts last on the line\n"
         )
+
+
+def test_starting_the_cli_does_not_import_torch():
+    # Ctrl-C is only caught once main() runs: torch's seconds-long import must come after, not in `import vidact`.
+    code = ("import sys, vidact.cli.main, vidact; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert sorted(vidact.__all__) == sorted(n for n in dir(vidact) if n in vidact.__all__); "
+            "[getattr(vidact, name) for name in vidact.__all__]; assert 'torch' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_public_api_imports_from_the_package():
+    import vidact
+    import vidact.api
+    from vidact import VidactError, __version__, classify, create_model, detect, list_models
+    from vidact.errors import VidactError as error_class
+
+    assert (classify, create_model, detect, list_models) == (
+        vidact.api.classify, vidact.api.create_model, vidact.api.detect, vidact.api.list_models
+    )
+    assert VidactError is error_class and __version__ == vidact.__version__
+    with pytest.raises(AttributeError, match="no_such_name"):
+        vidact.no_such_name  # noqa: B018

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -213,6 +214,28 @@ def test_unfinished_downloads_are_counted_in_a_warning(no_cuda, schema, monkeypa
     assert "[warn] cache: 2 unfinished downloads (2.9 KiB)" in text
 
 
+def test_a_cache_that_cannot_be_created_is_a_warning(no_cuda, schema, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([]))
+    assert not [c for c in collect()["checks"] if c["name"] == "cache"]  # a fresh, writable VIDACT_HOME
+
+    home = tmp_path / "a_file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("VIDACT_HOME", str(home))
+    report = collect()
+    validate(report, schema)
+    [check] = [c for c in report["checks"] if c["name"] == "cache"]
+    assert check["status"] == "warn" and f"{home} is not a folder" in check["message"]
+    assert "VIDACT_HOME" in check["fix"] and report["exit_status"] == 0
+    assert main(["doctor"]) == 0
+    assert f"[warn] cache: {weights_dir()}: {home} is not a folder" in capsys.readouterr().out
+
+    # A read-only folder (os.access, since root may write anywhere).
+    monkeypatch.setenv("VIDACT_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))
+    [check] = [c for c in collect()["checks"] if c["name"] == "cache"]
+    assert f"{tmp_path} is not writable" in check["message"] and "writable folder" in check["fix"]
+
+
 def test_doctor_json_on_this_machine(schema):
     done = subprocess.run([sys.executable, "-m", "vidact.cli.main", "doctor", "--json"], capture_output=True, text=True)
     report = json.loads(done.stdout)
@@ -238,6 +261,20 @@ def test_an_unreadable_gpu_is_reported_not_a_crash(no_cuda, schema):
     lost = report["gpus"][1]
     assert "GPU is lost" in lost["name"] and lost["verdict"] is None
     assert any(c["name"] == "gpu 1" and c["status"] == "warn" for c in report["checks"])
+
+
+def test_every_warning_and_failure_says_how_to_fix_it(no_cuda):
+    # A GPU NVML lost (compute capability unknown) and an FFmpeg with NVDEC but no working CUDA GPU.
+    report = collect(LostGpuNvml([h100(), h100()]))
+    report["video"]["decoders"]["h264_cuvid"] = "h264_cuvid"
+    report["video"]["nvdec_usable"] = False
+    report["checks"] = checks(report)
+    problems = {c["name"]: c for c in report["checks"] if c["status"] != "ok"}
+    assert {"gpu 1", "nvdec"} <= problems.keys()
+    assert all(c["fix"] and "\n" not in c["fix"] for c in problems.values())
+    assert "nvidia-smi -q -i 1" in problems["gpu 1"]["fix"] and "--decode cpu" in problems["nvdec"]["fix"]
+    text = format_report(report)
+    assert text.count("fix: ") == len(problems)
 
 
 def test_a_gpu_whose_memory_nvml_refuses_keeps_its_verdict(no_cuda, schema):

@@ -287,16 +287,35 @@ def _cache_of(folder: Path) -> dict[str, Any]:
             # Names starting with "." are unfinished atomic writes.
             if path.is_file() and not path.name.startswith("."):
                 files.append({"name": path.relative_to(folder).as_posix(), "size_bytes": path.stat().st_size})
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
     return {
         "dir": str(folder),
         "exists": folder.is_dir(),
         "files": files,
         "total_bytes": sum(f["size_bytes"] for f in files),
-        "free_bytes": shutil.disk_usage(existing).free,
+        "free_bytes": shutil.disk_usage(_nearest_existing(folder)).free,
     }
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path``, else its nearest ancestor that exists: where creating ``path`` starts."""
+    # os.path.exists is False, never an error, below a regular file or an unreadable folder.
+    while not os.path.exists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _unwritable_cache(folder: Path) -> list[dict[str, Any]]:
+    """A warning when downloads cannot create files in ``folder``: VIDACT_HOME names a file, or a
+    folder this user may not write to; the cache section alone would just say "not created yet"."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        reason = "is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = "is not writable"
+    else:
+        return []
+    return [_check("cache", "warn", f"{folder}: {existing} {reason}, so no weights can be downloaded into it",
+                   "set VIDACT_HOME to a writable folder")]
 
 
 def _unfinished_downloads(folder: Path) -> list[dict[str, Any]]:
@@ -519,7 +538,7 @@ def collect(nvml_module: ModuleType | None = None) -> dict[str, Any]:
         "onnxruntime_providers": onnx["providers"] if onnx else [],
         "cache": _cache(),
     }
-    report["checks"] = checks(report) + _unfinished_downloads(weights_dir())
+    report["checks"] = checks(report) + _unwritable_cache(weights_dir()) + _unfinished_downloads(weights_dir())
     report["exit_status"] = exit_status(report)
     return report
 
@@ -582,7 +601,10 @@ def checks(report: dict[str, Any]) -> list[dict[str, Any]]:
         name = f"gpu {gpu['index']}"
         verdict = gpu["verdict"]
         if verdict is None:
-            out.append(_check(name, "warn", f"{gpu['name']}: compute capability unknown"))
+            # NVML could not read the GPU (lost, or refusing queries): neither kernels nor a smoke test can be judged.
+            out.append(_check(name, "warn", f"{gpu['name']}: compute capability unknown",
+                              f"check the GPU with nvidia-smi -q -i {gpu['index']} (a lost GPU needs a reset or a "
+                              "reboot), then run vidact doctor again"))
             continue
         status = _CHECK_STATUS[verdict["status"]]
         out.append(_check(name, status, f"{gpu['name']}: {verdict['message']}", verdict["fix"]))
@@ -591,7 +613,10 @@ def checks(report: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(_check(name, "fail", f"{gpu['name']}: a tiny CUDA kernel fails: {smoke}",
                               "see the torch/driver lines above"))
     if gpus and video["decoders"].get("h264_cuvid") is not None and not video["nvdec_usable"]:
-        out.append(_check("nvdec", "warn", "FFmpeg has NVDEC decoders but no working CUDA GPU; decoding on the CPU"))
+        out.append(_check("nvdec", "warn", "FFmpeg has NVDEC decoders but no working CUDA GPU; decoding on the CPU",
+                          "NVDEC needs a GPU that passes the smoke test: see the GPU checks above and "
+                          "CUDA_VISIBLE_DEVICES; or keep decoding on the CPU (vidact detect --decode cpu, "
+                          "the default)"))
 
     cache = report["cache"]
     if cache["free_bytes"] < 2**30:
