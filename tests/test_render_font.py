@@ -74,3 +74,12 @@ def test_a_file_that_is_no_font_is_one_line_before_the_work(tmp_path, capsys, mo
     assert lines == [f"vidact classify: error: VIDACT_FONT={bad}: cannot be loaded as a font (unknown file format); "
                      "point it at a TrueType or OpenType file (.ttf, .otf, .ttc), or unset it"]
     assert not out.exists()
+
+
+def test_box_labels_follow_a_changed_vidact_font(monkeypatch):
+    """Box labels are cached per keyframe: the cache must not hand back the previous font's pixels."""
+    frame = np.zeros((160, 240, 3), np.uint8)
+    regular = render.draw_box(frame.copy(), (40, 60, 200, 150), label_lines=["0.91 stand"])
+    monkeypatch.setenv(render.FONT_VARIABLE, _matplotlib_font("DejaVuSans-Bold.ttf"))
+    bold = render.draw_box(frame.copy(), (40, 60, 200, 150), label_lines=["0.91 stand"])
+    assert not np.array_equal(regular, bold)

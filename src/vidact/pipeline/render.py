@@ -266,9 +266,9 @@ LABEL_CACHE_SIZE = 128
 
 
 @functools.lru_cache(maxsize=LABEL_CACHE_SIZE)
-def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, padding: int) -> _LabelBlock:
-    """The label block of ``items``, drawn once on two backgrounds to find what it covers."""
-    font = get_font(font_size)
+def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, padding: int, font_path: str | None) -> _LabelBlock:
+    """The label block of ``items`` in the font at ``font_path``, drawn once on two backgrounds to find what it covers."""
+    font = _load_font(font_size, font_path)
     text_widths, block_w, block_h, pitch = _label_block(items, font, padding)
     margin = 2 * font_size  # room for ink that spills past the line backgrounds
     size = (block_w + 1 + 2 * margin, block_h + 1 + 2 * margin)
@@ -328,7 +328,7 @@ def _box_layout(
     x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
     y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
     padding = max(1, font_size // 5)
-    label = _rendered_label(_label_items(label_lines, color), font_size, padding) if label_lines else None
+    label = _rendered_label(_label_items(label_lines, color), font_size, padding, font_file()) if label_lines else None
     label_top = label_left = 0
     if label is not None:
         label_top = y1 - label.height if y1 - label.height >= 0 else y1
