@@ -281,6 +281,24 @@ def test_the_rendered_timeline_keeps_a_variable_frame_rate(shared, tmp_path):
         np.testing.assert_allclose([f.pts_seconds for f in out], [f.pts_seconds for f in src], atol=2e-3)
 
 
+def test_the_rendered_timeline_holds_a_held_last_frame(shared, tmp_path):
+    """A slide or a paused recording ends on a frame shown for seconds: the render shows it as long."""
+    from vidact.io.video import VideoWriter
+    from vidact.pipeline.classify import render_timeline
+
+    source = tmp_path / "held.mp4"
+    with VideoWriter(source, 10, 64, 48) as writer:
+        for index in range(20):
+            writer.write(np.full((48, 64, 3), index * 10, np.uint8), duration=3.0 if index == 19 else None)
+    model = RecordingModel(load_model_config(shared_path(*TINY, "config.yaml")))
+    result = vidact.classify(source, model, views="1x1", window=1.0, precision="eager", progress=False)
+    render_timeline(result, tmp_path / "timeline.mp4", progress=False)
+    with VideoReader(source) as src, VideoReader(tmp_path / "timeline.mp4") as out:
+        assert src.duration == pytest.approx(4.9)
+        assert out.duration == pytest.approx(src.duration, abs=1e-3)
+        assert out.num_frames == src.num_frames == 20
+
+
 def test_a_video_cut_without_reencoding_is_as_long_as_it_plays(shared, tmp_path):
     """``ffmpeg -ss 1.5 -c copy``: the header still counts the hidden frames of the first GOP (280)."""
     source = write_cut_video(tmp_path / "cut.mp4", shared_path(*VIDEO), 1.5)

@@ -176,6 +176,54 @@ def test_a_last_frame_shows_for_the_duration_given(tmp_path, frames):
         assert [frame.pts_seconds for frame in reader] == pytest.approx([k / 10 for k in range(frames)])
 
 
+@pytest.mark.parametrize(
+    "rate, times, hold",
+    [
+        (Fraction(30000, 1001), [0, 1001 / 30000, 2002 / 30000], 90.0),  # an NTSC slide show
+        (Fraction(1080000, 89399), [0.0, 0.0825, 0.166], 3.0),  # a phone's average rate
+        (Fraction(30000, 1001), [0, 1001 / 30000, 30000.0], 40000.0),  # hours: longer than an MP4 sample
+    ],
+)
+def test_a_frame_held_long_at_any_rate_is_written(tmp_path, rate, times, hold):
+    """A slide, or a recording paused for hours: MP4 keeps a frame's duration in 32 bits of the track's
+    timescale; a hold longer than that repeats the frame."""
+    out = tmp_path / "held.mp4"
+    with VideoWriter(out, rate, 64, 48) as writer:
+        for index, (seconds, rgb) in enumerate(zip(times, numbered_frames(3))):
+            writer.write(rgb, seconds=seconds, duration=hold if index == 2 else None)
+    with VideoReader(out) as reader:
+        assert reader.duration == pytest.approx(times[-1] + hold, abs=1e-4)
+        for number, seconds in enumerate(times):
+            shown = reader.frame_at(seconds)
+            assert (shown.pts_seconds, grey_level_index(shown.rgb)) == (pytest.approx(seconds, abs=1e-5), number)
+        assert grey_level_index(reader.frame_at(times[-1] - 1e-3).rgb) == 1  # shown until the next one
+        assert grey_level_index(reader.frame_at(times[-1] + hold - 1e-3).rgb) == 2
+
+
+def test_a_video_that_cannot_be_written_is_a_vidact_error_naming_it(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full, a device that is always out of space")
+    with pytest.raises(VidactError) as raised:
+        with VideoWriter("/dev/full", 10, 64, 48) as writer:
+            for rgb in numbered_frames(30):
+                writer.write(rgb)
+    message = str(raised.value)
+    assert message.startswith("/dev/full: ") and "No space left on device" in message and "\n" not in message
+
+
+def test_a_matroska_video_whose_timestamps_start_late_lasts_from_its_first_frame(tmp_path):
+    """``ffmpeg -output_ts_offset 1000`` or a cut with ``-copyts``: Matroska's duration counts from
+    timestamp 0, yet the video is as long as the same MP4."""
+    late = [10000 + k for k in range(8)]  # from 1000 s on, at 10 fps
+    as_mp4 = make_video(tmp_path / "late.mp4", numbered_frames(8), pts=late)
+    as_mkv = make_video(tmp_path / "late.mkv", numbered_frames(8), pts=late)
+    with VideoReader(as_mp4) as reference, VideoReader(as_mkv) as reader:
+        assert reference.duration == pytest.approx(0.8)
+        assert reader.duration == pytest.approx(reference.duration, abs=0.002)
+        assert reader.shown_frames() == reference.shown_frames() == 8
+        assert [f.pts_seconds for f in reader] == pytest.approx([f.pts_seconds for f in reference])
+
+
 def _bad_inputs(tmp: Path) -> dict[str, Path]:
     good = make_video(tmp / "good.mp4", numbered_frames(20))
     truncated = tmp / "truncated.mp4"
@@ -201,6 +249,22 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
             chunk.sample_rate, chunk.pts = 16000, start
             container.mux(sound.encode(chunk))
         container.mux(sound.encode(None))
+    cover_art = tmp / "cover_art.mp4"  # a song with its album's picture: no video
+    with av.open(str(cover_art), "w") as container:
+        sound = container.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        picture = container.add_stream("mjpeg")
+        picture.width, picture.height, picture.pix_fmt = 64, 48, "yuvj420p"
+        picture.disposition = av.stream.Disposition.attached_pic
+        cover = av.VideoFrame.from_ndarray(numbered_frames(1)[0], format="rgb24").reformat(format="yuvj420p")
+        cover.pts = 0
+        packets = picture.encode(cover) + picture.encode(None)
+        for start in range(0, 16000, 1024):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, start
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+        container.mux(packets)
     unknown_codec = tmp / "unknown_codec.mp4"
     unknown_codec.write_bytes(good.read_bytes().replace(b"avc1", b"zzz9"))  # an unregistered sample fourcc
     empty_dir = tmp / "no_frames"
@@ -213,6 +277,7 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
         "random bytes": noise,
         "png renamed": png,
         "audio only": audio_only,
+        "audio with cover art": cover_art,
         "missing": tmp / "missing.mp4",
         "empty dir": empty_dir,
         "unknown codec": unknown_codec,
@@ -225,6 +290,7 @@ def test_bad_inputs_raise_one_line_error_naming_the_file(tmp_path):
         "truncated, index first": "truncated",
         "png renamed": "image",
         "audio only": "audio only",
+        "audio with cover art": "audio only; its only picture is cover art",
         "missing": "no such file",
         "empty dir": "no frames",
         "unknown codec": "codec",
@@ -484,8 +550,8 @@ def test_frames_read_from_images_pickle():
 
 
 def test_a_phone_video_average_rate_is_written_and_raw_h264_is_no_live_source(tmp_path):
-    """A variable-rate MP4 reports an average rate like 3360000/98933, too fine for an int32 time
-    base at 1000 ticks a frame; a raw .h264 file has no duration but is a file, not a live stream."""
+    """A variable-rate MP4 reports an average rate like 3360000/98933, whose numerator is the
+    writer's timescale; a raw .h264 file has no duration but is a file, not a live stream."""
     from fractions import Fraction
 
     with VideoWriter(tmp_path / "phone.mp4", Fraction(3360000, 98933), 32, 24) as writer:

@@ -39,6 +39,9 @@ from vidact.optional import opencv
 # Demuxers FFmpeg picks for still images when probing by content (a PNG renamed
 # to .mp4 opens as a one-frame "video"); they are not videos for vidact.
 _IMAGE_FORMATS = {"image2", "image2pipe"}
+# Demuxers whose duration (without a stream's) is the end's timestamp, counted from 0 rather than
+# from the first one (checked with ffmpeg -output_ts_offset; FLV's counts from the first).
+_DURATION_FROM_ZERO = {"matroska,webm", "nut"}
 # VideoReader's ``hwaccel`` choices (``vidact detect --decode``).
 # Protocols that deliver frames in real time whatever the reader does (a URL of another kind,
 # e.g. http of a finished video, is live only when it has no duration).
@@ -254,11 +257,14 @@ class _AVSource:
         if self.container.format.name in _IMAGE_FORMATS or self.container.format.name.endswith("_pipe"):
             kind = self.container.format.name.removesuffix("_pipe")
             raise VidactError(f"{self.name}: is a still image ({kind}), not a video; pass a video file")
-        if not self.container.streams.video:
-            if self.container.streams.audio:
-                raise VidactError(f"{self.name}: no video stream (audio only); pass a file with video")
-            raise VidactError(f"{self.name}: no video stream; pass a file with video")
-        self.stream = self.container.streams.video[0]
+        # A song's album art (MP3, M4A) is a one-picture "video" stream: not a video.
+        videos = [s for s in self.container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
+            found = ["audio only"] if self.container.streams.audio else []
+            found += ["its only picture is cover art"] if self.container.streams.video else []
+            what = f" ({'; '.join(found)})" if found else ""
+            raise VidactError(f"{self.name}: no video stream{what}; pass a file with video")
+        self.stream = videos[0]
         if self.stream.codec_context is None:  # FFmpeg has no decoder for this codec
             raise VidactError(
                 f"{self.name}: unknown or unsupported video codec; convert it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
@@ -271,14 +277,6 @@ class _AVSource:
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps: Fraction | None = Fraction(rate) if rate else None
         self.num_frames: int | None = self.stream.frames or None
-        if self.stream.duration:
-            self.duration: float | None = float(self.stream.duration * self.stream.time_base)
-        elif self.container.duration:
-            self.duration = self.container.duration / av.time_base
-        else:
-            self.duration = None
-        if self.duration is None and not self.seekable:  # a stream with no end: a camera, live HLS
-            self.live = True
         self._decoder = self._decode()
         self._first = next(self._decoder, None)
         if self._first is None:
@@ -286,6 +284,9 @@ class _AVSource:
         # Times count from the first frame, as players show them: MPEG-TS, edited MP4 and live
         # sources (a webcam's clock) start their timestamps elsewhere than 0.
         self.start_pts: int | None = self._first.pts
+        self.duration: float | None = self._duration()
+        if self.duration is None and not self.seekable:  # a stream with no end: a camera, live HLS
+            self.live = True
         # The decoder picks its output format on the first frame: "cuda" means NVDEC decodes. With a
         # hwaccel FFmpeg may fall back to software (a profile NVDEC lacks); then it is the codec's own.
         self.decoder = "nvdec" if self.stream.codec_context.pix_fmt == "cuda" else "cpu"
@@ -297,6 +298,20 @@ class _AVSource:
         sar = self.stream.sample_aspect_ratio
         self.sample_aspect_ratio: Fraction | None = (1 / sar if self.quarter_turns % 2 else sar) if sar else None
         self._pts_table: list[int] | None = None
+
+    def _duration(self) -> float | None:
+        """Seconds from the first frame's time to the video's end, as the stream or container states it."""
+        if self.stream.duration:  # counted from the stream's start
+            return float(self.stream.duration * self.stream.time_base)
+        if not self.container.duration:
+            return None
+        end = Fraction(self.container.duration, av.time_base)
+        if self.container.format.name not in _DURATION_FROM_ZERO:  # else counted from the container's start
+            return float(end)
+        # Matroska's (and NUT's) is the end's timestamp: a file made with ffmpeg -output_ts_offset 1000, or
+        # cut with -copyts, would last a thousand seconds more than it plays.
+        first = self.start_pts * self.stream.time_base if self.start_pts is not None else 0
+        return float(end - first) if end > first else None
 
     def _check_complete(self) -> None:
         """Fail on a file cut short whose index (MP4 ``moov`` at the front) points past its end.
@@ -337,7 +352,7 @@ class _AVSource:
         """Sorted pts of every frame, read from the packets without decoding (cached)."""
         if self._pts_table is None:
             with av.open(self.url, format=self.format) as container:
-                stream = container.streams.video[self.stream.index - container.streams.video[0].index]
+                stream = container.streams[self.stream.index]
                 self._pts_table = sorted(
                     p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard
                 )
@@ -513,7 +528,20 @@ def _yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
-_TICKS = 1000  # VideoWriter's time base: this many ticks a frame at its rate
+# VideoWriter's clock runs at least this many ticks a second: MPEG's 90 kHz, that of phones' MP4 and of
+# MPEG-TS, so that their frame times are kept.
+_CLOCK = 90_000
+# The longest an MP4 sample may show, in ticks: its duration is an int32 of the track's timescale, and
+# a frame x264 reorders has a composition offset spanning up to 10 samples (8 B-frames in veryslow).
+_LONGEST_SAMPLE = 2**31 // 16
+
+
+def _timescale(rate: Fraction) -> int:
+    """VideoWriter's ticks a second at ``rate``: a multiple of its numerator, so that a frame lasts a
+    whole number of them (3003 at 30000/1001 fps), and no more than needed, so that a frame held
+    for hours fits in a sample or a few (a phone's average rate, such as 3360000/98933, makes it
+    the numerator)."""
+    return rate.numerator * math.ceil(_CLOCK / rate.numerator)
 
 
 class VideoWriter:
@@ -562,13 +590,16 @@ class VideoWriter:
         self.path = Path(path)
         self.width, self.height = width, height
         self.rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
-        if max(self.rate.numerator * _TICKS, self.rate.denominator) > 2**31 - 1:
-            # FFmpeg's time bases are int32 fractions; an average rate such as 3360000/98933 (a
-            # phone's variable-rate MP4) times _TICKS is not. Such a rate is nominal anyway.
+        if max(_timescale(self.rate), self.rate.denominator) > 2**31 - 1:
+            # FFmpeg's time bases are int32 fractions. Such a rate is nominal anyway.
             self.rate = self.rate.limit_denominator(1001)
+        self._timescale = _timescale(self.rate)  # ticks a second; the MP4 track's timescale
+        self._frame_ticks = int(self._timescale / self.rate)
         self._count = 0
         self._last_pts = -1
+        self._shown: av.VideoFrame | None = None  # the last frame written, repeated across a long gap
         self._timed: tuple[int, int] | None = None  # (pts, duration) of a frame given its duration
+        self._delay: int | None = None
         self._stack = ExitStack()
         try:
             tmp = self._stack.enter_context(atomic_path(self.path))
@@ -586,9 +617,9 @@ class VideoWriter:
             self._video.codec_context.color_range = ColorRange.MPEG
             if sample_aspect_ratio:
                 self._video.codec_context.sample_aspect_ratio = sample_aspect_ratio
-            # Ticks of 1/1000 frame: a frame given its source time keeps it (variable frame rate)
-            # while frames of a constant rate stay exactly _TICKS apart.
-            self._video.codec_context.time_base = 1 / (self.rate * _TICKS)
+            # A frame given its source time keeps it (variable frame rate) while frames of a
+            # constant rate stay exactly _frame_ticks apart.
+            self._video.codec_context.time_base = Fraction(1, self._timescale)
             self._audio_packets = self._open_audio(audio_from) if audio_from is not None else None
         except BaseException:
             self._stack.__exit__(*sys.exc_info())
@@ -647,7 +678,8 @@ class VideoWriter:
         follow each other at the writer's rate. ``duration`` (seconds) is how long the frame
         shows if it is the last one written, i.e. where the video ends (default: one frame at
         the writer's rate, as players take it; such a frame is encoded as a key frame); earlier
-        frames show until the next one's time."""
+        frames show until the next one's time. A frame shown longer than an MP4 sample can last
+        (some 20 minutes at common rates) is written again every such interval."""
         if isinstance(frame, np.ndarray):
             if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
                 raise VidactError(
@@ -660,26 +692,47 @@ class VideoWriter:
                 f"{self.path}: frame {self._count} is {frame.width}x{frame.height} {frame.format.name}, "
                 f"expected {self._video.width}x{self._video.height} yuv420p (VideoWriter.frame_from_rgb or frame_from_i420)"
             )
-        pts = self._count * _TICKS if seconds is None else round(seconds * self.rate * _TICKS)
-        frame.pts = self._last_pts = max(pts, self._last_pts + 1)
-        frame.time_base = 1 / (self.rate * _TICKS)
-        ticks = _TICKS
-        if duration is not None:
-            # x264 drops frame durations (FFmpeg 8.1), so the packet gets it; the MP4 muxer ends the
-            # track after the last packet in decode order. With B-frames the last frame shown is
-            # often decoded before others; made a key frame, it is decoded last.
-            ticks = max(1, round(duration * self.rate * _TICKS))
-            frame.pict_type = PictureType.I
-            self._timed = (frame.pts, ticks)
-        self._mux_video(self._video.encode(frame))
+        pts = self._count * self._frame_ticks if seconds is None else round(seconds * self._timescale)
+        pts = max(pts, self._last_pts + 1)
+        frame.time_base = Fraction(1, self._timescale)
+        try:
+            if self._shown is not None:  # shown longer than a sample lasts: repeated, a sample apart
+                self._encode(self._shown, range(self._last_pts + _LONGEST_SAMPLE, pts, _LONGEST_SAMPLE))
+            if duration is None:
+                ticks, starts = self._frame_ticks, range(pts, pts + 1)
+            else:
+                ticks = max(1, round(duration * self._timescale))
+                starts = range(pts, pts + ticks, _LONGEST_SAMPLE)
+                self._encode(frame, starts[:-1])
+                # x264 drops frame durations (FFmpeg 8.1), so the packet gets it; the MP4 muxer ends the
+                # track after the last packet in decode order. With B-frames the last frame shown is
+                # often decoded before others; made a key frame, it is decoded last.
+                frame.pict_type = PictureType.I
+                self._timed = (starts[-1], pts + ticks - starts[-1])
+            self._encode(frame, starts[-1:])
+            self._mux_audio_until(Fraction(pts + ticks, self._timescale))
+        except av.error.FFmpegError as error:
+            raise self._failed(error) from None
+        self._shown, self._last_pts = frame, starts[-1]
         self._count += 1
-        self._mux_audio_until(Fraction(frame.pts + ticks, _TICKS) / self.rate)
+
+    def _encode(self, frame: av.VideoFrame, starts: range) -> None:
+        """Encode ``frame`` once for each tick of ``starts``, shown from there (the encoder takes
+        the timestamp when it is given the frame)."""
+        for start in starts:
+            frame.pts = start
+            self._mux_video(self._video.encode(frame))
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
-        if self._timed is not None:
-            for packet in packets:
-                if packet.pts == self._timed[0]:
-                    packet.duration = self._timed[1]
+        for packet in packets:
+            if self._delay is None:  # x264's decoding delay: the first frame's pts minus its dts
+                self._delay = packet.pts - packet.dts
+            if self._timed is not None and packet.pts == self._timed[0]:
+                packet.duration = self._timed[1]
+                # The track's length is its last packet's dts plus duration (the MP4 stts). x264 puts
+                # a frame's dts its last few intervals before its pts, which after a long hold (copies
+                # a sample apart) is more than the first frame's delay: the video would end early.
+                packet.dts = max(packet.dts, packet.pts - self._delay)
         self._container.mux(packets)
 
     def _mux_audio_until(self, seconds: Fraction | None) -> None:
@@ -692,10 +745,19 @@ class VideoWriter:
             if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
                 return
 
+    def _failed(self, error: av.error.FFmpegError) -> VidactError:
+        return VidactError(
+            f"{self.path}: writing the video failed ({_first_line(error)}); "
+            "check that its disk has space, else report this with the source video"
+        )
+
     def close(self) -> None:
         """Flush the encoder, finish the file and move it into place."""
-        with self._stack:
-            if self._count == 0:
-                raise VidactError(f"{self.path}: no frames were written; nothing to save")
-            self._mux_video(self._video.encode(None))
-            self._mux_audio_until(None)
+        try:
+            with self._stack:
+                if self._count == 0:
+                    raise VidactError(f"{self.path}: no frames were written; nothing to save")
+                self._mux_video(self._video.encode(None))
+                self._mux_audio_until(None)
+        except av.error.FFmpegError as error:  # the muxer's, or the file's end failing to write
+            raise self._failed(error) from None

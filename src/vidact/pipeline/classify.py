@@ -582,11 +582,18 @@ def render_timeline(
         fps = reader.fps or result.fps
         with VideoWriter(output, fps, reader.width, reader.height, sample_aspect_ratio=reader.sample_aspect_ratio) as writer:
             bar = tqdm(reader, total=result.num_frames, unit="frame", desc="render", disable=None if progress else True)
+            # Each frame is written once the next is drawn: the last one is given how long it shows.
+            drawn, seconds = None, 0.0
             for frame in bar:
+                if drawn is not None:
+                    writer.write(drawn, seconds=seconds)
                 # Windows were laid out on index / fps (the clips sample frames by index).
                 window = _window_at(result.windows, frame.index / result.fps)
                 lines = [f"{window.start:.1f}-{window.end:.1f} s"]
                 lines += [(f"[{c.score:.2f}] {c.name}", class_color(c.index, num_classes)) for c in window.top_k]
                 rgb = frame.rgb if frame.rgb.flags.writeable else frame.rgb.copy()
-                writer.write(draw_text_panel(rgb, lines), seconds=frame.pts_seconds)  # variable rates kept
+                drawn, seconds = draw_text_panel(rgb, lines), frame.pts_seconds  # variable rates kept
+            # One frame, or to the video's end where that is later: a slide or a paused recording
+            # can end on a frame held for seconds.
+            writer.write(drawn, seconds=seconds, duration=max(1 / float(fps), (reader.duration or 0.0) - seconds))
     return Path(output)
