@@ -358,3 +358,48 @@ def test_a_pipeline_bench_without_its_video_fails_before_timing(monkeypatch):
     monkeypatch.setattr(bench, "bench_model", lambda *a, **k: pytest.fail("timed a model first"))
     with pytest.raises(VidactError, match="--pipeline detect needs --video PATH"):
         bench.run_bench([small_x3d_config()], device="cpu", pipelines=["detect"])
+
+
+@pytest.fixture
+def untimed(monkeypatch):
+    """Makes any timing in ``vidact bench`` fail the test: its checks must all come first."""
+
+    def timed(*args, **kwargs):
+        pytest.fail("bench timed something before refusing its input")
+
+    for name in ("gemm_peak", "bench_model", "_time_round_robin"):
+        monkeypatch.setattr(bench, name, timed)
+    monkeypatch.setitem(bench.PIPELINE_BENCHES, "detect", timed)
+
+
+def test_bench_refuses_fp16_on_a_cpu_without_it_before_timing(untimed, monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
+    with pytest.raises(VidactError, match="fp16 on this CPU"):
+        bench.run_bench([small_x3d_config()], precisions=["fp32", "fp16"], device="cpu")
+
+
+def test_bench_resolves_every_model_before_timing(untimed):
+    with pytest.raises(VidactError, match="unknown model 'x3d_mm'"):
+        bench.run_bench([small_x3d_config(), "x3d_mm"], precisions=["fp32"], device="cpu")
+
+
+@pytest.mark.parametrize("content", [None, b"not a video"])
+def test_bench_opens_the_pipeline_video_before_timing(untimed, tmp_path, content):
+    video = tmp_path / "clip.mp4"
+    if content is not None:
+        video.write_bytes(content)
+    with pytest.raises(VidactError, match="clip.mp4"):
+        bench.run_bench([small_x3d_config()], precisions=["fp32"], device="cpu", pipelines=["detect"], video=video)
+
+
+def test_bench_cli_bad_model_name_is_exit_2_and_writes_no_json(untimed, tmp_path, capsys):
+    from vidact.cli.main import main
+
+    config = shared_path("fixtures", "parity", "tiny_x3d", "config.yaml")
+    out = tmp_path / "out.json"
+    code = main(["bench", "--model", str(config), "x3d_mm", "--precision", "fp32", "--device", "cpu",
+                 "--json", str(out)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "unknown model 'x3d_mm'" in error and len(error.strip().splitlines()) == 1
+    assert not out.exists()

@@ -533,6 +533,18 @@ def _inductor_cache_dir() -> Path:
     return vidact_home() / "inductor"
 
 
+def check_precision(precision: str, device: torch.device) -> str:
+    """``precision`` as :func:`optimize_for_inference` runs it on ``device`` ("auto" resolved),
+    or a :class:`VidactError` if it cannot: for refusing before long work."""
+    if precision not in PRECISIONS:
+        raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = select_precision(device)
+    if precision == "fp16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        raise VidactError("fp16 on this CPU needs AVX512-FP16 or AVX-NE-CONVERT, which it lacks; use --precision bf16 or fp32")
+    return precision
+
+
 def optimize_for_inference(
     model: nn.Module,
     *,
@@ -557,15 +569,10 @@ def optimize_for_inference(
     On CUDA this also switches on cuDNN's autotuner (``torch.backends.cudnn.benchmark``),
     process-wide.
     """
-    if precision not in PRECISIONS:
-        raise VidactError(f"precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}")
     from vidact.api import parse_device
 
     device = parse_device(device)
-    if precision == "auto":
-        precision = select_precision(device)
-    if precision == "fp16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
-        raise VidactError("fp16 on this CPU needs AVX512-FP16 or AVX-NE-CONVERT, which it lacks; use --precision bf16 or fp32")
+    precision = check_precision(precision, device)
     if channels_last is None:
         channels_last = True
     if cuda_graphs is None:

@@ -235,12 +235,13 @@ def run_bench(
 ) -> dict:
     """Run the benchmark; returns ``{"environment", "gemm_peak_gflop_per_s", "records"}``.
 
-    ``models`` are zoo names, config files or configs (random weights: latency does
-    not depend on them). ``batch_sizes``: clips per call, each timed separately.
+    ``models`` are zoo names, config files, checkpoints or configs (random weights:
+    latency does not depend on them). ``batch_sizes``: clips per call, each timed separately.
     ``gemm_size`` defaults to 4096 on CPU, 8192 on CUDA. ``on_record`` sees each record
     as soon as it is measured.
     """
-    from vidact.api import create_model, parse_device
+    from vidact.api import create_model, parse_device, resolve_model
+    from vidact.models.optimize import DTYPES, check_precision
 
     if repeats < 1:
         raise VidactError(f"--repeats {repeats} must be at least 1")
@@ -256,9 +257,19 @@ def run_bench(
     if without_video:  # before minutes of model timing, not after
         raise VidactError(f"--pipeline {without_video[0]} needs --video PATH (a video file to run on)")
     device = parse_device(device)
+    precisions = list(precisions) if precisions else default_precisions(device)
+    # Everything below is refused before the GEMM peak and the model timings (minutes), not after.
+    for precision in precisions:
+        check_precision(precision, device)
+    # Configs only: the models get random weights anyway, and a checkpoint kept from here
+    # would hold its weights in memory through the other models' timings.
+    configs = [resolve_model(name).config for name in models]
+    if any(p in _NEEDS_VIDEO for p in pipelines):
+        from vidact.io.video import VideoReader
+
+        VideoReader(video).close()
     if threads is not None:
         torch.set_num_threads(threads)
-    precisions = list(precisions) if precisions else default_precisions(device)
     if device.type == "cuda":
         # Fixed shapes: let cuDNN pick its fastest kernels, for every mode alike. The first
         # calls autotune, so they are warm-ups.
@@ -270,8 +281,6 @@ def run_bench(
     if gemm_size is None:
         gemm_size = 8192 if device.type == "cuda" else 4096
 
-    from vidact.models.optimize import DTYPES
-
     peaks = {p: gemm_peak(DTYPES[p], device, size=gemm_size) for p in dict.fromkeys(["fp32", *precisions])}
     records: list[BenchRecord] = []
 
@@ -281,8 +290,8 @@ def run_bench(
             for record in new:
                 on_record(record)
 
-    for name in models:
-        model = create_model(name)
+    for name, config in zip(models, configs):
+        model = create_model(config)
         label = f"{name.arch} config" if isinstance(name, ModelConfig) else os.fspath(name)
         for batch in batch_sizes:
             emit(bench_model(model, label, precisions, options, peaks, compile=compile, batch=batch))
