@@ -981,6 +981,53 @@ def test_class_names_the_label_font_lacks_are_told_and_vidact_font_draws_both_ou
     assert written.video.stat().st_size > 0 and written.timeline.stat().st_size > 0
 
 
+def test_ctrl_c_right_after_the_main_thread_takes_a_lock_does_not_hang_the_run(tmp_path):
+    """Python raises a signal's KeyboardInterrupt between bytecodes, also just after a ``with``
+    has taken its lock and before it can release it (bpo-29988). Waiting for results on a
+    queue.Queue, the main thread could so keep the queue's mutex: the act stage then blocked on it
+    for ever, the join waited for the act stage, and the process ignored every further signal.
+    Here the interrupt is raised at the first C call's return in that wait or in a lock's
+    ``__enter__`` below it, two seconds late (the act stage comes to hand over a result)."""
+    import subprocess
+    import sys
+
+    case = _tiny_case()
+    script = f"""
+import sys
+import time
+from vidact.pipeline import detect
+
+real_get, raised = detect._get, []
+
+def waiting_for_results(frame):  # in _get, or a lock's __enter__ below it
+    if frame.f_code.co_name == "__enter__" and frame.f_code.co_filename.endswith("threading.py"):
+        while frame is not None and frame.f_code is not real_get.__code__:
+            frame = frame.f_back
+    return frame is not None and frame.f_code is real_get.__code__
+
+def profile(frame, event, arg):
+    if event == "c_return" and not raised and waiting_for_results(frame):
+        raised.append(frame.f_code.co_name)
+        time.sleep(2)  # (holding whatever the call took) the act stage comes to hand over a result
+        raise KeyboardInterrupt
+
+sys.setprofile(profile)
+try:
+    detect.detect_video({str(shared_path("data", "videos", "mmaction2_demo.mp4"))!r}, {str(tmp_path / "out")!r},
+                        model={str(case / "config.yaml")!r}, weights={str(case / "model.pyth")!r},
+                        detector={_fastestdet()!r}, timeline=False)
+except KeyboardInterrupt:
+    sys.setprofile(None)
+    print("interrupted in", raised)
+"""
+    source = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "PYTHONPATH": str(source)})  # the hang: killed here
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("interrupted in"), done.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_list_goes_on_past_a_video_that_fails_and_names_it(tmp_path, capsys, monkeypatch):
     """--list stopped at the first video that failed mid-decode; the finished ones' summaries were lost."""
     from vidact.cli.main import main

@@ -473,7 +473,7 @@ class _Shared:
                     del table[old]
 
 
-def _put(shared: _Shared, q: queue.Queue, item: Any) -> None:
+def _put(shared: _Shared, q: queue.Queue | queue.SimpleQueue, item: Any) -> None:
     while True:
         if shared.abort.is_set():
             raise _Aborted
@@ -484,7 +484,7 @@ def _put(shared: _Shared, q: queue.Queue, item: Any) -> None:
             continue
 
 
-def _get(shared: _Shared, q: queue.Queue) -> Any:
+def _get(shared: _Shared, q: queue.Queue | queue.SimpleQueue) -> Any:
     while True:
         if shared.abort.is_set():
             raise _Aborted
@@ -604,7 +604,11 @@ class DetectionRun:
         self._shared = shared
         prepare_q: queue.Queue = queue.Queue(maxsize=2)
         act_q: queue.Queue = queue.Queue(maxsize=2)
-        out_q: queue.Queue = queue.Queue(maxsize=4)
+        # What the main thread waits on takes no lock in Python code: a Ctrl-C raised just after
+        # queue.Queue's ``with`` took its mutex kept it taken (bpo-29988), and the act stage, its
+        # other user, then blocked for ever. SimpleQueue's lock is in C; it has no bound, but
+        # results are small and the frames they come from are bounded upstream.
+        out_q: queue.SimpleQueue = queue.SimpleQueue()
         encode_q: queue.Queue = queue.Queue(maxsize=4)
         stages = [
             (self._decode, ()),
@@ -801,7 +805,7 @@ class DetectionRun:
             _put(shared, act_q, job)
         _put(shared, act_q, _END)
 
-    def _act(self, shared: _Shared, act_q: queue.Queue, out_q: queue.Queue) -> None:
+    def _act(self, shared: _Shared, act_q: queue.Queue, out_q: queue.SimpleQueue) -> None:
         names = self.action_model.class_names
         if self.action_model.device.type == "cuda":  # on a CPU it would only take cores from decoding
             start = time.perf_counter()
