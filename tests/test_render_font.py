@@ -83,3 +83,19 @@ def test_box_labels_follow_a_changed_vidact_font(monkeypatch):
     monkeypatch.setenv(render.FONT_VARIABLE, _matplotlib_font("DejaVuSans-Bold.ttf"))
     bold = render.draw_box(frame.copy(), (40, 60, 200, 150), label_lines=["0.91 stand"])
     assert not np.array_equal(regular, bold)
+
+
+def test_the_timeline_draws_names_as_text_not_tex_and_cuts_long_ones(tmp_path):
+    """"$1_to_$2" in a class name or video id stopped the run with matplotlib's TeX parse error."""
+    from PIL import Image
+
+    from vidact.pipeline import outputs
+    from vidact.pipeline.detect import Action, KeyframeResult, PersonActions
+
+    names = ("price $1_to_$2", "very long action name " * 9)
+    person = PersonActions(3, (1.0, 2.0, 30.0, 40.0), 0.9,
+                           (Action(0, names[0], 0.8), Action(1, names[1], 0.6)), np.zeros(2, np.float32))
+    outputs.write_timeline(tmp_path / "t.png", "clip_$x_1$", [KeyframeResult(0.0, 0, 64, 48, (person,))], names)
+    assert Image.open(tmp_path / "t.png").size[0] == 1000
+    assert outputs._row_label(3, names[0]) == "#3  price $1_to_$2"
+    assert outputs._row_label(-1, names[1]) == "untracked  " + names[1][:47].rstrip() + "\u2026"

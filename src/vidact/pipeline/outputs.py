@@ -138,7 +138,9 @@ def write_timeline(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    with matplotlib.rc_context({"font.family": _timeline_fonts()}), warnings.catch_warnings():
+    # Names are text, not TeX: "$5-$10" must not be typeset as math, nor "$1_to_$2" fail to parse.
+    settings = {"font.family": _timeline_fonts(), "text.parse_math": False}
+    with matplotlib.rc_context(settings), warnings.catch_warnings():
         # A name the fonts cannot draw was told once, before the run (render.check_label_font).
         warnings.filterwarnings("ignore", message="Glyph .* missing from")
         _draw_timeline(path, video_id, results, class_names, rate=rate, max_rows=max_rows)
@@ -156,6 +158,16 @@ def _timeline_fonts() -> list[str]:
     get_font(10)  # a file that is no font: one-line error
     font_manager.fontManager.addfont(chosen)
     return [font_manager.FontProperties(fname=chosen).get_name(), "DejaVu Sans"]
+
+
+_ROW_NAME_CHARS = 48  # longer names are cut: the figure's width stays the timeline's
+
+
+def _row_label(track_id: int, name: str) -> str:
+    """A timeline row's label, its start kept: the track, and the class name cut to fit."""
+    if len(name) > _ROW_NAME_CHARS:
+        name = name[: _ROW_NAME_CHARS - 1].rstrip() + "…"
+    return f"{'untracked' if track_id == -1 else f'#{track_id}'}  {name}"
 
 
 def _draw_timeline(path, video_id, results, class_names, *, rate, max_rows) -> None:
@@ -180,9 +192,7 @@ def _draw_timeline(path, video_id, results, class_names, *, rate, max_rows) -> N
         axes.broken_barh([(start - width / 2, width) for start, _ in spans[key]], (row - 0.4, 0.8),
                          facecolors=[(*color, 0.25 + 0.75 * score) for _, score in spans[key]], edgecolor="none")
     axes.set_yticks(range(len(rows)))
-    axes.set_yticklabels(
-        [f"{'untracked' if track == -1 else f'#{track}'}  {class_names[index]}" for track, index in rows], fontsize=8
-    )
+    axes.set_yticklabels([_row_label(track, class_names[index]) for track, index in rows], fontsize=8)
     axes.invert_yaxis()
     axes.set_xlim(-width / 2, max(end, width))
     axes.set_xlabel("video time (s)")
