@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 from conftest import shared_path
 
+import vidact
 from vidact.data.labels import LabelMap, parse_label_map, read_label_map
 from vidact.errors import VidactError
+from vidact.pipeline.classify import class_names_for
+from vidact.pipeline.detect import ActionModel, default_class_names, load_action_model
+from vidact.pipeline.kinetics_demo import _class_names
 
 
 def labels(name: str) -> LabelMap:
@@ -127,3 +134,131 @@ def test_id_name_csv_with_an_optional_header(tmp_path, header):
     read = read_label_map(path)
     assert read.first_id == 0 and read.as_list() == kinetics
     assert parse_label_map("id,name\n3,run/jog\n5,sit\n").names == {3: "run/jog", 5: "sit"}
+
+
+# --------------------------------------------------------------------------- names that cannot be drawn
+
+
+@pytest.mark.parametrize("name", ["line one\nline two", "carriage\rreturn", "tab\there", "bell\x07", "next\x85line"])
+def test_a_control_character_in_a_name_is_refused(tmp_path, name):
+    """A line break in a name crashed the label drawing (raqm) after the whole video was scored."""
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"walk": 0, name: 1}), encoding="utf-8")
+    with pytest.raises(VidactError, match="class 1 .*control character.*fix that name") as err:
+        read_label_map(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_control_characters_are_refused_in_every_style(tmp_path):
+    for file_name, text in [
+        ("map.pbtxt", 'label { name: "a\\nb" label_id: 3 }'),
+        ("map.txt", "0: walk\n1: run\tfast\n"),
+        ("lines.txt", "walk\nrun\tfast\n"),
+        ("map.csv", "id,name\n0,walk\n1,run\x01fast\n"),
+    ]:
+        (tmp_path / file_name).write_text(text, encoding="utf-8")
+        with pytest.raises(VidactError, match="control character"):
+            read_label_map(tmp_path / file_name)
+    with pytest.raises(ValueError, match="class 0 .*control character"):
+        LabelMap({0: "a\nb"})
+
+
+# --------------------------------------------------------------------------- pbtxt names
+
+
+def test_pbtxt_escapes_are_decoded():
+    text = (
+        'label { name: "back\\\\slash" label_id: 1 }\n'
+        'label { name: "caf\\303\\251" label_id: 2 }\n'
+        'label { name: "it\\x27s" label_id: 3 }\n'
+        "label { name: \"say \\\"hi\\\" it\\'s\" label_id: 4 }\n"
+        'label { name: "\\u00e0 la" label_id: 5 }\n'
+    )
+    assert parse_label_map(text).names == {1: "back\\slash", 2: "café", 3: "it's", 4: "say \"hi\" it's", 5: "à la"}
+    with pytest.raises(ValueError, match="block 1.*escape"):
+        parse_label_map('label { name: "bad \\q" label_id: 1 }')
+
+
+def test_pbtxt_prefers_display_name_whatever_the_field_order():
+    """Object-detection label maps give a machine id as name and the readable name as display_name."""
+    text = (
+        'item { name: "/m/01g317" id: 1 display_name: "person" }\n'
+        'item { display_name: "bicycle" name: "/m/0199g" id: 2 }\n'
+        'item { name: "car" id: 3 }\n'
+        'item { name: "/m/0004" id: 4 display_name: "name: colon" }\n'
+    )
+    assert parse_label_map(text).names == {1: "person", 2: "bicycle", 3: "car", 4: "name: colon"}
+    assert parse_label_map('item { display_name: "id: 7" id: 2 name: "x" }').names == {2: "id: 7"}
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_label_map_not_in_utf8_says_so(tmp_path, encoding):
+    path = tmp_path / "classes.txt"
+    path.write_text("café\nthé\n", encoding=encoding)
+    with pytest.raises(VidactError, match="must be UTF-8 text.*save it as UTF-8") as err:
+        read_label_map(path)
+    assert str(path) in str(err.value) and "check the path" not in str(err.value)
+
+
+def test_kinetics_demo_label_ids_must_start_at_zero(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_text("".join(f"{i}: class {i}\n" for i in range(1, 11)))
+    with pytest.raises(VidactError, match=r"ids must run 0\.\.9 .*found 1\.\.10"):
+        _class_names(SimpleNamespace(label_file=str(path)), 10)
+    path.write_text("".join(f"{i}: class {i}\n" for i in range(10)))
+    assert _class_names(SimpleNamespace(label_file=str(path)), 10)[9] == "class 9"
+
+
+def test_a_missing_ava_label_file_names_where_it_was_looked_for(tmp_path, monkeypatch, ava_model):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VidactError, match="label file not found") as err:
+        default_class_names(ava_model, "./ava_classids.json")
+    assert "./ava_classids.json" in str(err.value) and str(tmp_path / "ava_classids.json") in str(err.value)
+
+
+# --------------------------------------------------------------------------- labels given to the Python API
+
+
+@pytest.fixture(scope="module")
+def kinetics_model():
+    return vidact.create_model(shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml"))
+
+
+@pytest.fixture(scope="module")
+def ava_model():
+    return vidact.create_model(shared_path("fixtures", "parity", "tiny_ava_slowfast_r101_nln", "config.yaml"))
+
+
+def test_classify_takes_a_label_map_or_a_name_to_id_dict(kinetics_model):
+    names = [f"action {i}" for i in range(10)]
+    shuffled = {name: i for i, name in reversed(list(enumerate(names)))}  # dict order is not id order
+    assert class_names_for(kinetics_model, shuffled) == tuple(names)
+    assert class_names_for(kinetics_model, parse_label_map(json.dumps(shuffled))) == tuple(names)
+    assert class_names_for(kinetics_model, names) == tuple(names)
+    with pytest.raises(VidactError, match=r"ids must run 0\.\.N-1"):
+        class_names_for(kinetics_model, {name: i + 1 for i, name in enumerate(names)})
+    with pytest.raises(VidactError, match=r"ids must run 0\.\.N-1"):
+        class_names_for(kinetics_model, LabelMap({i + 1: name for i, name in enumerate(names)}))
+
+
+@pytest.mark.parametrize("labels", [list(range(10)), {i: f"a{i}" for i in range(10)}, {"a": "0"}, 7])
+def test_labels_that_are_not_names_are_refused(kinetics_model, labels):
+    with pytest.raises(VidactError, match="LabelMap.*name: id") as err:
+        class_names_for(kinetics_model, labels)
+    assert "\n" not in str(err.value)
+
+
+def test_detect_takes_a_label_map_or_a_name_to_id_dict(ava_model):
+    ava = labels("ava_action_list_v2.1.pbtxt")  # ids 1..80, as a label file may give them
+    by_name = {name: class_id for class_id, name in reversed(list(ava.names.items()))}
+    for given in (ava, by_name):
+        assert ActionModel(ava_model, given).class_names == tuple(ava.as_list())
+        loaded = load_action_model(ava_model, class_names=given, device="cpu", precision="eager")
+        assert loaded.class_names == tuple(ava.as_list())
+    with pytest.raises(VidactError, match="LabelMap.*name: id"):
+        ActionModel(ava_model, {i: name for i, name in enumerate(ava.as_list())})
+    with pytest.raises(VidactError, match="gaps"):
+        ActionModel(ava_model, labels("ava_action_list_v2.1_for_activitynet_2018.pbtxt"))

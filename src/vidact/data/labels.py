@@ -4,7 +4,7 @@ Styles, detected from the content:
 
 * pbtxt, AVA style: ``label { name: "..." label_id: N label_type: ... }``
 * pbtxt, object-detection style: ``item { name: "..." id: N }`` (the official
-  AVA evaluation label map)
+  AVA evaluation label map); an item's ``display_name``, where it has one, is its name
 * JSON ``{"name": id, ...}`` (PySlowFast ``DEMO.LABEL_FILE_PATH``; 0-based)
 * ``id: name`` lines (mmaction2's AVA label maps)
 * ``id,name`` CSV rows, under an optional header line (Kinetics label CSVs)
@@ -19,14 +19,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Union
 
 from vidact.errors import VidactError
 
 _PBTXT_BLOCK = re.compile(r"\b(?:item|label)\s*\{([^{}]*)\}", re.S)
-_PBTXT_NAME = re.compile(r'\b(?:display_)?name\s*:\s*"((?:[^"\\]|\\.)*)"')
-_PBTXT_ID = re.compile(r"\b(?:label_)?id\s*:\s*(-?\d+)")
-_PBTXT_TYPE = re.compile(r"\blabel_type\s*:\s*(\w+)")
+# One field of a block, read left to right so that a field name inside a quoted string
+# ("name: colon") or a comment is never taken for a field.
+_PBTXT_FIELD = re.compile(r'#[^\n]*|(\w+)\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\w+))', re.S)
+_PBTXT_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|[xX]([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
+_PBTXT_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+                         "\\": "\\", "'": "'", '"': '"', "?": "?"}
+# Names are drawn on one line: a line break made the text layout (raqm) fail mid-run.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ID_NAME_LINE = re.compile(r"^\s*(-?\d+)\s*:\s*(.*?)\s*$")
 _INTEGER = re.compile(r"\s*-?\d+\s*")
 
@@ -44,6 +49,15 @@ class LabelMap:
     def __post_init__(self) -> None:
         if not self.names:
             raise ValueError("a label map needs at least one class")
+        for class_id, name in self.names.items():
+            if not isinstance(name, str):
+                raise ValueError(f"the name of class {class_id} is {name!r}, not text")
+            control = _CONTROL.search(name)
+            if control:
+                raise ValueError(
+                    f"class {class_id} ({name!r}): its name holds the control character {control.group()!r}; "
+                    "fix that name (one line of text, no tabs)"
+                )
 
     @property
     def ids(self) -> list[int]:
@@ -104,12 +118,61 @@ def read_label_map(path: str | os.PathLike) -> LabelMap:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no part of the text
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise VidactError(
+            f"{path}: a label map must be UTF-8 text (byte {err.start} is not: {err.reason}); save it as UTF-8"
+        ) from None
+    except OSError as err:
         raise VidactError(f"{path}: cannot read the label map ({err}); check the path") from None
     try:
         return parse_label_map(text)
     except ValueError as err:
         raise VidactError(f"{path}: {err}") from None
+
+
+# What the Python API takes as class names: a label-map file, a LabelMap, a {name: id} mapping
+# (PySlowFast's label JSON, loaded) or the names in id order.
+Labels = Union[str, os.PathLike, LabelMap, Mapping[str, int], Iterable[str]]
+_ACCEPTED = "give a label-map path, a LabelMap, a {name: id} dict or a list of names"
+
+
+def names_by_id(labels: Labels, *, from_zero: bool = True) -> tuple[str, ...]:
+    """The class names of ``labels``, ordered by id: the names of a model's outputs.
+
+    The ids must be consecutive, and start at 0 when ``from_zero`` (AVA's label files number
+    the classes from 1). Raises :class:`VidactError` for anything else.
+    """
+    if isinstance(labels, (str, os.PathLike)):
+        label_map, source = read_label_map(labels), str(labels)
+    else:
+        source = "labels"
+        try:
+            label_map = _as_label_map(labels)
+        except ValueError as err:
+            raise VidactError(f"{source}: {err}") from None
+    if not label_map.is_dense or (from_zero and label_map.first_id != 0):
+        rule = "run 0..N-1" if from_zero else "be consecutive"
+        raise VidactError(
+            f"{source}: class ids must {rule} without gaps to name a model's outputs "
+            f"(found {len(label_map)} ids in {label_map.first_id}..{max(label_map.ids)})"
+        )
+    return tuple(label_map.as_list())
+
+
+def _as_label_map(labels: LabelMap | Mapping[str, int] | Iterable[str]) -> LabelMap:
+    if isinstance(labels, LabelMap):
+        return labels
+    if isinstance(labels, Mapping):
+        if not all(isinstance(name, str) and isinstance(i, int) and not isinstance(i, bool) for name, i in labels.items()):
+            raise ValueError(f"a dict of labels must map names to integer ids; {_ACCEPTED}")
+        return _from_name_ids(labels)
+    if not isinstance(labels, Iterable):
+        raise ValueError(f"a {type(labels).__name__} is no class names; {_ACCEPTED}")
+    names = list(labels)
+    not_names = [name for name in names if not isinstance(name, str)]
+    if not_names:
+        raise ValueError(f"class names must be text, not {type(not_names[0]).__name__}; {_ACCEPTED}")
+    return LabelMap(dict(enumerate(names)))
 
 
 def parse_label_map(text: str) -> LabelMap:
@@ -137,14 +200,46 @@ def _parse_pbtxt(text: str) -> LabelMap:
     if len(blocks) != text.count("{"):
         raise ValueError("unexpected nesting in the pbtxt label map; expected flat item { ... } or label { ... } blocks")
     for number, block in enumerate(blocks, start=1):
-        name, class_id = _PBTXT_NAME.search(block), _PBTXT_ID.search(block)
-        if name is None or class_id is None:
+        strings: dict[str, str] = {}
+        scalars: dict[str, str] = {}
+        for field_match in _PBTXT_FIELD.finditer(block):
+            key, string, scalar = field_match.groups()
+            if key is not None:
+                (strings if string is not None else scalars)[key] = string if string is not None else scalar
+        # display_name is the readable one where an item has both (object-detection maps give a
+        # machine id such as /m/01g317 as name); AVA's action lists have name only.
+        name = strings.get("display_name", strings.get("name"))
+        class_id = scalars.get("label_id", scalars.get("id"))
+        if name is None or class_id is None or not _INTEGER.fullmatch(class_id):
             raise ValueError(f"pbtxt block {number} lacks a name or an id: {' '.join(block.split())}")
-        _add(names, int(class_id.group(1)), name.group(1).replace('\\"', '"'))
-        label_type = _PBTXT_TYPE.search(block)
-        if label_type:
-            label_types[int(class_id.group(1))] = label_type.group(1)
+        try:
+            name = _unescape(name)
+        except ValueError as err:
+            raise ValueError(f"pbtxt block {number}: bad string escape in {name!r} ({err})") from None
+        _add(names, int(class_id), name)
+        if "label_type" in scalars:
+            label_types[int(class_id)] = scalars["label_type"]
     return LabelMap(names, label_types)
+
+
+def _unescape(text: str) -> str:
+    """A protobuf text-format string's value: its octal and hex escapes are bytes of UTF-8 text."""
+    value = bytearray()
+    position = 0
+    for match in _PBTXT_ESCAPE.finditer(text):
+        value += text[position : match.start()].encode()
+        octal, hex_byte, short_unicode, long_unicode, simple = match.groups()
+        if octal or hex_byte:
+            value.append(int(octal, 8) if octal else int(hex_byte, 16))
+        elif short_unicode or long_unicode:
+            value += chr(int(short_unicode or long_unicode, 16)).encode()
+        elif simple in _PBTXT_SIMPLE_ESCAPES:
+            value += _PBTXT_SIMPLE_ESCAPES[simple].encode()
+        else:
+            raise ValueError(f"unknown escape \\{simple}")
+        position = match.end()
+    value += text[position:].encode()
+    return value.decode("utf-8")
 
 
 def _parse_json(text: str) -> LabelMap:
@@ -154,8 +249,12 @@ def _parse_json(text: str) -> LabelMap:
         raise ValueError(f"invalid JSON label map ({err})") from None
     if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
         raise ValueError('a JSON label map must be an object {"class name": integer id, ...}')
+    return _from_name_ids(data)
+
+
+def _from_name_ids(name_ids: Mapping[str, int]) -> LabelMap:
     names: dict[int, str] = {}
-    for name, class_id in sorted(data.items(), key=lambda item: item[1]):
+    for name, class_id in sorted(name_ids.items(), key=lambda item: item[1]):
         _add(names, class_id, name)
     return LabelMap(names)
 

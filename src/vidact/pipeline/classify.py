@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vidact.config.model import InputSpec, ModelConfig
+from vidact.data.labels import Labels, names_by_id
 from vidact.errors import VidactError
 from vidact.io.sampling import kinetics_clip_indices, temporal_sample_indices
 from vidact.io.video import VideoReader
@@ -167,9 +168,10 @@ def top_classes(scores: np.ndarray, class_names: Sequence[str], k: int) -> tuple
     return tuple(ClassScore(int(i), class_names[i], float(scores[i])) for i in order)
 
 
-def class_names_for(model: nn.Module, labels: str | os.PathLike | Sequence[str] | None = None) -> tuple[str, ...]:
-    """Names of a model's classes: ``labels`` (a label-map file or a list), else the zoo
-    entry's, else the Kinetics-400 names for a 400-class model, else ``class N``."""
+def class_names_for(model: nn.Module, labels: Labels | None = None) -> tuple[str, ...]:
+    """Names of a model's classes: ``labels`` (a label-map file, a :class:`~vidact.data.labels.LabelMap`,
+    a ``{name: id}`` dict or a list of names; ids 0..N-1), else the zoo entry's, else the Kinetics-400
+    names for a 400-class model, else ``class N``."""
     from vidact.api import load_labels
     from vidact.data.label_sets import LABEL_SETS
 
@@ -179,18 +181,11 @@ def class_names_for(model: nn.Module, labels: str | os.PathLike | Sequence[str] 
         if names is None and num_classes == len(LABEL_SETS["kinetics400"]):
             names = LABEL_SETS["kinetics400"]
         return tuple(names) if names is not None else tuple(f"class {i}" for i in range(num_classes))
-    if isinstance(labels, (str, os.PathLike)):
-        from vidact.data.labels import read_label_map
-
-        label_map = read_label_map(labels)
-        if label_map.first_id != 0 or not label_map.is_dense:
-            raise VidactError(f"{labels}: class ids must run 0..N-1 without gaps to name a classifier's outputs")
-        names, source = label_map.as_list(), str(labels)
-    else:
-        names, source = list(labels), "labels"
+    names = names_by_id(labels)
     if len(names) != num_classes:
+        source = labels if isinstance(labels, (str, os.PathLike)) else "labels"
         raise VidactError(f"{source}: {len(names)} class names for a model with {num_classes} classes; pass the model's label file")
-    return tuple(names)
+    return names
 
 
 # ---------------------------------------------------------------------------------------

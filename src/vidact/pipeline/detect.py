@@ -51,6 +51,7 @@ from torch import nn
 
 from vidact.config.model import InputSpec
 from vidact.config.pyslowfast_defaults import DEFAULTS
+from vidact.data.labels import Labels, names_by_id
 from vidact.detectors.base import Detections, PersonDetector
 from vidact.errors import VidactError
 from vidact.fileutil import atomic_paths, check_writable_folder
@@ -166,19 +167,22 @@ class ActionThresholds:
 class ActionModel:
     """An AVA box model with its input spec, class names and device: clip + boxes in, scores out."""
 
-    def __init__(self, model: nn.Module, class_names: Sequence[str], device: str | torch.device = "cpu"):
+    def __init__(self, model: nn.Module, class_names: Labels, device: str | torch.device = "cpu"):
+        """``class_names``: a label-map file, a :class:`~vidact.data.labels.LabelMap`, a ``{name: id}``
+        dict or a list of names, one per class; ids consecutive from any first one (AVA's: 1..80)."""
         config = getattr(model, "config", None)
         if config is None or not config.detection.enable:
             raise VidactError("the action model has no box head (DETECTION.ENABLE false); use an AVA model")
-        if len(class_names) != config.num_classes:
+        names = names_by_id(class_names, from_zero=False)
+        if len(names) != config.num_classes:
             raise VidactError(
-                f"{len(class_names)} class names for a model with {config.num_classes} classes; "
+                f"{len(names)} class names for a model with {config.num_classes} classes; "
                 "pass a matching label file"
             )
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spec: InputSpec = config.input
-        self.class_names = tuple(class_names)
+        self.class_names = names
 
     @property
     def num_classes(self) -> int:
@@ -241,17 +245,18 @@ def default_class_names(model: nn.Module, label_file: str | os.PathLike | None =
     """Class names for an AVA model: a label file, else the zoo entry's, else AVA's 80 classes."""
     num_classes = model.config.num_classes
     if label_file is not None:
-        from vidact.data.labels import read_label_map
-
         path = Path(label_file)
         if not path.is_file():
-            raise VidactError(f"label file not found: {path}; pass a JSON, pbtxt or text label map")
-        labels = read_label_map(path)
-        if not labels.is_dense or len(labels) != num_classes:
+            # A config's relative path (PySlowFast's ./ava_classids.json) is read from the current
+            # folder, not the config's: say which file was looked for.
+            where = "" if path.is_absolute() else f" (resolved against the current folder: {os.path.abspath(path)})"
             raise VidactError(
-                f"{path}: {len(labels)} classes, with gaps or not the model's {num_classes}; pass the model's label map"
+                f"label file not found: {os.fspath(label_file)}{where}; pass a JSON, pbtxt or text label map"
             )
-        return tuple(labels.as_list())
+        names = names_by_id(path, from_zero=False)
+        if len(names) != num_classes:
+            raise VidactError(f"{path}: {len(names)} classes, not the model's {num_classes}; pass the model's label map")
+        return names
     from vidact.api import load_labels
     from vidact.data.label_sets import AVA80
 
@@ -1027,7 +1032,7 @@ def load_action_model(
     *,
     device: str | torch.device | None = None,
     label_file: str | os.PathLike | None = None,
-    class_names: Sequence[str] | None = None,
+    class_names: Labels | None = None,
     precision: str = "auto",
     compile: bool = False,
 ) -> ActionModel:
@@ -1054,7 +1059,7 @@ def load_action_model(
         if weights is None and resolved.checkpoint is None:  # a checkpoint file brings its own weights
             notice(f"{spec}: no weights given; the action model has random weights (scores are meaningless)")
         built = create_model(spec, weights=weights)
-    names = tuple(class_names) if class_names is not None else default_class_names(built, label_file)
+    names = class_names if class_names is not None else default_class_names(built, label_file)
     from vidact.models.optimize import inference_model
 
     return ActionModel(inference_model(built, device=device, precision=precision, compile=compile), names, device)

@@ -58,10 +58,10 @@ def _class_names(demo: DemoConfig, num_classes: int) -> tuple[str, ...]:
     from vidact.data.labels import read_label_map
 
     label_map = read_label_map(demo.label_file)
-    size = max(label_map.ids) + 1
-    if size != num_classes:
+    if min(label_map.ids) < 0 or max(label_map.ids) + 1 != num_classes:
         raise VidactError(
-            f"{demo.label_file}: names {size} classes but the model has {num_classes}; "
+            f"{demo.label_file}: class ids must run 0..{num_classes - 1} for the model's {num_classes} classes "
+            f"(found {min(label_map.ids)}..{max(label_map.ids)}); "
             "set DEMO.LABEL_FILE_PATH to the label file of the model's dataset"
         )
     return tuple(label_map.names.get(i, f"class {i}") for i in range(num_classes))
