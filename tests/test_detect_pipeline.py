@@ -488,6 +488,51 @@ def test_ctrl_c_ends_a_live_source_and_the_run_finishes(micro_model, tmp_path, m
         assert sum(1 for _ in drawn) == run.metrics["frames"]
 
 
+class _Stream(VideoReader):
+    """A file standing in for a live stream: frames counted as read; ``fail_after`` frames, if
+    set, it fails as a stream whose sender has gone does."""
+
+    fail_after: int | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.live, self.read = True, 0
+
+    def __iter__(self):
+        for frame in super().__iter__():
+            if self.read == self.fail_after:
+                raise vidact.VidactError(f"{self.name}: decoding failed (no data for 30 s); the file may be corrupt")
+            self.read += 1
+            yield frame
+
+
+def test_an_error_in_a_stage_stops_a_live_source_at_once(micro_model, monkeypatch):
+    """A live source drops frames rather than wait: its decoder never noticed the abort and read
+    on until the stream ended (SIGTERM, a break out of the loop, any error: hung for as long)."""
+    from vidact.pipeline import detect as detect_module
+
+    def broken_detector(frames):
+        raise vidact.VidactError("the detector broke")
+
+    monkeypatch.setattr(detect_module, "VideoReader", _Stream)
+    run = detect_module.detect(shared_path("data", "videos", INTEL), model=micro_model, detector=broken_detector)
+    with pytest.raises(vidact.VidactError, match="the detector broke"):
+        list(run)
+    assert run.reader.read < run.reader.num_frames / 2  # 139 s: the decoder stopped, not read it all
+
+
+def test_a_live_stream_that_stops_ends_the_input_and_keeps_the_outputs(micro_model, tmp_path, monkeypatch):
+    """A sender gone (FFmpeg's read timeout) failed the run: every keyframe seen was lost."""
+    from vidact.pipeline import detect as detect_module
+
+    monkeypatch.setattr(_Stream, "fail_after", 30)  # 3 s of the 10 fps clip
+    monkeypatch.setattr(detect_module, "VideoReader", _Stream)
+    with pytest.warns(DetectNotice, match=r"decoding failed \(no data for 30 s\); the input ends here"):
+        written = detect_video(shared_path("data", "videos", INTEL), tmp_path / "out", model=micro_model,
+                               detector=_fixed_person, timeline=False)
+    assert written.keyframes == 3 and written.jsonl.exists() and written.video.exists()
+
+
 def test_csv_boxes_of_an_ava_movie_start_at_the_given_second(micro_model, tmp_path):
     """AVA files time boxes from the movie's start (902 = 2 s into a clip cut at 900 s)."""
     from vidact.pipeline.detect import detect

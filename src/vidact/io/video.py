@@ -42,6 +42,8 @@ _IMAGE_FORMATS = {"image2", "image2pipe"}
 # Demuxers whose duration (without a stream's) is the end's timestamp, counted from 0 rather than
 # from the first one (checked with ffmpeg -output_ts_offset; FLV's counts from the first).
 _DURATION_FROM_ZERO = {"matroska,webm", "nut"}
+# Seconds an open or a read may wait for data (a stream nobody sends, a sender gone).
+_TIMEOUT_S = 30.0
 # VideoReader's ``hwaccel`` choices (``vidact detect --decode``).
 # Protocols that deliver frames in real time whatever the reader does (a URL of another kind,
 # e.g. http of a finished video, is live only when it has no duration).
@@ -159,6 +161,13 @@ def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _reason(error: av.error.FFmpegError) -> str:
+    """Why FFmpeg failed, in words: its timeout's "Immediate exit requested" says nothing."""
+    if isinstance(error, av.error.ExitError):
+        return f"no data for {_TIMEOUT_S:g} s"
+    return _first_line(error)
+
+
 def _first_line(error: BaseException) -> str:
     """FFmpeg's reason without the errno and file name PyAV adds around it."""
     text = str(getattr(error, "strerror", None) or error).strip()
@@ -220,9 +229,9 @@ class _AVSource:
     def _open(self) -> None:
         """Open the container for decoding on the CPU and probe the first frame."""
         try:
-            self.container = av.open(self.url, format=self.format, timeout=30.0)
+            self.container = av.open(self.url, format=self.format, timeout=_TIMEOUT_S)
         except av.error.FFmpegError as error:
-            raise VidactError(f"{self.name}: cannot open as video ({_first_line(error)}); {self._hint}") from None
+            raise VidactError(f"{self.name}: cannot open as video ({_reason(error)}); {self._hint}") from None
         self._probe()
 
     def _try_nvdec(self) -> str | None:
@@ -336,7 +345,7 @@ class _AVSource:
             return
         except av.error.FFmpegError as error:
             raise VidactError(
-                f"{self.name}: decoding failed ({_first_line(error)}); the file may be truncated or corrupt"
+                f"{self.name}: decoding failed ({_reason(error)}); the file may be truncated or corrupt"
             ) from None
 
     def frame(self, picture: av.VideoFrame, index: int) -> Frame:

@@ -342,6 +342,8 @@ class _Shared:
 
     def put(self, frame: Frame) -> bool:
         """Store ``frame``; False if it was dropped (a live source while the store is full)."""
+        if self.abort.is_set():  # a live source never waits below, where an abort is noticed
+            raise _Aborted
         with self.cond:
             while len(self.frames) >= self.capacity and not self._stuck():
                 if self.live:
@@ -487,6 +489,11 @@ def _put(shared: _Shared, q: queue.Queue | queue.SimpleQueue, item: Any) -> None
             return
         except queue.Full:
             continue
+
+
+def _one_sentence(error: VidactError) -> str:
+    """An error's finding without its advice for files ("; re-encode it ...")."""
+    return str(error).split("; ")[0]
 
 
 def _get(shared: _Shared, q: queue.Queue | queue.SimpleQueue) -> Any:
@@ -709,11 +716,20 @@ class DetectionRun:
         frame = previous = None
         try:
             while not shared.stop.is_set():
-                with _Timer(shared, "decode"):
-                    frame = next(frames, None)
-                if frame is None:
+                try:
+                    with _Timer(shared, "decode"):
+                        frame = next(frames, None)
+                    if frame is None:
+                        break
+                    self._check_follows(frame, previous)
+                except VidactError as error:
+                    if not self.reader.live:
+                        raise
+                    # A stream ends so (its sender gone, its size changed): as at a first Ctrl-C,
+                    # the keyframes seen are finished and the outputs written.
+                    notice(f"{_one_sentence(error)}; the input ends here, finishing the keyframes seen")
+                    frame = previous
                     break
-                self._check_follows(frame, previous)
                 previous = frame
                 kept = shared.put(frame)
                 if kept and (self.end is None or frame.pts_seconds <= self.end + 0.5 / self.fps):
