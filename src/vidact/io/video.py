@@ -161,15 +161,11 @@ def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def _reason(error: av.error.FFmpegError) -> str:
-    """Why FFmpeg failed, in words: its timeout's "Immediate exit requested" says nothing."""
+def _first_line(error: BaseException) -> str:
+    """FFmpeg's reason without the errno and file name PyAV adds around it; its timeout's
+    "Immediate exit requested", which says nothing, in words."""
     if isinstance(error, av.error.ExitError):
         return f"no data for {_TIMEOUT_S:g} s"
-    return _first_line(error)
-
-
-def _first_line(error: BaseException) -> str:
-    """FFmpeg's reason without the errno and file name PyAV adds around it."""
     text = str(getattr(error, "strerror", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -231,7 +227,7 @@ class _AVSource:
         try:
             self.container = av.open(self.url, format=self.format, timeout=_TIMEOUT_S)
         except av.error.FFmpegError as error:
-            raise VidactError(f"{self.name}: cannot open as video ({_reason(error)}); {self._hint}") from None
+            raise VidactError(f"{self.name}: cannot open as video ({_first_line(error)}); {self._hint}") from None
         self._probe()
 
     def _try_nvdec(self) -> str | None:
@@ -239,7 +235,7 @@ class _AVSource:
         # Frames are downloaded to system memory after decoding, so everything downstream is unchanged.
         hwaccel = HWAccel("cuda", allow_software_fallback=True)
         try:
-            self.container = av.open(self.url, format=self.format, timeout=30.0, hwaccel=hwaccel)
+            self.container = av.open(self.url, format=self.format, timeout=_TIMEOUT_S, hwaccel=hwaccel)
         except av.error.FFmpegError as error:  # no GPU or driver here, or not a video (the CPU open says so)
             return _first_line(error)
         try:
@@ -345,7 +341,7 @@ class _AVSource:
             return
         except av.error.FFmpegError as error:
             raise VidactError(
-                f"{self.name}: decoding failed ({_reason(error)}); the file may be truncated or corrupt"
+                f"{self.name}: decoding failed ({_first_line(error)}); the file may be truncated or corrupt"
             ) from None
 
     def frame(self, picture: av.VideoFrame, index: int) -> Frame:
