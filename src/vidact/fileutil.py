@@ -141,14 +141,20 @@ def check_writable_file(path: str | os.PathLike) -> None:
     check_writable_folder(path.parent)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path``, else its nearest ancestor that exists: where creating ``path`` starts."""
+    # os.path.exists is False, never an error, below a regular file or an unreadable folder.
+    while not os.path.exists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable_folder(path: str | os.PathLike) -> None:
     """Raise a one-line :class:`~vidact.errors.VidactError` unless files can be written into the
     folder ``path`` (made on writing if missing): for checking an output before long work,
     without creating anything."""
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise VidactError(f"{path}: cannot write output there ({existing} is not a folder); pass a writable folder")
     try:

@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any, Literal, Sequence
 
 import vidact
+from vidact.fileutil import nearest_existing
 from vidact.paths import weights_dir
 from vidact.tools.gpu_monitor import GpuInfo, Nvml, NvmlUnavailable, normalize_uuid
 
@@ -292,22 +293,14 @@ def _cache_of(folder: Path) -> dict[str, Any]:
         "exists": folder.is_dir(),
         "files": files,
         "total_bytes": sum(f["size_bytes"] for f in files),
-        "free_bytes": shutil.disk_usage(_nearest_existing(folder)).free,
+        "free_bytes": shutil.disk_usage(nearest_existing(folder)).free,
     }
-
-
-def _nearest_existing(path: Path) -> Path:
-    """``path``, else its nearest ancestor that exists: where creating ``path`` starts."""
-    # os.path.exists is False, never an error, below a regular file or an unreadable folder.
-    while not os.path.exists(path) and path != path.parent:
-        path = path.parent
-    return path
 
 
 def _unwritable_cache(folder: Path) -> list[dict[str, Any]]:
     """A warning when downloads cannot create files in ``folder``: VIDACT_HOME names a file, or a
     folder this user may not write to; the cache section alone would just say "not created yet"."""
-    existing = _nearest_existing(folder)
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         reason = "is not a folder"
     elif not os.access(existing, os.W_OK | os.X_OK):
