@@ -1120,3 +1120,63 @@ def test_a_detector_breaking_its_contract_is_named(micro_model, tmp_path, return
         detect_video(_flat_video(tmp_path / "v.mp4", 12), tmp_path / "out", model=micro_model, detector=detector,
                      video=False, timeline=False)
     assert not (tmp_path / "out").exists()
+
+
+class _WarmingModel(ActionModel):
+    """Says it runs on CUDA (its clips stay uint8, its first call warms up); it answers at once, and
+    its warm-up lasts until ``clips`` clips are prepared, or 3 s."""
+
+    def __init__(self, base: ActionModel, clips: int):
+        super().__init__(base.model, base.class_names, "cpu")
+        self.device = torch.device("cuda")
+        self.clips, self.prepared, self.prepared_in_warm_up = clips, 0, None
+
+    def prepare(self, *args):
+        self.prepared += 1
+        return super().prepare(*args)
+
+    def warm_up(self, height, width):
+        deadline = time.monotonic() + 3.0
+        while self.prepared < self.clips and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.prepared_in_warm_up = self.prepared
+
+    def __call__(self, inputs, rois):
+        return np.zeros((len(rois), self.num_classes), np.float32)
+
+
+def test_clips_are_prepared_and_frames_decoded_while_a_cuda_model_warms_up(micro_model):
+    """A CUDA model's first call takes seconds: the stages before it must not wait for it (a queue of two
+    prepared clips stopped preparing, and decoding with it, for the whole warm-up)."""
+    model = _WarmingModel(micro_model, clips=12)
+    run = detect(shared_path("data", "videos", STRUCTURALIZE), model=model, detector=_fixed_person, rate=2.0,
+                 decode="cpu")
+    assert len(list(run)) == 21  # 0, 0.5, ..., 10 s
+    assert model.prepared_in_warm_up == 12
+    assert run.metrics["peak_frames_held"] <= run.capacity
+
+
+def test_frames_scaled_by_several_threads_give_the_same_scores(micro_model, monkeypatch):
+    """A many-core machine scales a clip's frames in a few threads; the clips must be the one thread's."""
+    from vidact.pipeline import detect as pipeline
+
+    def keyframes():
+        run = detect(shared_path("data", "videos", STRUCTURALIZE), model=micro_model, detector=_fixed_person,
+                     rate=2.0, thresholds=0.0)
+        return [[person.scores for person in result.persons] for result in run]
+
+    threads = set()
+
+    def scale(frames, size):
+        threads.add(pipeline.threading.current_thread().name.split("_")[0])
+        return scale_short_side_cv2(frames, size)
+
+    monkeypatch.setattr(pipeline, "scale_short_side_cv2", scale)
+    monkeypatch.setattr(pipeline, "_scaling_workers", lambda: 1)
+    one = keyframes()
+    assert threads == {"vidact-prepare"}
+    threads.clear()
+    monkeypatch.setattr(pipeline, "_scaling_workers", lambda: 3)
+    several = keyframes()
+    assert threads == {"vidact-scale"}
+    np.testing.assert_array_equal(np.array(several), np.array(one))

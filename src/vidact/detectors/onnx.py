@@ -279,7 +279,12 @@ class OnnxPersonDetector:
                 f"onnxruntime has no CUDA support here for {self.path}: install onnxruntime-gpu or use device='cpu'"
             )
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers)
+            options = ort.SessionOptions()
+            # Its threads otherwise spin after each call, waiting for the next one: one keyframe a
+            # second comes, and the spinning took the cores decoding needs (2 cores: 40 ms of CPU a
+            # call for a 15 ms call; its latency rises 1-3 ms without).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise VidactError(f"cannot load ONNX model {self.path}: {message}: pass a valid .onnx file") from None

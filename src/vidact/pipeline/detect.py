@@ -40,6 +40,7 @@ import time
 import urllib.parse
 import warnings
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -57,7 +58,7 @@ from vidact.errors import VidactError
 from vidact.fileutil import atomic_paths, check_writable_folder
 from vidact.io.video import Frame, VideoReader, is_url
 from vidact.track import UNTRACKED, PersonTracker, TrackedDetections, interpolate_tracks, interpolation_weight
-from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2
+from vidact.transforms import normalize, pack_pathways, scale_boxes, scale_short_side_cv2, short_side_size
 
 # PySlowFast's DEMO.COMMON_CLASS_NAMES default: frequent AVA classes get the higher threshold.
 PYSLOWFAST_COMMON_CLASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(DEFAULTS["DEMO"]["COMMON_CLASS_NAMES"]))
@@ -65,6 +66,15 @@ STAGES = ("decode", "detect", "track", "prepare", "act", "render", "encode")
 _POLL_S = 0.1  # how often blocked stages look for an abort
 _MAX_LABELS = 5  # actions written beside a box (all of them go to the data files)
 _FRAME_MARGIN = 8  # frames beyond the computed window: queue slack and timestamp jitter
+# Prepared clips may wait for a CUDA model's first call up to this many bytes (see _prepared_clips).
+_WAITING_CLIP_BYTES = 512 << 20
+
+
+def _scaling_workers() -> int:
+    """Threads that scale a clip's frames: one for each 4 cores, at most 4. Converting to RGB and
+    resizing let go of the GIL, so a few run at once; on a machine of few cores decoding needs them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores // 4))
 
 
 class DetectNotice(UserWarning):
@@ -269,6 +279,20 @@ def default_class_names(model: nn.Module, label_file: str | os.PathLike | None =
 
 
 # --------------------------------------------------------------------------- shared state
+
+
+class _NoPool:
+    """:class:`ThreadPoolExecutor`'s ``map`` in the calling thread."""
+
+    def __enter__(self) -> "_NoPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
 
 
 class _Aborted(Exception):
@@ -615,7 +639,7 @@ class DetectionRun:
         shared = _Shared(self.capacity, live=self.reader.live, rendering=rendering)
         self._shared = shared
         prepare_q: queue.Queue = queue.Queue(maxsize=2)
-        act_q: queue.Queue = queue.Queue(maxsize=2)
+        act_q: queue.Queue = queue.Queue(maxsize=self._prepared_clips())
         # What the main thread waits on takes no lock in Python code: a Ctrl-C raised just after
         # queue.Queue's ``with`` took its mutex kept it taken (bpo-29988), and the act stage, its
         # other user, then blocked for ever. SimpleQueue's lock is in C; it has no bound, but
@@ -809,21 +833,47 @@ class DetectionRun:
         self.tracker.update(Detections.empty(), seconds)
         return TrackedDetections.empty()
 
+    def _prepared_clips(self) -> int:
+        """How many prepared clips may wait for the action model.
+
+        On a CPU the model is the slowest stage: two keep it busy, more would only hold memory.
+        On CUDA its first call takes seconds (cuDNN's autotuning, the CUDA graph's capture; 3.5 s
+        on an H100) and then a clip milliseconds: a queue of two stopped the preparing, and with
+        it the decoding (the frame store full), for the whole warm-up; a queue that holds the
+        warm-up's clips lets both go on. Bounded in bytes: a uint8 clip of 32 frames at 256x455
+        is 11 MiB.
+        """
+        if self.action_model.device.type != "cuda":
+            return 2
+        height, width = short_side_size(self.height, self.width, self.action_model.spec.test_crop_size)
+        clip_bytes = len(self.clip_offsets) * height * width * 3
+        return max(2, _WAITING_CLIP_BYTES // clip_bytes)
+
     def _prepare(self, shared: _Shared, prepare_q: queue.Queue, act_q: queue.Queue) -> None:
         model = self.action_model
-        while (job := _get(shared, prepare_q)) is not _END:
-            if len(job.tracked):
-                instants = job.time + self.clip_offsets
-                shared.wait_past(float(instants[-1]), job.number)
-                entries = [shared.frame_at(float(t)) for t in instants]
-                with _Timer(shared, "prepare"):
-                    for entry in entries:
-                        if entry.scaled is None:
-                            entry.scaled = scale_short_side_cv2(entry.frame.rgb, model.spec.test_crop_size)
-                    clip = np.stack([entry.scaled for entry in entries])
-                    job.inputs, job.rois = model.prepare(clip, job.tracked.boxes, job.height, job.width)
-            shared.set_clip_floor(job.time + 1.0 / self.rate + float(self.clip_offsets[0]), job.number + 1)
-            _put(shared, act_q, job)
+        size = model.spec.test_crop_size
+        workers = _scaling_workers()
+
+        def scale(entry: _Entry) -> None:
+            entry.scaled = scale_short_side_cv2(entry.frame.rgb, size)
+
+        # A clip is 32 frames, half of them new at 1 keyframe/s; at 1080p their conversion to RGB
+        # and resizing, one after another, made this the slowest stage on a 16-core GPU machine.
+        with ThreadPoolExecutor(workers, thread_name_prefix="vidact-scale") if workers > 1 else _NoPool() as pool:
+            while (job := _get(shared, prepare_q)) is not _END:
+                if len(job.tracked):
+                    instants = job.time + self.clip_offsets
+                    shared.wait_past(float(instants[-1]), job.number)
+                    entries = [shared.frame_at(float(t)) for t in instants]
+                    with _Timer(shared, "prepare"):
+                        # each frame once, though it may be the nearest to two instants (a low frame rate)
+                        unscaled = {id(entry): entry for entry in entries if entry.scaled is None}
+                        for _ in pool.map(scale, unscaled.values()):
+                            pass
+                        clip = np.stack([entry.scaled for entry in entries])
+                        job.inputs, job.rois = model.prepare(clip, job.tracked.boxes, job.height, job.width)
+                shared.set_clip_floor(job.time + 1.0 / self.rate + float(self.clip_offsets[0]), job.number + 1)
+                _put(shared, act_q, job)
         _put(shared, act_q, _END)
 
     def _act(self, shared: _Shared, act_q: queue.Queue, out_q: queue.SimpleQueue) -> None:
