@@ -3,7 +3,7 @@
     python -m benchmarks.detect_e2e [--cfg C3.yaml] [--video VIDEO] [--detector fastestdet|PATH|csv:...]
                                     [--fixed-boxes N] [--instant-model] [--draw-on-rgb] [--switch-interval S]
                                     [--rate 1] [--threads N] [--device cpu|cuda] [--end SECONDS] [--no-video]
-                                    [--video-preset P] [--decode auto|cpu|cuda] [--json OUT]
+                                    [--video-preset P] [--decode auto|cpu|cuda] [--cudnn-benchmark] [--json OUT]
 
 Defaults: the shared ``mmaction2_test_video_structuralize.mp4`` (300 frames, 426x240, 29.97 fps),
 PySlowFast's ``c3.yaml`` model (SlowFast 32x2 R101 + non-local, AVA) with random weights (speed
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-preset", default="veryfast", help="x264 preset of the drawn video (default veryfast)")
     parser.add_argument("--decode", default="cpu", choices=("auto", "cpu", "cuda"),
                         help="video decoding: cuda = NVDEC; auto = NVDEC when the model runs on CUDA and it works")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="switch cuDNN's autotuner on, which detect leaves off (its kernel timing made the "
+                             "warm-up seconds long): the A/B for that choice")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     for path in (args.cfg, args.video):
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.fixed_boxes:
             detector = _fixed_boxes_csv(Path(tmp), args.fixed_boxes, seconds=3600)
         model = load_action_model(args.cfg, args.weights, device=args.device, precision=args.precision)
+        if args.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
         if args.instant_model:
             model = _instant(model)
         result = detect_video(
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.update(cfg=args.cfg, video=args.video, detector=detector if not args.fixed_boxes else
                    f"{args.fixed_boxes} fixed boxes", device=args.device, threads=torch.get_num_threads(),
                    rate=args.rate, instant_model=args.instant_model, draw_on_rgb=args.draw_on_rgb,
+                   cudnn_benchmark=args.cudnn_benchmark,
                    switch_interval=sys.getswitchinterval())
 
     print(f"{Path(args.video).name}: {metrics.get('frames', 0):.0f} frames, {metrics['keyframes']:.0f} keyframes, "

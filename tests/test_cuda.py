@@ -186,6 +186,19 @@ def test_detect_runs_on_the_gpu(tmp_path):
 
 
 @cuda
+def test_detect_leaves_cudnn_autotuning_off_and_classification_turns_it_on():
+    """detect's model is seldom its slowest stage; the autotuner's first call, seconds long, was."""
+    from vidact.pipeline.detect import load_action_model
+
+    case = shared_path("fixtures", "parity", CASE)
+    model = create_model(case / "config.yaml", weights=case / "model.pyth")
+    optimize.inference_model(model, device="cuda", precision="fp32")
+    assert torch.backends.cudnn.benchmark
+    load_action_model(case / "config.yaml", case / "model.pyth", device="cuda", precision="fp32")
+    assert not torch.backends.cudnn.benchmark
+
+
+@cuda
 def test_action_model_pads_boxes_to_a_power_of_two_without_changing_scores():
     from vidact.pipeline.detect import ActionModel, default_class_names
 

@@ -1180,3 +1180,16 @@ def test_frames_scaled_by_several_threads_give_the_same_scores(micro_model, monk
     several = keyframes()
     assert threads == {"vidact-scale"}
     np.testing.assert_array_equal(np.array(several), np.array(one))
+
+
+def test_detect_asks_for_its_model_without_cudnn_autotuning(monkeypatch):
+    """On CUDA the autotuner's first call took 3-5 s of a 6 s run; detect turns it off (tests/test_cuda.py
+    checks the flag itself on a GPU)."""
+    from vidact.models import optimize
+
+    asked = {}
+    plain = optimize.inference_model
+    monkeypatch.setattr(optimize, "inference_model", lambda model, **options: asked.update(options) or plain(model, **options))
+    case = _tiny_case()
+    load_action_model(case / "config.yaml", case / "model.pyth", device="cpu")
+    assert asked["cudnn_benchmark"] is False

@@ -150,8 +150,8 @@ def test_fastestdet_finds_people_on_keyframes(fastestdet):
     ]:
         frames = _frames_at(video, times)
         results = fastestdet([frame for _, frame in frames])
-        for (time, frame), found in zip(frames, results):
-            assert len(found) >= 1, f"no person in {video} at {time:.2f} s"
+        for (seconds, frame), found in zip(frames, results):
+            assert len(found) >= 1, f"no person in {video} at {seconds:.2f} s"
             height, width = frame.shape[:2]
             assert found.boxes.dtype == np.float32 and found.scores.dtype == np.float32
             assert (found.boxes[:, :2] >= 0).all() and (found.boxes[:, 2] <= width).all()

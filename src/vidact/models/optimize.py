@@ -553,6 +553,7 @@ def optimize_for_inference(
     compile: bool = False,
     channels_last: bool | None = None,
     cuda_graphs: bool | None = None,
+    cudnn_benchmark: bool = True,
 ) -> InferenceModel:
     """A frozen, faster copy of ``model`` for inference on ``device``; ``model`` is left as it was.
 
@@ -565,9 +566,11 @@ def optimize_for_inference(
             (always, see docs/performance.md).
         cuda_graphs: replay CUDA graphs (:class:`CUDAGraphRunner`); ``None``: on CUDA unless
             compiled (the compiled model makes its own graphs).
-
-    On CUDA this also switches on cuDNN's autotuner (``torch.backends.cudnn.benchmark``),
-    process-wide.
+        cudnn_benchmark: on CUDA, set cuDNN's autotuner (``torch.backends.cudnn.benchmark``,
+            process-wide) on or off. On, the first call with each input shape times cuDNN's
+            kernels for every convolution (seconds) and later calls run the fastest: for work
+            the model bounds. Off, cuDNN picks by heuristics at once: for work where the model
+            is not the slowest stage (``vidact detect``, docs/performance.md).
     """
     from vidact.api import parse_device
 
@@ -578,8 +581,7 @@ def optimize_for_inference(
     if cuda_graphs is None:
         cuda_graphs = device.type == "cuda" and not compile
     if device.type == "cuda":
-        # Inference shapes are fixed per video: let cuDNN time its kernels once and keep the fastest.
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     if cuda_graphs and device.type != "cuda":
         raise VidactError(f"CUDA graphs need a CUDA device, not {device}; leave cuda_graphs unset")
 
@@ -610,7 +612,12 @@ INFERENCE_MODES = ("eager", *PRECISIONS)
 
 
 def inference_model(
-    model: nn.Module, *, device: str | torch.device = "cpu", precision: str = "auto", compile: bool = False
+    model: nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    compile: bool = False,
+    cudnn_benchmark: bool = True,
 ) -> nn.Module:
     """What the jobs run: ``model`` as it is for ``precision="eager"`` (the reference path),
     else :func:`optimize_for_inference` with that precision ("auto" picks from the hardware)."""
@@ -620,4 +627,5 @@ def inference_model(
         if compile:
             raise VidactError("--compile needs an optimised precision (auto, fp32, bf16 or fp16), not eager")
         return model.eval().to(device)
-    return optimize_for_inference(model, device=device, precision=precision, compile=compile)
+    return optimize_for_inference(model, device=device, precision=precision, compile=compile,
+                                  cudnn_benchmark=cudnn_benchmark)
