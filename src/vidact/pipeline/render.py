@@ -276,8 +276,8 @@ def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, paddin
     for image in (on_black, on_white):
         _draw_label_rows(ImageDraw.Draw(image), items, text_widths, font, margin, margin, padding, pitch)
     black, white = np.asarray(on_black), np.asarray(on_white)
-    fixed = (black == white).all(axis=-1)  # covered by a line background: the same on any frame
-    touched = fixed | (black != 0).any(axis=-1) | (white != 255).any(axis=-1)
+    fixed = _each_channel(black == white)  # covered by a line background: the same on any frame
+    touched = fixed | ~_each_channel(black == 0) | ~_each_channel(white == 255)
     core = fixed[margin:-margin, margin:-margin]
     row_widths = core.sum(axis=1)
     prefix = np.arange(core.shape[1]) < row_widths[:, None]
@@ -291,6 +291,12 @@ def _rendered_label(items: tuple[tuple[str, Color], ...], font_size: int, paddin
     pixels = np.ascontiguousarray(white[margin:-margin, margin:-margin])
     pixels.flags.writeable = False
     return _LabelBlock(items, tuple(text_widths), block_w, block_h, pitch, pixels, tuple(runs), opaque)
+
+
+def _each_channel(mask: np.ndarray) -> np.ndarray:
+    """``mask.all(axis=-1)`` of an ``H x W x 3`` mask, ten times faster (numpy reduces a short last
+    axis slowly): 6 of the 10 ms a new 1080p label took, and each keyframe brings one per person."""
+    return mask[..., 0] & mask[..., 1] & mask[..., 2]
 
 
 class _BoxLayout(NamedTuple):
