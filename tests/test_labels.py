@@ -191,6 +191,43 @@ def test_pbtxt_prefers_display_name_whatever_the_field_order():
     assert parse_label_map('item { display_name: "id: 7" id: 2 name: "x" }').names == {2: "id: 7"}
 
 
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        # protobuf takes ' and " alike, with the same escapes
+        ("label { name: 'stand' label_id: 7 }", "stand"),
+        ("label { name: 'it\\'s \"so\"' label_id: 7 }", 'it\'s "so"'),
+        # adjacent literals are one string, whatever their quotes, across line breaks
+        ('label { name: "bend/bow " "(at the waist)" label_id: 7 }', "bend/bow (at the waist)"),
+        ("label { name: \"bend/bow \"\n  '(at the waist)'\n  label_id: 7 }", "bend/bow (at the waist)"),
+        ('label { name: "caf\\303" "\\251" label_id: 7 }', "café"),  # the bytes are joined, then decoded
+        # braces and '#' in a string are text; a comment, braces and all, is nothing
+        ('label { name: "look {at}" label_id: 7 }', "look {at}"),
+        ('item { name: "/m/01" id: 7 display_name: "a}b" }', "a}b"),
+        ('label { name: "#1 fan" label_id: 7 }  # the }', "#1 fan"),
+        ("label { name: 'no. #1' label_id: 7 }", "no. #1"),
+        ('# map {v2}\nlabel { # id {7}\n  name: "x" # was "y" }\n  label_id: 7\n}\n', "x"),
+    ],
+)
+def test_pbtxt_strings_are_read_as_protobuf_text_format_reads_them(text, name):
+    assert parse_label_map(text).names == {7: name}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('item { name: "a" id: 1 keypoints { id: 0 } }', "unexpected nesting"),
+        ('label { name: "a" label_id: 1 }\nlabel { name: "b" label_id: 2', "last block .line 2. is not closed"),
+        ('label { name: "a label_id: 1 }', "line 1: cannot read '\"a label_id"),
+        ('label { name: "a" label_id: 1 }\njunk', "line 2: expected item { or label {, found 'junk'"),
+    ],
+)
+def test_broken_pbtxt_says_where(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_label_map(text)
+
+
 # --------------------------------------------------------------------------- messages
 
 

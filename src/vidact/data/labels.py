@@ -23,10 +23,11 @@ from typing import Iterable, Iterator, Mapping, Union
 
 from vidact.errors import VidactError
 
-_PBTXT_BLOCK = re.compile(r"\b(?:item|label)\s*\{([^{}]*)\}", re.S)
-# One field of a block, read left to right so that a field name inside a quoted string
-# ("name: colon") or a comment is never taken for a field.
-_PBTXT_FIELD = re.compile(r'#[^\n]*|(\w+)\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\w+))', re.S)
+_PBTXT_START = re.compile(r"\b(?:item|label)\s*\{")
+# One token of protobuf text format, read left to right so that a brace, '#' or field name inside
+# a quoted string ("name: colon") is text, and a comment, braces and all, is nothing. Strings take
+# either quote; field separators (, ;) are optional and carry nothing, so they count as space.
+_PBTXT_TOKEN = re.compile(r"""[\s,;]+|#[^\n]*|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([-+.\w]+|[{}:])""", re.S)
 _PBTXT_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|[xX]([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 _PBTXT_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
                          "\\": "\\", "'": "'", '"': '"', "?": "?"}
@@ -182,7 +183,7 @@ def parse_label_map(text: str) -> LabelMap:
         raise ValueError("the label map is empty; give a file with the class names (one per line, JSON or pbtxt)")
     if stripped.startswith("{"):
         return _parse_json(stripped)
-    if _PBTXT_BLOCK.search(stripped):
+    if _PBTXT_START.search(stripped):
         return _parse_pbtxt(stripped)
     lines = stripped.splitlines()
     if all(_ID_NAME_LINE.match(line) for line in lines if line.strip()):
@@ -196,34 +197,87 @@ def parse_label_map(text: str) -> LabelMap:
 def _parse_pbtxt(text: str) -> LabelMap:
     names: dict[int, str] = {}
     label_types: dict[int, str] = {}
-    blocks = _PBTXT_BLOCK.findall(text)
-    if len(blocks) != text.count("{"):
-        raise ValueError("unexpected nesting in the pbtxt label map; expected flat item { ... } or label { ... } blocks")
-    for number, block in enumerate(blocks, start=1):
-        strings: dict[str, str] = {}
-        scalars: dict[str, str] = {}
-        for field_match in _PBTXT_FIELD.finditer(block):
-            key, string, scalar = field_match.groups()
-            if key is not None:
-                (strings if string is not None else scalars)[key] = string if string is not None else scalar
+    for number, (block, strings, scalars) in enumerate(_pbtxt_blocks(text), start=1):
         # display_name is the readable one where an item has both (object-detection maps give a
         # machine id such as /m/01g317 as name); AVA's action lists have name only.
-        name = strings.get("display_name", strings.get("name"))
+        literals = strings.get("display_name", strings.get("name"))
         class_id = scalars.get("label_id", scalars.get("id"))
-        if name is None or class_id is None or not _INTEGER.fullmatch(class_id):
+        if literals is None or class_id is None or not _INTEGER.fullmatch(class_id):
             raise ValueError(f"pbtxt block {number} lacks a name or an id: {' '.join(block.split())}")
         try:
-            name = _unescape(name)
+            # adjacent literals are one string; an escaped UTF-8 character may span two of them
+            name = b"".join(_unescape(literal[1:-1]) for literal in literals).decode("utf-8")
         except ValueError as err:
-            raise ValueError(f"pbtxt block {number}: bad string escape in {name!r} ({err})") from None
+            raise ValueError(f"pbtxt block {number}: bad string escape in {' '.join(literals)} ({err})") from None
         _add(names, int(class_id), name)
         if "label_type" in scalars:
             label_types[int(class_id)] = scalars["label_type"]
     return LabelMap(names, label_types)
 
 
-def _unescape(text: str) -> str:
-    """A protobuf text-format string's value: its octal and hex escapes are bytes of UTF-8 text."""
+def _pbtxt_blocks(text: str) -> Iterator[tuple[str, dict[str, list[str]], dict[str, str]]]:
+    """Each flat ``item { ... }`` or ``label { ... }`` block: its text between the braces, its
+    string fields (the quoted literals of each) and its other fields (numbers, enum values)."""
+    tokens = _pbtxt_tokens(text)
+    index = 0
+    while tokens[index][0] != "end":
+        if tokens[index][1] not in ("item", "label") or tokens[index + 1][0] != "{":
+            raise _pbtxt_unexpected(text, tokens[index], "item { or label {")
+        opening = tokens[index + 1]
+        index += 2
+        strings: dict[str, list[str]] = {}
+        scalars: dict[str, str] = {}
+        while tokens[index][0] != "}":
+            if tokens[index][0] == "end":
+                line = text.count("\n", 0, opening[2]) + 1
+                raise ValueError(f"pbtxt label map: the last block (line {line}) is not closed; end it with }}")
+            if "{" in (tokens[index + 1][0], tokens[index + 2][0]):
+                raise ValueError(
+                    "unexpected nesting in the pbtxt label map; expected flat item { ... } or label { ... } blocks"
+                )
+            (key_kind, key, _), (colon, _, _), (value_kind, value, _) = tokens[index : index + 3]
+            if key_kind != "word" or colon != ":" or value_kind not in ("word", "string"):
+                raise _pbtxt_unexpected(text, tokens[index], "a field such as name: \"...\" or id: 1")
+            index += 3
+            if value_kind == "word":
+                scalars[key] = value
+                continue
+            strings[key] = [value]
+            while tokens[index][0] == "string":
+                strings[key].append(tokens[index][1])
+                index += 1
+        yield text[opening[2] + 1 : tokens[index][2]], strings, scalars
+        index += 1
+
+
+def _pbtxt_tokens(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, offset) of each token: kind "string", "word" or the brace or colon itself;
+    "end" tokens close the list so that the parser may look two ahead without bounds checks."""
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _PBTXT_TOKEN.match(text, position)
+        if match is None:
+            line = text.count("\n", 0, position) + 1
+            snippet = text[position:].split("\n")[0][:30]
+            raise ValueError(f"pbtxt label map, line {line}: cannot read {snippet!r}; close every quoted string")
+        string, word = match.groups()
+        if string:
+            tokens.append(("string", string, position))
+        elif word:
+            tokens.append((word if word in ("{", "}", ":") else "word", word, position))
+        position = match.end()
+    return tokens + [("end", "", len(text))] * 3
+
+
+def _pbtxt_unexpected(text: str, token: tuple[str, str, int], expected: str) -> ValueError:
+    found = repr(token[1]) if token[0] != "end" else "the end of the file"
+    line = text.count("\n", 0, token[2]) + 1
+    return ValueError(f"pbtxt label map, line {line}: expected {expected}, found {found}")
+
+
+def _unescape(text: str) -> bytes:
+    """The bytes of a protobuf text-format string literal: its octal and hex escapes are bytes."""
     value = bytearray()
     position = 0
     for match in _PBTXT_ESCAPE.finditer(text):
@@ -239,7 +293,7 @@ def _unescape(text: str) -> str:
             raise ValueError(f"unknown escape \\{simple}")
         position = match.end()
     value += text[position:].encode()
-    return value.decode("utf-8")
+    return bytes(value)
 
 
 def _parse_json(text: str) -> LabelMap:
