@@ -71,8 +71,8 @@ _WAITING_CLIP_BYTES = 512 << 20
 
 
 def _scaling_workers() -> int:
-    """Threads that scale a clip's frames: one for each 4 cores, at most 4. Converting to RGB and
-    resizing let go of the GIL, so a few run at once; on a machine of few cores decoding needs them."""
+    """Threads that scale a clip's frames: one for each 4 cores, from 1 to 4. Converting to RGB and
+    resizing let go of the GIL, so a few run at once; on a machine of few cores decoding needs the cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cores // 4))
 
@@ -279,20 +279,6 @@ def default_class_names(model: nn.Module, label_file: str | os.PathLike | None =
 
 
 # --------------------------------------------------------------------------- shared state
-
-
-class _NoPool:
-    """:class:`ThreadPoolExecutor`'s ``map`` in the calling thread."""
-
-    def __enter__(self) -> "_NoPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
 
 
 class _Aborted(Exception):
@@ -837,11 +823,11 @@ class DetectionRun:
         """How many prepared clips may wait for the action model.
 
         On a CPU the model is the slowest stage: two keep it busy, more would only hold memory.
-        On CUDA its first call takes seconds (cuDNN's autotuning, the CUDA graph's capture; 3.5 s
-        on an H100) and then a clip milliseconds: a queue of two stopped the preparing, and with
-        it the decoding (the frame store full), for the whole warm-up; a queue that holds the
-        warm-up's clips lets both go on. Bounded in bytes: a uint8 clip of 32 frames at 256x455
-        is 11 MiB.
+        On CUDA its first call (kernels loaded, the CUDA graph captured) takes about a second on an
+        H100, more on smaller GPUs (3-5 s with cuDNN's autotuner), and then a clip milliseconds: a
+        queue of two stopped the preparing, and with it the decoding (the frame store full), for
+        the whole warm-up; a queue that holds the warm-up's clips lets both go on. Bounded in
+        bytes: a uint8 clip of 32 frames at 256x455 is 11 MiB.
         """
         if self.action_model.device.type != "cuda":
             return 2
@@ -852,14 +838,13 @@ class DetectionRun:
     def _prepare(self, shared: _Shared, prepare_q: queue.Queue, act_q: queue.Queue) -> None:
         model = self.action_model
         size = model.spec.test_crop_size
-        workers = _scaling_workers()
 
         def scale(entry: _Entry) -> None:
             entry.scaled = scale_short_side_cv2(entry.frame.rgb, size)
 
         # A clip is 32 frames, half of them new at 1 keyframe/s; at 1080p their conversion to RGB
         # and resizing, one after another, made this the slowest stage on a 16-core GPU machine.
-        with ThreadPoolExecutor(workers, thread_name_prefix="vidact-scale") if workers > 1 else _NoPool() as pool:
+        with ThreadPoolExecutor(_scaling_workers(), thread_name_prefix="vidact-scale") as pool:
             while (job := _get(shared, prepare_q)) is not _END:
                 if len(job.tracked):
                     instants = job.time + self.clip_offsets
