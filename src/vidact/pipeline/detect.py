@@ -823,8 +823,8 @@ class DetectionRun:
         """How many prepared clips may wait for the action model.
 
         On a CPU the model is the slowest stage: two keep it busy, more would only hold memory.
-        On CUDA its first call (kernels loaded, the CUDA graph captured) takes about a second on an
-        H100, more on smaller GPUs (3-5 s with cuDNN's autotuner), and then a clip milliseconds: a
+        On CUDA its first call (kernels loaded, the CUDA graph captured) took 0.8-0.9 s on an H100
+        (3-5 s with cuDNN's autotuner), and then a clip takes milliseconds: a
         queue of two stopped the preparing, and with it the decoding (the frame store full), for
         the whole warm-up; a queue that holds the warm-up's clips lets both go on. Bounded in
         bytes: a uint8 clip of 32 frames at 256x455 is 11 MiB.
