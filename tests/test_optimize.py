@@ -360,6 +360,27 @@ def test_a_pipeline_bench_without_its_video_fails_before_timing(monkeypatch):
         bench.run_bench([small_x3d_config()], device="cpu", pipelines=["detect"])
 
 
+def test_the_detect_pipeline_bench_runs_every_mode_without_cudnn_autotuning(monkeypatch, tmp_path):
+    """As `vidact detect` runs: the eager model, which no optimisation touches, ran with the autotuner
+    that the bench turns on for its model timings."""
+    from vidact.pipeline import detect as pipeline
+
+    seen = []
+
+    def detect_video(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return pipeline.DetectOutputs(*[None] * 8, metrics={"wall_s": 1.0, **{f"time_{s}_s": 0.0 for s in pipeline.STAGES}})
+
+    monkeypatch.setattr(pipeline, "load_action_model", lambda config, **options: None)
+    monkeypatch.setattr(pipeline, "detect_video", detect_video)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    options = bench.BenchOptions(device=torch.device("cpu"), repeats=1, warmup=0, threads=1, video=tmp_path / "v.mp4",
+                                 precisions=("fp32", "bf16"))
+    records = bench.bench_detect(options)
+    assert seen == [False, False, False]
+    assert {r.mode.split(":")[0] for r in records} == {"eager_fp32", "optimized_fp32", "optimized_bf16"}
+
+
 @pytest.fixture
 def untimed(monkeypatch):
     """Makes any timing in ``vidact bench`` fail the test: its checks must all come first."""

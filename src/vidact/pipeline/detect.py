@@ -827,7 +827,7 @@ class DetectionRun:
         (3-5 s with cuDNN's autotuner), and then a clip takes milliseconds: a
         queue of two stopped the preparing, and with it the decoding (the frame store full), for
         the whole warm-up; a queue that holds the warm-up's clips lets both go on. Bounded in
-        bytes: a uint8 clip of 32 frames at 256x455 is 11 MiB.
+        bytes: a uint8 clip of 32 frames at 256x455 is 10.7 MiB.
         """
         if self.action_model.device.type != "cuda":
             return 2

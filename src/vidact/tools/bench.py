@@ -348,6 +348,9 @@ def bench_detect(options: BenchOptions) -> list[BenchRecord]:
                 f"bench,{t},{x:.2f},0.10,{x + 0.28:.2f},0.95,,0.99\n" for t in range(3600) for x in (0.03, 0.36, 0.69)
             ))
             model = load_action_model(config, device=options.device, precision=precision)
+            # As `vidact detect` runs, without cuDNN's autotuner: the optimised models are loaded so,
+            # but the eager one, left as it is, would run with the autotuner this bench set above.
+            torch.backends.cudnn.benchmark = False
             result = detect_video(options.video, tmp, model=model, detector=f"csv:{boxes}", timeline=False)
         metrics = result.metrics
         mode = "eager_fp32" if precision == "eager" else f"optimized_{precision}"
