@@ -1113,7 +1113,7 @@ def load_action_model(
     names = class_names if class_names is not None else default_class_names(built, label_file)
     from vidact.models.optimize import inference_model
 
-    # Without cuDNN's autotuner: in detect the model is busy a tenth of the time, and the autotuner's
+    # Without cuDNN's autotuner: in detect the model is not the slowest stage, and the autotuner's
     # first call (3-5 s on an H100, every other stage waiting on its results) cost more than its
     # faster kernels gave back (1080p data outputs: 170-265 frames/s on, 486-518 off).
     network = inference_model(built, device=device, precision=precision, compile=compile, cudnn_benchmark=False)
