@@ -1156,6 +1156,21 @@ def test_clips_are_prepared_and_frames_decoded_while_a_cuda_model_warms_up(micro
     assert run.metrics["peak_frames_held"] <= run.capacity
 
 
+def test_a_live_source_keeps_two_clips_waiting_for_a_cuda_model(micro_model, monkeypatch):
+    """Clips waiting are delay on a live source: a GPU slower than the stream would lag further and further."""
+    from vidact.pipeline import detect as detect_module
+
+    model = _WarmingModel(micro_model, clips=0)
+    video = shared_path("data", "videos", STRUCTURALIZE)
+    runs = [detect(video, model=model, detector=_fixed_person, decode="cpu")]
+    monkeypatch.setattr(detect_module, "VideoReader", _Stream)
+    runs.append(detect(video, model=model, detector=_fixed_person, decode="cpu"))
+    for run in runs:
+        run.reader.close()
+    assert [run.reader.live for run in runs] == [False, True]
+    assert runs[0]._prepared_clips() > 2 and runs[1]._prepared_clips() == 2
+
+
 def test_frames_scaled_by_several_threads_give_the_same_scores(micro_model, monkeypatch):
     """A many-core machine scales a clip's frames in a few threads; the clips must be the one thread's."""
     from vidact.pipeline import detect as pipeline

@@ -823,13 +823,14 @@ class DetectionRun:
         """How many prepared clips may wait for the action model.
 
         On a CPU the model is the slowest stage: two keep it busy, more would only hold memory.
-        On CUDA its first call (kernels loaded, the CUDA graph captured) took 0.8-0.9 s on an H100
+        From a live source, clips waiting are seconds of delay (a GPU slower than the stream would
+        lag further and further): two. On CUDA its first call (kernels loaded, the CUDA graph captured) took 0.8-0.9 s on an H100
         (3-5 s with cuDNN's autotuner), and then a clip takes milliseconds: a
         queue of two stopped the preparing, and with it the decoding (the frame store full), for
         the whole warm-up; a queue that holds the warm-up's clips lets both go on. Bounded in
         bytes: a uint8 clip of 32 frames at 256x455 is 10.7 MiB.
         """
-        if self.action_model.device.type != "cuda":
+        if self.action_model.device.type != "cuda" or self.reader.live:
             return 2
         height, width = short_side_size(self.height, self.width, self.action_model.spec.test_crop_size)
         clip_bytes = len(self.clip_offsets) * height * width * 3
