@@ -123,7 +123,7 @@ def test_fastestdet_decoding_of_one_cell():
 
 
 def test_yolo_outputs_of_every_export_layout_give_the_person():
-    """[4+C, N] (YOLOv8/11), its transpose [N, 4+C] (YOLOv5-style) and an end-to-end [N, 6] (YOLO26):
+    """[4+C, N] (YOLOv8/11), its transpose [N, 4+C] and an end-to-end [N, 6] (YOLO26):
     one person (cx 320, cy 240, 200x400 in a 640x640 input letterboxed from a 1280x960 frame)."""
     from vidact.detectors.onnx import _decode_yolo
 
@@ -199,23 +199,26 @@ def test_options_threshold_min_size_and_class(fastestdet):
 # ---------------------------------------------------------------- YOLO layout
 
 
-def _constant_onnx(path, output: np.ndarray, input_size: int) -> None:
-    """An ONNX model whose output is ``output`` whatever its [1, 3, S, S] input."""
+def _constant_onnx(path, output: np.ndarray, input_size: int, input_dtype=np.float32) -> None:
+    """An ONNX model whose output is ``output`` (of its dtype) whatever its [1, 3, S, S] input."""
     import onnx  # a dev dependency, used only to write test models
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
+    output_type = helper.np_dtype_to_tensor_dtype(output.dtype)
     nodes = [
         helper.make_node("Constant", [], ["table"], value=numpy_helper.from_array(output, "table")),
-        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
-        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.zeros((), np.float32), "zero")),
+        helper.make_node("Cast", ["images"], ["pixels"], to=output_type),
+        helper.make_node("ReduceMax", ["pixels"], ["peak"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.zeros((), output.dtype), "zero")),
         helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
         helper.make_node("Add", ["table", "nothing"], ["output0"]),
     ]
+    input_type = helper.np_dtype_to_tensor_dtype(np.dtype(input_dtype))
     graph = helper.make_graph(
         nodes,
         "constant_detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, input_size, input_size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
+        [helper.make_tensor_value_info("images", input_type, [1, 3, input_size, input_size])],
+        [helper.make_tensor_value_info("output0", output_type, list(output.shape))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -251,13 +254,110 @@ def test_onnx_format_is_recognised_or_refused(tmp_path, fastestdet):
     assert fastestdet.format == "fastestdet" and fastestdet.input_size == (352, 352)
     odd = tmp_path / "odd.onnx"
     _constant_onnx(odd, np.zeros((1, 7), np.float32), 64)
-    with pytest.raises(VidactError, match="odd.onnx.*fastestdet"):
+    # the CLI has no format option: the message names the Python call that takes one
+    with pytest.raises(VidactError, match=r"odd.onnx.*create_detector\(PATH, detector_format='fastestdet'"):
         OnnxPersonDetector(odd)
     assert OnnxPersonDetector(odd, output_format="yolo").format == "yolo"
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     with pytest.raises(VidactError, match="broken.onnx"):
         OnnxPersonDetector(broken)
+
+
+def _yolov5_output(rows: list[tuple], num_classes: int = 80, candidates: int = 200) -> np.ndarray:
+    """A YOLOv5 export's output [1, N, 5 + C]: per row (cx, cy, w, h, objectness, {class: score})."""
+    output = np.zeros((1, candidates, 5 + num_classes), np.float32)
+    for index, (cx, cy, w, h, objectness, classes) in enumerate(rows):
+        output[0, index, :5] = [cx, cy, w, h, objectness]
+        for cls, score in classes.items():
+            output[0, index, 5 + cls] = score
+    return output
+
+
+def test_yolov5_layout_scores_objectness_times_class(tmp_path):
+    """YOLOv5 keeps objectness apart from the class scores: score = obj * cls, best class of obj * cls,
+    NMS at IoU 0.45 (its detect.py default)."""
+    path = tmp_path / "yolov5.onnx"
+    _constant_onnx(path, _yolov5_output([
+        (320, 320, 100, 200, 0.95, {2: 0.60}),  # a car, however sure its objectness
+        (100, 300, 40, 80, 0.9, {0: 0.95}),  # a person: 0.855
+        (300, 100, 40, 80, 0.5, {0: 0.9}),  # 0.45, under the threshold
+        (108, 300, 40, 80, 0.8, {0: 0.9}),  # 0.72, IoU 0.67 with the second: suppressed
+        (500, 300, 40, 80, 0.7, {0: 0.8, 16: 0.3}),  # 0.56
+        (500, 100, 40, 80, 0.9, {0: 0.6, 16: 0.7}),  # a dog
+    ]), 640)
+    detector = OnnxPersonDetector(path)
+    assert detector.format == "yolov5"
+    found = detector([np.zeros((480, 1280, 3), np.uint8)])[0]  # scale 0.5, 200 px bands on top and bottom
+    np.testing.assert_allclose(found.scores, [0.9 * 0.95, 0.7 * 0.8], rtol=1e-6)
+    np.testing.assert_allclose(found.boxes, [[160, 120, 240, 280], [960, 120, 1040, 280]], rtol=1e-5)
+    # 84 columns is the transposed YOLOv8 layout: no objectness
+    transposed_v8 = tmp_path / "v8t.onnx"
+    _constant_onnx(transposed_v8, np.zeros((1, 200, 84), np.float32), 640)
+    assert OnnxPersonDetector(transposed_v8).format == "yolo"
+
+
+def test_yolov5_format_can_be_forced_for_other_class_counts(tmp_path):
+    """A two-class YOLOv5 model's [1, N, 7] cannot be told from a transposed YOLOv8 output: forced, it is read right."""
+    path = tmp_path / "two_classes.onnx"
+    _constant_onnx(path, _yolov5_output([(100, 300, 40, 80, 0.6, {1: 0.9}), (500, 300, 40, 80, 0.9, {0: 0.8})],
+                                        num_classes=2), 640)
+    detector = create_detector(str(path), detector_format="yolov5")
+    assert detector.format == "yolov5"
+    found = detector([np.zeros((640, 640, 3), np.uint8)])[0]
+    np.testing.assert_allclose(found.scores, [0.9 * 0.8], rtol=1e-6)
+    np.testing.assert_allclose(found.boxes, [[480, 260, 520, 340]], rtol=1e-5)
+
+
+def test_a_half_precision_onnx_model_is_fed_float16(tmp_path):
+    """Ultralytics' half=True exports take and give float16."""
+    candidates = np.zeros((1, 84, 120), np.float16)
+    candidates[0, :5, 0] = [320, 320, 100, 200, 0.9]
+    path = tmp_path / "half.onnx"
+    _constant_onnx(path, candidates, 640, input_dtype=np.float16)
+    found = OnnxPersonDetector(path)([np.zeros((640, 640, 3), np.uint8)])[0]
+    np.testing.assert_allclose(found.scores, [np.float16(0.9)])
+    np.testing.assert_allclose(found.boxes, [[270, 220, 370, 420]])
+    quantized = tmp_path / "uint8_input.onnx"
+    _constant_onnx(quantized, np.zeros((1, 84, 120), np.float32), 640, input_dtype=np.uint8)
+    with pytest.raises(VidactError, match=r"uint8_input.onnx takes tensor\(uint8\)") as err:
+        OnnxPersonDetector(quantized)
+    assert "\n" not in str(err.value)
+
+
+_BAD_FRAMES = {
+    "grey HxW": np.zeros((48, 64), np.uint8),
+    "RGBA": np.zeros((48, 64, 4), np.uint8),
+    "float in [0, 1]": np.full((48, 64, 3), 0.5, np.float32),
+    "0x0": np.zeros((0, 0, 3), np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", _BAD_FRAMES)
+@pytest.mark.parametrize("backend", ["onnx", "torchvision"])
+def test_frames_that_are_not_rgb_uint8_are_one_line(tmp_path, backend, name):
+    if backend == "onnx":
+        path = tmp_path / "yolo.onnx"
+        _constant_onnx(path, np.zeros((1, 84, 120), np.float32), 64)
+        detector = OnnxPersonDetector(path)
+    else:
+        detector = TorchvisionPersonDetector(_FixedDetector())
+    good = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(VidactError, match=r"RGB uint8 HxWx3 array, got shape .*; convert the frame") as err:
+        detector([good, _BAD_FRAMES[name]])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "option", [{"score_threshold": math.nan}, {"score_threshold": -1.0}, {"score_threshold": 1.5},
+               {"min_box_size": math.nan}, {"min_box_size": -2.0}, {"min_box_size": math.inf}],
+)
+def test_factory_refuses_thresholds_out_of_range(tmp_path, option):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("v1,0,0.1,0.1,0.5,0.9,,0.95\n")
+    for spec in (str(shared_path(*FASTESTDET)), str(boxes)):
+        with pytest.raises(VidactError, match=f"{next(iter(option)).replace('_', ' ')} {next(iter(option.values()))}"):
+            create_detector(spec, **option)
 
 
 # ---------------------------------------------------------------- torchvision

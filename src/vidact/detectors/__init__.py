@@ -6,6 +6,7 @@ threshold, a person class id and a minimum box side (pixels).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -56,8 +57,9 @@ def create_detector(
     ``spec`` is ``"torchvision"`` (COCO Faster R-CNN R50-FPN v2, weights from torchvision's
     cache), ``"fastestdet"`` / ``"yolo"`` (ONNX files in vidact's weight cache), ``"csv:PATH"``
     (precomputed AVA-format boxes), ``"detectron2:NAME"`` (a Detectron2 model-zoo name) or a
-    path: ``.onnx`` (FastestDet or YOLOv8/YOLO11 layout, recognised from the output shape or
-    forced with ``detector_format``), ``.csv``, ``.pkl``/``.pth`` (Detectron2 checkpoint).
+    path: ``.onnx`` (FastestDet, YOLOv5 or YOLOv8/YOLO11 layout, recognised from the output shape
+    or forced with ``detector_format``: ``"fastestdet"``, ``"yolov5"`` or ``"yolo"``), ``.csv``,
+    ``.pkl``/``.pth`` (Detectron2 checkpoint).
 
     ``score_threshold`` and ``person_class`` default to each backend's own (0.7 and COCO id 1
     for torchvision, 0.5 and 0 for ONNX and Detectron2, 0 for CSV boxes);
@@ -65,6 +67,11 @@ def create_detector(
     in a CSV with boxes for several; ``starting_second`` is the CSV's timestamp of the video's
     first frame (AVA: 900).
     """
+    # Out of range, either would silently change the boxes: nan or 1.5 keeps none, -1 keeps every one.
+    if score_threshold is not None and not 0 <= score_threshold <= 1:
+        raise VidactError(f"person score threshold {score_threshold} is not in [0, 1]; pass e.g. 0.5")
+    if not (math.isfinite(min_box_size) and min_box_size >= 0):
+        raise VidactError(f"min box size {min_box_size} is not a finite number >= 0 (pixels); pass e.g. 0 or 16")
     options = {"min_box_size": min_box_size}
     if score_threshold is not None:
         options["score_threshold"] = score_threshold

@@ -1,4 +1,4 @@
-"""Helpers shared by the detector backends: box filtering and optional imports."""
+"""Helpers shared by the detector backends: frame checks, box filtering and optional imports."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ def import_optional(module: str, feature: str) -> ModuleType:
         raise VidactError(
             f"{feature} needs the Python package '{module}' ({err}): pip install 'vidact[detect]'"
         ) from None
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` if it is an RGB uint8 HxWx3 array with pixels, else a one-line error.
+
+    Other frames would fail deep in a model, or worse pass: a float frame in [0, 1] read as
+    0-255 pixels is a black image in which nobody is found.
+    """
+    is_rgb = isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+    if not is_rgb or 0 in frame.shape:
+        shape, dtype = getattr(frame, "shape", None), getattr(frame, "dtype", type(frame).__name__)
+        raise VidactError(f"detector input must be an RGB uint8 HxWx3 array, got shape {shape} dtype {dtype}; convert the frame")
+    return frame
 
 
 def finish_detections(

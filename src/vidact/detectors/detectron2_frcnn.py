@@ -22,6 +22,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, roi_align
 
+from vidact.detectors._common import check_frame
 from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 from vidact.weights.detectron2 import (
@@ -513,7 +514,7 @@ class Detectron2PersonDetector:
 
     def detect_all_classes(self, frame_rgb: np.ndarray) -> RCNNOutput:
         """Every class Detectron2 would report for one RGB frame (its own 0.05 test threshold)."""
-        frame_rgb = _check_frame(frame_rgb)
+        frame_rgb = check_frame(frame_rgb)
         bgr = frame_rgb[:, :, ::-1]
         return self.model(self.model.resize(bgr), bgr.shape[:2])
 
@@ -525,11 +526,3 @@ class Detectron2PersonDetector:
             boxes, scores = out.boxes[keep].cpu().numpy(), out.scores[keep].cpu().numpy()
             results.append(Detections(boxes.astype(np.float32), scores.astype(np.float32)))
         return results
-
-
-def _check_frame(frame: np.ndarray) -> np.ndarray:
-    is_rgb = isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
-    if not is_rgb or 0 in frame.shape:
-        shape, dtype = getattr(frame, "shape", None), getattr(frame, "dtype", type(frame).__name__)
-        raise VidactError(f"detector input must be an RGB uint8 HxWx3 array, got shape {shape} dtype {dtype}; convert the frame")
-    return frame

@@ -1,6 +1,6 @@
-"""Person detection with an ONNX model through onnxruntime: FastestDet and YOLOv8/YOLO11 exports.
+"""Person detection with an ONNX model through onnxruntime: FastestDet, YOLOv5 and YOLOv8/YOLO11 exports.
 
-Two output layouts are understood, recognised from the model's output shape or forced
+Three output layouts are understood, recognised from the model's output shape or forced
 with ``output_format``:
 
 - ``"fastestdet"`` (FastestDet, output ``[1, 85, H, W]``): the BGR frame is resized to the
@@ -10,15 +10,19 @@ with ``output_format``:
 - ``"yolo"`` (Ultralytics YOLOv8/YOLO11 ONNX export, output ``[1, 4 + C, N]``): the RGB frame
   is letterboxed to the model input (640x640, grey 114 padding), /255. Each of the N
   candidates holds cx, cy, w, h in input pixels and C class scores; NMS at IoU 0.7
-  (Ultralytics' default). The transposed layout ``[1, N, 4 + C]`` (YOLOv5-style exports) is
-  read too, and an end-to-end export ``[1, N, 6]`` (YOLO26's default, NMS inside the model:
-  x1, y1, x2, y2, score, class per row) gets no second NMS.
+  (Ultralytics' default). The transposed layout ``[1, N, 4 + C]`` is read too, and an
+  end-to-end export ``[1, N, 6]`` (YOLO26's default, NMS inside the model: x1, y1, x2, y2,
+  score, class per row) gets no second NMS.
+- ``"yolov5"`` (YOLOv5 ONNX export, output ``[1, N, 5 + C]``, recognised when C is COCO's 80):
+  input as for ``"yolo"``; each row holds cx, cy, w, h, objectness and C class scores, and as
+  in YOLOv5's ``non_max_suppression`` a class scores objectness x class score; NMS at IoU
+  0.45 (YOLOv5's default).
 
-A candidate is a person when its best class is ``person_class``, as in both reference
-runtimes. NMS runs on the person candidates alone, before the boxes are clipped to the frame,
-as FastestDet's PyTorch post-processing (class-aware NMS) and Ultralytics do; FastestDet's
-ONNX example runs one NMS over all classes, where a stronger box of another class can
-suppress a person.
+Models taking float16 (``half=True`` exports) are fed float16. A candidate is a person when its
+best class is ``person_class``, as in the reference runtimes. NMS runs on the person candidates
+alone, before the boxes are clipped to the frame, as FastestDet's PyTorch post-processing
+(class-aware NMS) and Ultralytics do; FastestDet's ONNX example runs one NMS over all classes,
+where a stronger box of another class can suppress a person.
 """
 
 from __future__ import annotations
@@ -31,14 +35,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidact.detectors._common import finish_detections, import_optional
+from vidact.detectors._common import check_frame, finish_detections, import_optional
 from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 from vidact.optional import opencv
 
-FORMATS = ("fastestdet", "yolo")
-_DEFAULT_INPUT_SIZE = {"fastestdet": 352, "yolo": 640}
-_DEFAULT_NMS_IOU = {"fastestdet": 0.45, "yolo": 0.7}
+FORMATS = ("fastestdet", "yolo", "yolov5")
+_DEFAULT_INPUT_SIZE = {"fastestdet": 352, "yolo": 640, "yolov5": 640}
+_DEFAULT_NMS_IOU = {"fastestdet": 0.45, "yolo": 0.7, "yolov5": 0.45}
+_COCO_CLASSES = 80
+_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _LETTERBOX_FILL = 114
 # OpenCV's fixed-point interpolation: weights are scaled by 2**11 and rounded to int16.
 _CV_COEF_SCALE = 1 << 11
@@ -240,6 +246,18 @@ def _decode_yolo(
     return boxes / scale, classes[is_person, person_class], True
 
 
+def _decode_yolov5(
+    output: np.ndarray, scale: float, left: int, top: int, person_class: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes (frame pixels) and scores from one YOLOv5 output ``[N, 5 + C]``."""
+    output = output.astype(np.float32)
+    scores = output[:, 5:] * output[:, 4:5]  # YOLOv5's conf = obj_conf * cls_conf
+    is_person = scores.argmax(axis=1) == person_class
+    cx, cy, w, h = output[is_person, :4].T
+    boxes = np.stack([cx - w / 2 - left, cy - h / 2 - top, cx + w / 2 - left, cy + h / 2 - top], axis=1)
+    return boxes / scale, scores[is_person, person_class]
+
+
 def onnxruntime_has_cuda() -> bool:
     """Whether the installed onnxruntime can run on an NVIDIA GPU (onnxruntime-gpu)."""
     ort = import_optional("onnxruntime", "the ONNX person detector")
@@ -256,7 +274,7 @@ def _providers(device: str) -> list:
 
 
 class OnnxPersonDetector:
-    """A :class:`~vidact.detectors.base.PersonDetector` running a FastestDet or YOLO ONNX model."""
+    """A :class:`~vidact.detectors.base.PersonDetector` running a FastestDet or YOLO (v5, v8/11) ONNX model."""
 
     def __init__(
         self,
@@ -289,6 +307,12 @@ class OnnxPersonDetector:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise VidactError(f"cannot load ONNX model {self.path}: {message}: pass a valid .onnx file") from None
         model_input = self.session.get_inputs()[0]
+        if model_input.type not in _INPUT_TYPES:
+            raise VidactError(
+                f"{self.path} takes {model_input.type}: the ONNX detector feeds float or float16 images; "
+                "export the model with float inputs"
+            )
+        self.input_dtype = _INPUT_TYPES[model_input.type]
         output_shape = self.session.get_outputs()[0].shape
         self.format = output_format or self._guess_format(output_shape)
         if self.format not in FORMATS:
@@ -305,24 +329,31 @@ class OnnxPersonDetector:
     def _guess_format(self, shape: list) -> str:
         if len(shape) == 4 and shape[1] == 85:
             return "fastestdet"
+        # [1, N, 85] is YOLOv5 on COCO; a transposed YOLOv8 output on COCO has 84 columns.
+        if len(shape) == 3 and shape[2] == 5 + _COCO_CLASSES and isinstance(shape[1], int) and shape[1] > shape[2]:
+            return "yolov5"
         if len(shape) == 3 and isinstance(shape[1], int) and shape[1] > 4:
             return "yolo"
         raise VidactError(
-            f"cannot tell the layout of {self.path} from its output shape {shape}: "
-            f"force it with detector format 'fastestdet' ([1,85,H,W]) or 'yolo' ([1,4+C,N])"
+            f"cannot tell the layout of {self.path} from its output shape {shape}: force it in Python with "
+            "vidact.detectors.create_detector(PATH, detector_format='fastestdet' ([1,85,H,W]), "
+            "'yolo' ([1,4+C,N]) or 'yolov5' ([1,N,5+C]))"
         )
 
     def detect_one(self, frame: np.ndarray) -> Detections:
         """Person detections on one RGB uint8 HxWx3 frame, in its pixel coordinates."""
-        height, width = frame.shape[:2]
+        height, width = check_frame(frame).shape[:2]
+        needs_nms = True
         if self.format == "fastestdet":
-            inputs = _fastestdet_input(frame, self.input_size)
-            output = self.session.run(None, {self.input_name: inputs})[0][0]
+            output = self._run(_fastestdet_input(frame, self.input_size))
             boxes, scores = _decode_fastestdet(output, width, height, self.person_class)
         else:
             inputs, scale, left, top = _letterbox(frame, self.input_size)
-            output = self.session.run(None, {self.input_name: inputs})[0][0]
-            boxes, scores, needs_nms = _decode_yolo(output, scale, left, top, self.person_class)
+            output = self._run(inputs)
+            if self.format == "yolov5":
+                boxes, scores = _decode_yolov5(output, scale, left, top, self.person_class)
+            else:
+                boxes, scores, needs_nms = _decode_yolo(output, scale, left, top, self.person_class)
         return finish_detections(
             boxes,
             scores,
@@ -330,8 +361,12 @@ class OnnxPersonDetector:
             height=height,
             score_threshold=self.score_threshold,
             min_box_size=self.min_box_size,
-            nms_iou=self.nms_iou if self.format == "fastestdet" or needs_nms else None,
+            nms_iou=self.nms_iou if needs_nms else None,
         )
+
+    def _run(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's first output for one image, the batch axis dropped."""
+        return self.session.run(None, {self.input_name: inputs.astype(self.input_dtype, copy=False)})[0][0]
 
     def __call__(self, frames: list[np.ndarray]) -> list[Detections]:
         # The common exports have a fixed batch of one, so frames go through one at a time.

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidact.detectors._common import finish_detections
+from vidact.detectors._common import check_frame, finish_detections
 from vidact.detectors.base import Detections
 from vidact.errors import VidactError
 
@@ -75,6 +75,7 @@ class TorchvisionPersonDetector:
 
     @torch.inference_mode()
     def __call__(self, frames: list[np.ndarray]) -> list[Detections]:
+        frames = [check_frame(frame) for frame in frames]
         results: list[Detections] = []
         for start in range(0, len(frames), self.batch_size):
             batch = frames[start : start + self.batch_size]
