@@ -1206,3 +1206,88 @@ def test_detect_asks_for_its_model_without_cudnn_autotuning(monkeypatch):
     case = _tiny_case()
     load_action_model(case / "config.yaml", case / "model.pyth", device="cpu")
     assert asked["cudnn_benchmark"] is False
+
+
+def _detect_argv(video: Path, detector: str, out: Path, *options: str) -> list[str]:
+    case = _tiny_case()
+    return ["detect", str(video), "--cfg", str(case / "config.yaml"), "--weights", str(case / "model.pyth"),
+            "--detector", detector, "--no-video", "--no-timeline", *options, "--out", str(out)]
+
+
+@pytest.mark.parametrize("start", ["nan", "inf", "-1"])
+def test_a_boxes_start_not_a_finite_second_is_one_line_exit_2(tmp_path, capsys, start):
+    """NaN made every keyframe match the file's first row: the run went on and wrote those boxes everywhere."""
+    boxes, out = tmp_path / "boxes.csv", tmp_path / "out"
+    boxes.write_text("flat,900,0.1,0.1,0.5,0.9,,0.99\n")
+    video = _flat_video(tmp_path / "flat.mp4", 5)
+    assert main(_detect_argv(video, f"csv:{boxes}", out, "--boxes-start", start)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--boxes-start" in err and start in err
+    assert not out.exists()
+    with pytest.raises(vidact.VidactError, match="--boxes-start"):
+        PrecomputedDetector(boxes, starting_second=float(start))
+
+
+def test_a_time_that_cannot_be_compared_matches_no_row(tmp_path):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("flat,0,0.1,0.1,0.5,0.9,,0.99\n")
+    detector = PrecomputedDetector(boxes)
+    assert len(detector.detections_at(0.0, 160, 120)) == 1
+    assert len(detector.detections_at(math.nan, 160, 120)) == 0
+
+
+def test_csv_boxes_without_rows_for_the_video_are_one_line_exit_2(tmp_path, capsys):
+    """A file of other videos' boxes ran to "no person found on any keyframe" and exit 0."""
+    boxes, out = tmp_path / "boxes.csv", tmp_path / "out"
+    boxes.write_text("vidA,0,0.1,0.1,0.5,0.9,1,0.9\nvidB,0,0,0,1,1,1,0.99\n")
+    video = _flat_video(tmp_path / "flat.mp4", 5)
+    assert main(_detect_argv(video, f"csv:{boxes}", out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{boxes} has no rows for video 'flat' (it has vidA, vidB)" in err
+    assert not out.exists()
+
+
+def test_a_list_goes_on_past_a_video_the_csv_has_no_rows_for(tmp_path, capsys):
+    videos = [_flat_video(tmp_path / f"{name}.mp4", 5) for name in ("a", "b", "c")]
+    (tmp_path / "list.txt").write_text("".join(f"{video.name}\n" for video in videos))
+    boxes, out = tmp_path / "boxes.csv", tmp_path / "out"
+    boxes.write_text("a,0,0.1,0.1,0.5,0.9,,0.95\nc,0,0.1,0.1,0.5,0.9,,0.95\n")
+    case = _tiny_case()
+    status = main(["detect", "--list", str(tmp_path / "list.txt"), "--cfg", str(case / "config.yaml"),
+                   "--weights", str(case / "model.pyth"), "--detector", f"csv:{boxes}", "--no-video",
+                   "--no-timeline", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"{boxes} has no rows for video 'b' (it has a, c)" in captured.err
+    assert "1 of 3 videos failed (b)" in captured.err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".actions.csv")) == ["a.actions.csv", "c.actions.csv"]
+
+
+def test_an_upper_case_csv_path_is_read_as_boxes_of_the_named_video(tmp_path, capsys):
+    """``BOXES.CSV`` of two videos was taken as a file of one video (no video id given) and refused."""
+    boxes, out = tmp_path / "BOXES.CSV", tmp_path / "out"
+    boxes.write_text("flat,0,0.1,0.1,0.5,0.9,,0.95\nother,0,0,0,1,1,,0.9\n")
+    video = _flat_video(tmp_path / "flat.mp4", 5)
+    assert main(_detect_argv(video, str(boxes), out, "--end", "0")) == 0, capsys.readouterr().err
+    assert "1 person boxes" in capsys.readouterr().out
+
+
+def test_a_person_threshold_for_a_built_detector_is_refused(micro_model, tmp_path):
+    """It was checked, then dropped: the detector kept its own threshold, with no word said."""
+    source = _flat_video(tmp_path / "flat.mp4", 5)
+    with pytest.raises(vidact.VidactError, match="detector-threshold"):
+        detect(source, model=micro_model, detector=_fixed_person, detector_threshold=0.99)
+
+
+def test_a_list_with_a_boxes_start_not_finite_fails_once_not_per_video(tmp_path, capsys):
+    videos = [_flat_video(tmp_path / f"{name}.mp4", 5) for name in ("a", "b")]
+    (tmp_path / "list.txt").write_text("".join(f"{video.name}\n" for video in videos))
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("a,900,0.1,0.1,0.5,0.9,,0.95\nb,900,0.1,0.1,0.5,0.9,,0.95\n")
+    case = _tiny_case()
+    assert main(["detect", "--list", str(tmp_path / "list.txt"), "--cfg", str(case / "config.yaml"),
+                 "--weights", str(case / "model.pyth"), "--detector", f"csv:{boxes}", "--boxes-start", "nan",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--boxes-start" in err

@@ -78,8 +78,9 @@ def create_detector(
     kind, _, argument = spec.partition(":")
     suffix = Path(spec).suffix.lower()
 
-    if kind == "csv" or suffix == ".csv":
-        from vidact.detectors.precomputed import PrecomputedDetector
+    from vidact.detectors.precomputed import PrecomputedDetector, is_csv_spec
+
+    if is_csv_spec(spec):
 
         if person_class is not None:
             raise VidactError(f"precomputed boxes ({spec}) are all persons: drop the person class option")

@@ -9,6 +9,7 @@ a decimal point, action column often empty). A box listed once per action is one
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,23 @@ AVA_FIRST_SECOND = 900  # AVA's clips start at this second of their movie, and i
 
 def _is_score(text: str) -> bool:
     return any(c in text for c in ".eE")
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def is_csv_spec(spec: str) -> bool:
+    """Whether a detector spec names precomputed boxes: ``csv:PATH``, or a path ending in .csv in any case."""
+    return spec.partition(":")[0] == "csv" or Path(spec).suffix.lower() == ".csv"
+
+
+def check_starting_second(seconds: float | None) -> None:
+    """Refuse a starting second (None: not given) that is not a finite number, 0 or more: with NaN no
+    time comparison is true, and a video has no time before its start."""
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise VidactError(f"--boxes-start must be a finite number of seconds, 0 or more, got {seconds}; "
+                          f"pass e.g. --boxes-start {AVA_FIRST_SECOND} for an AVA file")
 
 
 class PrecomputedDetector:
@@ -44,6 +62,7 @@ class PrecomputedDetector:
         starting_second: float = 0.0,
         tolerance_s: float = 0.05,
     ) -> None:
+        check_starting_second(starting_second)
         self.path = Path(path)
         self.score_threshold = score_threshold
         self.min_box_size = min_box_size
@@ -53,8 +72,11 @@ class PrecomputedDetector:
         videos = sorted(self._rows)
         if video_id is None and len(videos) > 1:
             raise VidactError(
-                f"{self.path} has boxes for {len(videos)} videos ({', '.join(videos[:3])}, ...): name the video id"
+                f"{self.path} has boxes for {len(videos)} videos ({_listed(videos)}): name the video id"
             )
+        if video_id is not None and videos and video_id not in self._rows:
+            raise VidactError(f"{self.path} has no rows for video {video_id!r} (it has {_listed(videos)}): "
+                              "rename the video after its id in the file, or pass a file with its boxes")
         self.video_id = video_id if video_id is not None else (videos[0] if videos else "")
         times = self._rows.get(self.video_id, {})
         if starting_second == 0 and times and min(times) >= AVA_FIRST_SECOND:
@@ -101,7 +123,7 @@ class PrecomputedDetector:
             return Detections.empty()
         file_time = time + self.starting_second
         nearest = min(by_time, key=lambda t: abs(t - file_time))
-        if abs(nearest - file_time) > self.tolerance_s:
+        if not abs(nearest - file_time) <= self.tolerance_s:  # NaN matches no row, not every row
             return Detections.empty()
         boxes = np.array(list(by_time[nearest].keys()), np.float32) * [width, height, width, height]
         scores = np.array(list(by_time[nearest].values()), np.float32)

@@ -1130,6 +1130,9 @@ def build_detector(
     starting_second: float | None = None,
 ) -> PersonDetector:
     """A person detector from a spec string or path (see :func:`vidact.detectors.create_detector`) or as given."""
+    from vidact.detectors.precomputed import check_starting_second, is_csv_spec
+
+    check_starting_second(starting_second)
     if score_threshold is not None and not 0 <= score_threshold <= 1:  # above 1 finds no one, silently
         raise VidactError(f"person score threshold {score_threshold} is not in [0, 1]; pass e.g. --detector-threshold 0.5")
     if isinstance(detector, os.PathLike):
@@ -1137,6 +1140,9 @@ def build_detector(
     if not isinstance(detector, str):
         if starting_second is not None:
             raise VidactError("a starting second (--boxes-start) applies to csv: boxes only; drop it")
+        if score_threshold is not None:
+            raise VidactError("a person score threshold (--detector-threshold) applies to a detector spec, "
+                              "not a detector object; set it on the detector, or drop it")
         return detector
     from vidact.detectors import create_detector, is_onnx_spec
 
@@ -1149,7 +1155,7 @@ def build_detector(
             notice(f"onnxruntime has no CUDA support here (install onnxruntime-gpu); "
                    f"the {detector} detector runs on the CPU")
             options["device"] = "cpu"
-    if detector.startswith("csv:") or detector.lower().endswith(".csv"):
+    if is_csv_spec(detector):
         try:  # a file with one video's boxes serves whatever the video is called
             return create_detector(detector, **options)
         except VidactError:
@@ -1381,7 +1387,10 @@ def detect_many(
     is written. A video that fails on the way (corrupt in the middle, say) does not cost the
     others: each failure is a notice, and a :class:`VidactError` naming them all ends the call.
     """
+    from vidact.detectors.precomputed import check_starting_second, is_csv_spec
+
     _check_schedule(options.get("rate", 1.0), options.get("end"))  # before a model is fetched
+    check_starting_second(options.get("boxes_start"))
     mine = shard(videos)
     if not mine:
         return []
@@ -1401,7 +1410,7 @@ def detect_many(
         compile=options.pop("compile", False),
     )
     detector = options.pop("detector", "torchvision")
-    if isinstance(detector, str) and not detector.startswith("csv:") and not detector.endswith(".csv"):
+    if isinstance(detector, str) and not is_csv_spec(detector):
         detector = build_detector(detector, score_threshold=options.pop("detector_threshold", None),
                                   device=action_model.device)
     written, failed = [], []
