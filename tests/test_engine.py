@@ -579,3 +579,91 @@ def test_register_task_keeps_built_in_names_unless_replaced(monkeypatch):
     assert get_task("my_dataset") is mine
     register_task("ava", mine, replace=True)
     assert get_task("ava") is mine
+
+
+# -- progress of evaluation ---------------------------------------------------------------------
+
+
+class _Terminal:
+    """stderr as a terminal, so that tqdm shows its bar there."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.stream = io.StringIO()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _test_config(synthetic, tmp_path):
+    """A run YAML whose test pass is 4 batches: 4 videos x 2 views, 2 views a batch, LOG_PERIOD 2."""
+    run = tiny_run(synthetic.root, tmp_path / "out").replace(
+        log_period=2, test=TestConfig(batch_size=2, num_ensemble_views=2, num_spatial_crops=1))
+    cfg = tmp_path / "run.yaml"
+    dump_run_config(run, cfg)
+    return run, cfg
+
+
+@pytest.fixture
+def recorded_bars(monkeypatch):
+    """The tqdm bars made while the test runs, as they are when it ends."""
+    import tqdm.auto
+
+    bars = []
+
+    class RecordedBar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordedBar)
+    return bars
+
+
+def test_vidact_test_shows_its_progress_as_training_does(synthetic, tmp_path, one_epoch, monkeypatch, caplog,
+                                                         recorded_bars):
+    import re
+
+    from vidact.cli.main import main
+
+    _, cfg = _test_config(synthetic, tmp_path)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    caplog.set_level("INFO", logger="vidact.train")
+    assert main(["test", "--cfg", str(cfg), "--checkpoint", str(one_epoch)]) == 0
+    assert [(bar.desc, bar.total, bar.n) for bar in recorded_bars] == [("test", 4, 4)]
+    assert "%|" in terminal.getvalue()  # drawn on the terminal
+    # Every LOG_PERIOD batches a line with the time left, for logs written to a file.
+    lines = [message for message in caplog.messages if message.startswith("test batch")]
+    assert [re.fullmatch(r"test batch (\d)/4, eta \d+:\d\d:\d\d", line).group(1) for line in lines] == ["2", "4"]
+
+
+def test_vidact_test_no_progress_and_other_ranks_draw_nothing(synthetic, tmp_path, one_epoch, monkeypatch,
+                                                              recorded_bars):
+    from vidact.cli.main import main
+    from vidact.engine import distributed as dist
+    from vidact.engine.trainer import test
+
+    run, cfg = _test_config(synthetic, tmp_path)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["test", "--cfg", str(cfg), "--checkpoint", str(one_epoch), "--no-progress"]) == 0
+    monkeypatch.setattr(dist, "is_main_process", lambda: False)  # rank 1 of a DDP run: rank 0 shows it
+    test(run, one_epoch, progress=True)
+    assert terminal.getvalue() == ""
+    assert [bar for bar in recorded_bars if not bar.disable] == []
+
+
+def test_validation_in_training_shows_its_progress(synthetic, tmp_path, monkeypatch, caplog, recorded_bars):
+    monkeypatch.setattr("sys.stderr", _Terminal())
+    caplog.set_level("INFO", logger="vidact.train")
+    run = tiny_run(synthetic.root, tmp_path, max_epoch=1).replace(log_period=1, test=TestConfig(batch_size=2))
+    train(run, progress=True)
+    # 4 validation videos, one view each, 2 a batch.
+    assert [(bar.total, bar.n) for bar in recorded_bars if bar.desc == "val"] == [(2, 2)]
+    assert [message.split(",")[0] for message in caplog.messages if message.startswith("val batch")] == [
+        "val batch 1/2", "val batch 2/2"]

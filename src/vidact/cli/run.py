@@ -91,7 +91,7 @@ def _train_and_test(run, progress: bool) -> None:
             if dist.is_main_process() and result.final_metrics:
                 print(json.dumps({"epochs": run.solver.max_epoch, **result.final_metrics}, sort_keys=True))
         if run.test.enable:
-            metrics = test(run, None if run.checkpoint.test_path else trained)
+            metrics = test(run, None if run.checkpoint.test_path else trained, progress=progress)
             if dist.is_main_process():
                 print(json.dumps(metrics, sort_keys=True))
     finally:

@@ -12,6 +12,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
                    help="weights to test (default: TEST.CHECKPOINT_FILE_PATH, else the latest in "
                         "OUTPUT_DIR/checkpoints, else TRAIN.CHECKPOINT_FILE_PATH)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                    help="config overrides, last on the line, e.g. TEST.BATCH_SIZE 8")
     p.set_defaults(func=_test)
@@ -26,7 +27,7 @@ def _test(args: argparse.Namespace) -> int:
     check_opts_last(args.opts, args.command)
     run = load_run_config(args.cfg, args.opts)
     try:
-        metrics = test(run, args.checkpoint)
+        metrics = test(run, args.checkpoint, progress=not args.no_progress)
     finally:
         dist.cleanup()
     if dist.is_main_process():

@@ -14,10 +14,14 @@ it builds the datasets, the evaluator, the forward pass and the loss. ``"kinetic
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import random
+import sys
+import time
 import warnings
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
@@ -220,6 +224,47 @@ class ClassificationEvaluator:
         return metrics
 
 
+class _EvalProgress:
+    """How far an evaluation pass has got, shown as training shows its steps, on rank 0 only: a
+    tqdm bar of the batches on a terminal (with ``bar``) and a log line with the time left every
+    ``log_period`` batches (0: none), all that a log written to a file gets of a pass that may
+    take hours (Kinetics-400's 600k test views)."""
+
+    def __init__(self, name: str, total: int | None, *, bar: bool, log_period: int) -> None:
+        main = dist.is_main_process()
+        self.name, self.total = name, total
+        self.log_period = log_period if main else 0
+        self._start = time.perf_counter()
+        self._bar = None
+        if bar and main:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=name, unit="batch", leave=False, dynamic_ncols=True, disable=None)
+
+    def update(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+        if self.log_period > 0 and done % self.log_period == 0:
+            self._log(done)
+
+    def _log(self, done: int) -> None:
+        from tqdm import tqdm
+
+        if self.total is None:  # a loader of unknown length: no end to count down to
+            where = f"{done}"
+        else:
+            left = (time.perf_counter() - self._start) / done * (self.total - done)
+            where = f"{done}/{self.total}, eta {datetime.timedelta(seconds=round(left))}"
+        # On a terminal the bar is cleared around the line and redrawn below, as training's.
+        with tqdm.external_write_mode(file=sys.stderr):
+            logger.info("%s batch %s", self.name, where)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -229,18 +274,28 @@ def evaluate(
     device: torch.device,
     forward: Callable[[nn.Module, Mapping[str, Any]], torch.Tensor] = classification_forward,
     amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    log_period: int = 0,
+    name: str = "eval",
 ) -> dict[str, float]:
-    """Run ``model`` (in eval mode) over ``loader`` and return ``evaluator``'s results."""
+    """Run ``model`` (in eval mode) over ``loader`` and return ``evaluator``'s results.
+
+    On rank 0 (its shard under DDP) ``progress`` shows a bar of the batches on a terminal, and
+    every ``log_period`` batches a log line gives the count and the time left; ``name`` heads both.
+    """
     was_training = model.training
     model.eval()
     evaluator.reset()
+    shown = _EvalProgress(name, len(loader) if isinstance(loader, Sized) else None, bar=progress, log_period=log_period)
     try:
-        for batch in loader:
+        for done, batch in enumerate(loader, 1):
             batch = move_to(batch, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outputs = forward(model, batch)
             evaluator.process(batch, outputs)
+            shown.update(done)
     finally:
+        shown.close()  # before the evaluator's own log lines, which would be glued onto the bar
         model.train(was_training)
     return evaluator.evaluate()
 
@@ -688,7 +743,8 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
 
         def evaluate_fn() -> dict[str, float]:
             dist.broadcast_buffers(model)  # every rank scores its shard with the same model
-            return evaluate(model, val_loader, evaluator, device=device, forward=task.forward, amp_dtype=amp_dtype)
+            return evaluate(model, val_loader, evaluator, device=device, forward=task.forward, amp_dtype=amp_dtype,
+                            progress=progress, log_period=run.log_period, name="val")
 
     hooks = default_hooks(run, evaluate_fn, progress=progress)
     trainer.register_hooks([*hooks, *extra_hooks])
@@ -751,12 +807,13 @@ def _scaled_solver(run: RunConfig) -> SolverConfig:
     return solver
 
 
-def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
+def test(run: RunConfig, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> dict[str, float]:
     """Evaluate a checkpoint on ``test.csv`` with the multi-view protocol (TEST.NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS).
 
     The checkpoint is ``checkpoint``, else PySlowFast's choice (:func:`demo_checkpoint`):
     ``TEST.CHECKPOINT_FILE_PATH``, else the latest one in ``OUTPUT_DIR/checkpoints``, else
-    ``TRAIN.CHECKPOINT_FILE_PATH``.
+    ``TRAIN.CHECKPOINT_FILE_PATH``. Progress shows as in :func:`train`: a bar on a terminal
+    (``progress``) and a log line every ``LOG_PERIOD`` batches.
     """
     from vidact.api import create_model
     from vidact.weights.checkpoint import HeadReinitialisedWarning
@@ -782,4 +839,5 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None) -> dict[st
     loader = build_loader(test_set, _per_rank_batch(run.test.batch_size, "TEST.BATCH_SIZE"), train=False,
                           seed=run.seed, num_workers=run.data_loader.num_workers, pin_memory=run.data_loader.pin_memory)
     evaluator = task.build_evaluator(run, test_set)
-    return evaluate(model, loader, evaluator, device=device, forward=task.forward, amp_dtype=_amp_dtype(run, device))
+    return evaluate(model, loader, evaluator, device=device, forward=task.forward, amp_dtype=_amp_dtype(run, device),
+                    progress=progress, log_period=run.log_period, name="test")
