@@ -97,3 +97,57 @@ def test_inconsistent_input_is_rejected():
     evaluator.reset()
     with pytest.raises(VidactError, match="no views"):
         evaluator.evaluate()
+
+
+@pytest.mark.parametrize("ensemble", ["sum", "max"])
+def test_nan_scores_fail_evaluation_instead_of_counting_correct(ensemble):
+    # Every comparison with NaN is False, so a NaN video would rank its label first.
+    evaluator = KineticsEvaluator(3, topk=(1,), apply_softmax=False, ensemble=ensemble)
+    evaluator.process(["good", "bad", "bad"], np.array([[1.0, 0, 0], [np.nan] * 3, [0, 1.0, 0]]), [0, 2, 2])
+    with pytest.raises(VidactError, match=r"NaN/inf scores for 1 of 2 videos \(ids 'bad'\).*float32"):
+        evaluator.evaluate()
+
+
+def test_infinite_logit_fails_evaluation():
+    evaluator = KineticsEvaluator(10, topk=(1,))
+    logits = np.zeros((1, 10))
+    logits[0, 2] = np.inf  # softmax gives NaN: inf - inf
+    evaluator.process(["a"], logits, [7])
+    with pytest.raises(VidactError, match="NaN/inf scores for 1 of 1 videos"):
+        evaluator.evaluate()
+
+
+def test_nan_during_training_validation_fails():
+    from vidact.engine.trainer import ClassificationEvaluator
+
+    evaluator = ClassificationEvaluator(3, views_per_video=1)
+    outputs = torch.tensor([[0.2, 0.5, 0.3], [float("nan")] * 3])
+    evaluator.process({"video_index": torch.tensor([0, 1]), "label": torch.tensor([1, 0])}, outputs)
+    with pytest.raises(VidactError, match="NaN/inf scores for 1 of 2 videos"):
+        evaluator.evaluate()
+
+
+@pytest.mark.parametrize("ensemble", ["sum", "max"])
+def test_many_videos_match_a_direct_computation(ensemble):
+    num_videos, views, num_classes = 500, 4, 7
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, num_classes, num_videos)
+    scores = rng.integers(0, 8, (num_videos, views, num_classes)) / 8  # exact sums in any order, and ties
+    order = rng.permutation(num_videos * views)
+    video_of_view, view_of_view = np.divmod(order, views)
+    evaluator = KineticsEvaluator(num_classes, topk=(1, 3), apply_softmax=False, ensemble=ensemble)
+    for start in range(0, len(order), 3):
+        video, view = video_of_view[start : start + 3], view_of_view[start : start + 3]
+        evaluator.process([f"v{i}" for i in video], scores[video, view], labels[video])
+
+    combined = scores.sum(axis=1) if ensemble == "sum" else scores.max(axis=1)
+    ranking = np.argsort(-combined, axis=1, kind="stable")
+    rank = (ranking == labels[:, None]).argmax(axis=1)
+    result = evaluator.evaluate()
+    assert result.topk == {1: np.mean(rank < 1), 3: np.mean(rank < 3)}
+    assert result.mean_class_accuracy == pytest.approx(np.mean([np.mean(rank[labels == c] == 0) for c in range(7)]))
+    assert result.num_videos == num_videos and result.views_per_video == (views, views)
+    video_scores = evaluator.video_scores()
+    assert len(video_scores) == num_videos
+    for i in range(num_videos):
+        np.testing.assert_allclose(video_scores[f"v{i}"], combined[i])

@@ -2,7 +2,7 @@
 
 The PySlowFast test protocol scores each video from several views (3 spatial
 crops x 10 temporal clips); the softmax scores of the views are summed (or
-max-pooled, ``TEST.ENSEMBLE_METHOD``) and the video is right at k if its label
+max-pooled, ``DATA.ENSEMBLE_METHOD``) and the video is right at k if its label
 is among the k best classes. Views may arrive in any order, spread over batches.
 """
 
@@ -48,7 +48,8 @@ class KineticsEvaluator:
     ``apply_softmax=True`` treats the scores as logits; pass False when the model
     already outputs probabilities (PySlowFast heads do in eval mode).
     ``expected_views``, when given, makes :meth:`evaluate` fail if a video has
-    another number of views (e.g. 30 for 3 crops x 10 clips).
+    another number of views (e.g. 30 for 3 crops x 10 clips). :meth:`evaluate` also
+    fails if a video's scores are NaN or infinite.
     """
 
     def __init__(
@@ -73,10 +74,25 @@ class KineticsEvaluator:
 
     def reset(self) -> None:
         """Forget every view processed so far."""
+        # Rows 0..len(_slot)-1 of the arrays are the videos seen; the rest is room to grow.
         self._slot: dict[str, int] = {}
         self._scores = np.zeros((0, self.num_classes))
         self._labels = np.zeros(0, dtype=np.int64)
         self._views = np.zeros(0, dtype=np.int64)
+
+    def _make_room(self, num_videos: int) -> None:
+        """Grow the per-video arrays to hold ``num_videos``, at least doubling them.
+
+        Growing by each batch's new videos alone would copy every video seen so far on
+        every batch: quadratic time over a test set (minutes for Kinetics-400's 20k videos).
+        """
+        if num_videos <= len(self._labels):
+            return
+        extra = max(num_videos, 2 * len(self._labels)) - len(self._labels)
+        fill = -np.inf if self.ensemble == "max" else 0.0
+        self._scores = np.concatenate([self._scores, np.full((extra, self.num_classes), fill)])
+        self._labels = np.concatenate([self._labels, np.zeros(extra, dtype=np.int64)])
+        self._views = np.concatenate([self._views, np.zeros(extra, dtype=np.int64)])
 
     def process(self, video_ids: Sequence[str], view_scores, labels) -> None:
         """Add a batch of views: ``view_scores`` (B, num_classes), one video id and label per view.
@@ -93,18 +109,17 @@ class KineticsEvaluator:
         if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
         if self.apply_softmax:
-            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-            scores = shifted / shifted.sum(axis=1, keepdims=True)
+            # An infinite logit gives NaN here; evaluate() reports it, so numpy's warning is noise.
+            with np.errstate(invalid="ignore"):
+                shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+                scores = shifted / shifted.sum(axis=1, keepdims=True)
 
         known = {v: int(self._labels[self._slot[v]]) for v in set(video_ids) if v in self._slot}
         _check_labels(video_ids, labels, known)
         new_ids = [video_id for video_id in dict.fromkeys(video_ids) if video_id not in self._slot]
         first_new = len(self._slot)
         self._slot.update({video_id: first_new + i for i, video_id in enumerate(new_ids)})
-        fill = -np.inf if self.ensemble == "max" else 0.0
-        self._scores = np.concatenate([self._scores, np.full((len(new_ids), self.num_classes), fill)])
-        self._labels = np.concatenate([self._labels, np.zeros(len(new_ids), dtype=np.int64)])
-        self._views = np.concatenate([self._views, np.zeros(len(new_ids), dtype=np.int64)])
+        self._make_room(len(self._slot))
 
         slots = np.array([self._slot[video_id] for video_id in video_ids], dtype=np.int64)
         self._labels[slots] = labels
@@ -122,25 +137,38 @@ class KineticsEvaluator:
         """Top-k and mean class accuracy over the videos processed since :meth:`reset`."""
         if not self._slot:
             raise VidactError("no views were processed; nothing to evaluate")
-        if self.expected_views is not None and (self._views != self.expected_views).any():
-            bad = [video_id for video_id, slot in self._slot.items() if self._views[slot] != self.expected_views]
+        num_videos = len(self._slot)
+        scores, labels, views = self._scores[:num_videos], self._labels[:num_videos], self._views[:num_videos]
+        if self.expected_views is not None and (views != self.expected_views).any():
+            bad = [video_id for video_id, slot in self._slot.items() if views[slot] != self.expected_views]
             raise VidactError(
                 f"{len(bad)} videos do not have {self.expected_views} views (e.g. {bad[0]!r} has "
-                f"{self._views[self._slot[bad[0]]]}); check the test loader's crops x clips"
+                f"{views[self._slot[bad[0]]]}); check the test loader's crops x clips"
+            )
+        # Every comparison with NaN is False, so a NaN video would rank its label first:
+        # no accuracy over such scores means anything.
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():
+            bad = [video_id for video_id, slot in self._slot.items() if not finite[slot]]
+            shown = ", ".join(repr(video_id) for video_id in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise VidactError(
+                f"the model gave NaN/inf scores for {len(bad)} of {num_videos} videos (ids {shown}): its "
+                "weights or its precision are broken (a diverged checkpoint, float16 overflow); check the "
+                "checkpoint, or evaluate in float32 (TRAIN.MIXED_PRECISION False)"
             )
         # Rank of the true class among the classes; ties go to the lower class index,
         # as a stable descending sort would order them.
-        true_score = self._scores[np.arange(len(self._labels)), self._labels][:, None]
-        lower_index = np.arange(self.num_classes) < self._labels[:, None]
-        rank = ((self._scores > true_score) | ((self._scores == true_score) & lower_index)).sum(axis=1)
+        true_score = scores[np.arange(num_videos), labels][:, None]
+        lower_index = np.arange(self.num_classes) < labels[:, None]
+        rank = ((scores > true_score) | ((scores == true_score) & lower_index)).sum(axis=1)
         topk = {k: float((rank < k).mean()) for k in self.topk}
         correct = rank == 0
-        per_class = [correct[self._labels == c].mean() for c in np.unique(self._labels)]
+        per_class = [correct[labels == c].mean() for c in np.unique(labels)]
         return KineticsResult(
             topk=topk,
             mean_class_accuracy=float(np.mean(per_class)),
-            num_videos=len(self._labels),
-            views_per_video=(int(self._views.min()), int(self._views.max())),
+            num_videos=num_videos,
+            views_per_video=(int(views.min()), int(views.max())),
         )
 
 
