@@ -362,9 +362,12 @@ def test_run_tests_the_checkpoint_it_trained_not_a_stale_later_one(synthetic, tm
     assert f"testing {fresh}" in caplog.text
 
 
-def test_labels_beyond_num_classes_are_refused_when_the_dataset_is_built(tmp_path):
+def test_labels_beyond_num_classes_are_refused_when_the_dataset_is_built(tmp_path, monkeypatch):
     from vidact.engine.trainer import TASKS
 
+    monkeypatch.chdir(tmp_path)  # the list's relative paths name files that exist (a missing one is refused first)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).touch()
     for split in ("train", "test"):
         (tmp_path / f"{split}.csv").write_text("a.mp4 1\n\nb.mp4 4\n")
     run = tiny_run(tmp_path, tmp_path / "out")  # MODEL.NUM_CLASSES 4

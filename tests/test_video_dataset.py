@@ -37,6 +37,37 @@ def test_list_file_separator_prefix_and_errors(tmp_path):
     assert [(e.path, e.label) for e in read_list_file(listing)] == [("a.mp4", 2), ("b.mp4", 0)]
 
 
+def test_a_whitespace_separator_splits_at_the_last_whitespace(tmp_path):
+    listing = tmp_path / "test.csv"
+    listing.write_text("/videos/with space.mp4 7\nclip\t two.mp4\t1\nc.mp4  0\n")
+    assert [(e.path, e.label) for e in read_list_file(listing)] == [
+        ("/videos/with space.mp4", 7), ("clip\t two.mp4", 1), ("c.mp4", 0)]
+    assert [e.path for e in read_list_file(listing, separator="\t")][:2] == ["/videos/with space.mp4", "clip\t two.mp4"]
+
+
+@pytest.mark.parametrize("label", ["\u00b2", "\u0663", "+3", "-1", "3.0"])
+def test_labels_are_ascii_digits(tmp_path, label):
+    listing = tmp_path / "test.csv"
+    listing.write_text(f"a.mp4 {label}\n", encoding="utf-8")
+    with pytest.raises(VidactError, match=r"test.csv:1: expected 'path label' with a 0-based integer label"):
+        read_list_file(listing)
+
+
+def test_missing_videos_are_refused_when_the_dataset_is_built(tmp_path):
+    (tmp_path / "here.mp4").touch()  # existence is all that is checked when the list is read
+    names = ["here.mp4", "gone1.mp4", "here.mp4", "gone2.mp4", "gone3.mp4", "gone4.mp4"]
+    lines = [f"{name} 0" for name in names] + ["http://example.com/clip.mp4 1"]  # URLs are left to FFmpeg
+    (tmp_path / "test.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(VidactError) as caught:
+        VideoClipDataset(tmp_path / "test.csv", SPEC, "test", path_prefix=str(tmp_path))
+    message, listing = str(caught.value), tmp_path / "test.csv"
+    assert "\n" not in message and "4 of 7 listed videos not found" in message
+    assert f"{listing}:2 ({tmp_path / 'gone1.mp4'}), {listing}:4 (" in message and f"{listing}:5 (" in message
+    assert "gone4" not in message and "example.com" not in message and "DATA.PATH_PREFIX" in message
+    (tmp_path / "test.csv").write_text("here.mp4 0\nhttp://example.com/clip.mp4 1\n")
+    assert VideoClipDataset(tmp_path / "test.csv", SPEC, "test", path_prefix=str(tmp_path)).labels == [0, 1]
+
+
 def test_training_items_are_augmented_reproducibly_per_epoch(data):
     dataset = VideoClipDataset(data.train_list, SPEC, "train", seed=5)
     item = dataset[1]
@@ -121,3 +152,43 @@ def test_test_views_of_a_cut_video_count_the_frames_it_shows(tmp_path):
         frames = dataset._decode(dataset.entries[0], clip_index=clip_index, num_clips=10)
         numbers = [round((float(frame.mean()) - 4) / 3) - 30 for frame in frames]
         assert numbers == kinetics_clip_indices(50, 30.0, spec, clip_index, 10).tolist()
+
+
+@pytest.mark.parametrize("header", ["right", "too long", "unknown"])
+def test_test_views_hold_only_the_frames_their_clip_names(tmp_path, monkeypatch, header):
+    """A late view of a long video must not keep every frame up to the clip in memory, whether
+    the header's frame count is right, too high (the clip is placed again over the frames the
+    stream delivers) or missing."""
+    import weakref
+
+    import numpy as np
+    from test_video_io import make_video
+
+    from vidact.data import video_dataset
+    from vidact.io.sampling import kinetics_clip_indices
+    from vidact.io.video import Frame, VideoReader
+
+    class Counted(Frame):  # unlike Frame, weakly referenceable
+        pass
+
+    alive, peak = weakref.WeakSet(), [0]
+
+    class CountingReader(VideoReader):
+        def shown_frames(self):
+            return {"right": super().shown_frames(), "too long": 100, "unknown": None}[header]
+
+        def __iter__(self):
+            for frame in super().__iter__():
+                counted = Counted(frame.index, frame.pts_seconds, frame.rgb)
+                alive.add(counted)
+                peak[0] = max(peak[0], len(alive))
+                yield counted
+
+    monkeypatch.setattr(video_dataset, "VideoReader", CountingReader)
+    video = make_video(tmp_path / "numbered.mp4", [np.full((48, 64, 3), 4 + 3 * i, np.uint8) for i in range(80)], rate=30)
+    (tmp_path / "list.txt").write_text(f"{video} 0\n")
+    spec = InputSpec(num_frames=4, sampling_rate=4, test_crop_size=48)
+    dataset = VideoClipDataset(tmp_path / "list.txt", spec, "test", num_ensemble_views=10, num_spatial_crops=1)
+    frames = dataset._decode(dataset.entries[0], clip_index=9, num_clips=10)
+    assert [round((float(frame.mean()) - 4) / 3) for frame in frames] == kinetics_clip_indices(80, 30.0, spec, 9, 10).tolist()
+    assert peak[0] <= 4 + 1  # the clip's frames and the one just decoded

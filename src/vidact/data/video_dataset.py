@@ -1,9 +1,10 @@
 """Clip classification from a list file of ``path label`` lines (Kinetics, UCF101, your own videos).
 
 The list format is PySlowFast's: one video per line, its path and its 0-based integer
-label separated by ``DATA.PATH_LABEL_SEPARATOR`` (a space by default); the path is joined
-to ``DATA.PATH_PREFIX`` when one is given, else used as written (relative paths resolve
-against the working directory, as in PySlowFast). ``DATA.PATH_TO_DATA_DIR`` holds
+label separated by ``DATA.PATH_LABEL_SEPARATOR`` (a space by default), the label being the
+last field (a path may hold the separator); the path is joined to ``DATA.PATH_PREFIX`` when
+one is given, else used as written (relative paths resolve against the working directory, as
+in PySlowFast). Every listed file must exist when the dataset is built. ``DATA.PATH_TO_DATA_DIR`` holds
 ``train.csv``, ``val.csv`` and ``test.csv`` (:func:`split_list_file`).
 
 Videos are decoded on the fly with :class:`vidact.io.video.VideoReader`.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ MODES = ("train", "val", "test")
 class VideoEntry:
     path: str
     label: int
+    line: int = field(default=0, compare=False)  # in the list file, for messages
 
 
 def split_list_file(data_dir: str | os.PathLike | None, split: str) -> Path:
@@ -78,18 +80,33 @@ def read_list_file(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        # rsplit keeps separators inside the path (a space in a file name) intact.
-        parts = line.strip().rsplit(separator, 1) if separator.strip() else line.split()
-        if len(parts) != 2 or not parts[1].strip().lstrip("-").isdigit() or int(parts[1]) < 0:
+        # The label is the last field: separators inside the path (a space in a file name) stay in it.
+        parts = line.strip().rsplit(separator if separator.strip() else None, 1)
+        label = parts[-1].strip()
+        # ASCII only: str.isdigit() also accepts "²" (which int() refuses) and "٣" (which it reads as 3).
+        if len(parts) != 2 or not (label.isascii() and label.isdigit()):
             raise VidactError(
                 f"{list_file}:{number}: expected 'path{separator}label' with a 0-based integer label, "
                 f"got {line!r}; fix the line or DATA.PATH_LABEL_SEPARATOR"
             )
         path = os.path.join(path_prefix, parts[0].strip()) if path_prefix else parts[0].strip()
-        entries.append(VideoEntry(path, int(parts[1])))
+        entries.append(VideoEntry(path, int(label), number))
     if not entries:
         raise VidactError(f"{list_file}: the list file names no videos; add 'path label' lines")
     return entries
+
+
+def _check_videos_exist(list_file: Path, entries: list[VideoEntry]) -> None:
+    """Refuse a list naming missing files now, not when the loader reaches them hours into a run."""
+    # URLs (file:// too) are left to FFmpeg: checking them here would cost a request per video.
+    missing = [entry for entry in entries if "://" not in entry.path and not os.path.exists(entry.path)]
+    if missing:
+        named = ", ".join(f"{list_file}:{entry.line} ({entry.path})" for entry in missing[:3])
+        more = ", ..." if len(missing) > 3 else ""
+        raise VidactError(
+            f"{list_file}: {len(missing)} of {len(entries)} listed videos not found: {named}{more}; "
+            "fix the paths or DATA.PATH_PREFIX"
+        )
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:
@@ -123,6 +140,7 @@ class VideoClipDataset(Dataset):
             raise VidactError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {num_spatial_crops}")
         self.list_file = Path(list_file)
         self.entries = read_list_file(list_file, separator, path_prefix)
+        _check_videos_exist(self.list_file, self.entries)
         self.spec = spec
         self.mode = mode
         # PySlowFast's "val" mode samples like training; vidact validates with centred test views.
@@ -176,31 +194,42 @@ class VideoClipDataset(Dataset):
         self, entry: VideoEntry, clip_index: int, num_clips: int, rng: random.Random | None = None
     ) -> np.ndarray:
         """The ``num_frames`` RGB frames (T x H x W x 3 uint8) of one clip of a video."""
+
+        def place(num_frames: int) -> list[int]:
+            return kinetics_clip_indices(num_frames, fps, self.spec, clip_index, num_clips, rng=rng).tolist()
+
         try:
             with VideoReader(entry.path) as reader:
                 fps = float(reader.fps) if reader.fps else float(self.spec.target_fps)
                 # Frames a player shows: a header also counts those an edit list hides (an `-ss -c copy` cut).
                 shown = reader.shown_frames()
-                if shown:
-                    indices = kinetics_clip_indices(shown, fps, self.spec, clip_index, num_clips, rng=rng)
-                    frames = _decode_until(reader, int(indices.max()))
-                    if len(frames) <= int(indices.max()):  # the container over-reported its length
-                        indices = kinetics_clip_indices(len(frames), fps, self.spec, clip_index, num_clips, rng=rng)
-                else:
-                    frames = _decode_until(reader, None)
-                    indices = kinetics_clip_indices(len(frames), fps, self.spec, clip_index, num_clips, rng=rng)
+                indices = place(shown) if shown else None
+                kept, decoded = _decode_frames(reader, indices)
+            if decoded and (indices is None or decoded <= max(indices)):
+                # The length was unknown or over-reported: the clip is placed over the frames the stream
+                # delivered, which are decoded again rather than all held until their count is known.
+                kept.clear()  # frames of a clip placed past the end: not held during the second pass
+                indices = place(decoded)
+                with VideoReader(entry.path) as reader:
+                    kept, _ = _decode_frames(reader, indices)
         except VidactError as err:
             raise VidactError(f"{self.list_file}: video {entry.path} cannot be decoded ({err}); fix or remove its line") from None
-        if not frames:
+        if not decoded:
             raise VidactError(f"{self.list_file}: video {entry.path} has no frames; remove its line")
-        return np.stack([frames[i].rgb for i in indices.clamp(max=len(frames) - 1).tolist()])
+        return np.stack([kept[i].rgb for i in indices])
 
 
-def _decode_until(reader: VideoReader, last: int | None) -> list[Frame]:
-    """Frames ``0..last`` (all for None), decoded; only the clip's are converted to RGB afterwards."""
-    frames = []
+def _decode_frames(reader: VideoReader, indices: list[int] | None) -> tuple[dict[int, Frame], int]:
+    """The frames at ``indices`` and how many were decoded: up to the last index, or all for None
+    (then only counted). Only the clip's frames are kept: a clip late in a long video would
+    otherwise hold every frame before it (GBs a loader worker)."""
+    wanted = set(indices or ())
+    last = max(wanted) if indices else None
+    kept, decoded = {}, 0
     for frame in reader:
-        frames.append(frame)
-        if last is not None and len(frames) > last:
+        if decoded in wanted:
+            kept[decoded] = frame
+        decoded += 1
+        if last is not None and decoded > last:
             break
-    return frames
+    return kept, decoded
