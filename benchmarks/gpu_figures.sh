@@ -42,6 +42,7 @@ step video_stages 120 "$py" -m benchmarks.video_stages "$video"
 detect detect_1080p
 step tests 100 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 detect detect_1080p_data_only --no-video
+detect detect_1080p_data_only_cudnn_benchmark --no-video --cudnn-benchmark  # the autotuner detect leaves off
 detect detect_1080p_ultrafast --video-preset ultrafast
 # The pipeline without the model's time (what it reaches on this host), and the drawing A/B.
 detect detect_1080p_instant_data_only --no-video --instant-model
