@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics.update(cfg=args.cfg, video=args.video, detector=detector if not args.fixed_boxes else
                    f"{args.fixed_boxes} fixed boxes", device=args.device, threads=torch.get_num_threads(),
                    rate=args.rate, instant_model=args.instant_model, draw_on_rgb=args.draw_on_rgb,
-                   cudnn_benchmark=args.cudnn_benchmark,
+                   cudnn_benchmark=args.cudnn_benchmark, precision=args.precision, weights=args.weights or "random",
+                   video_written=not args.no_video, video_preset=args.video_preset, end=args.end,
+                   decode_asked=args.decode,
                    switch_interval=sys.getswitchinterval())
 
     print(f"{Path(args.video).name}: {metrics.get('frames', 0):.0f} frames, {metrics['keyframes']:.0f} keyframes, "
@@ -146,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     if metrics["warmup_s"]:
         print(f"warm-up: {metrics['warmup_s']:.2f} s (the action model's first call, beside the first decoding)")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
+        from vidact.fileutil import atomic_open
+
+        with atomic_open(args.json) as f:
+            f.write(json.dumps(metrics, indent=1) + "\n")
     return 0
 
 

@@ -8,23 +8,31 @@
 #            -vf scale=1920:1080:flags=bicubic,fps=30 -c:v libx264 -preset fast -crf 23 -an basketball_1080p30.mp4
 # VIDACT_SHARED must point at the shared reference folder (c3.yaml, FastestDet, the tests' fixtures).
 # Every step has a time limit and writes OUT_DIR/STEP.log (and .json); a failing step does not stop
-# the others. DEVICE=cpu runs the same steps on the CPU (a dry run of this script).
+# the others, and the script ends by naming those that failed (exit 1). DEVICE=cpu runs the same
+# steps on the CPU (a dry run of this script). PYTHON: the interpreter (default .venv/bin/python).
 set -u
 video=$1
 out=$2
 device=${DEVICE:-cuda}
-py=${PYTHON:-python3}
+py=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 shared=${VIDACT_SHARED:-../shared}
 cfg=$shared/configs/pyslowfast/fork/c3.yaml
 fastestdet=$shared/data/weights/fastestdet/FastestDet.onnx
 mkdir -p "$out"
+"$py" -c "import vidact, av, torch" 2>/dev/null || {
+    echo "$py cannot import vidact, av and torch: run from the repository root (make install-dev) or set PYTHON" >&2
+    exit 2
+}
+failed=()
 
 step() {  # step NAME SECONDS COMMAND...: run, log, print the log's tail
     local name=$1 limit=$2 start=$SECONDS
     shift 2
     echo "== $name: $*"
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
-    echo "-- $name: exit $?, $((SECONDS - start)) s"
+    local status=$?
+    [ $status -ne 0 ] && failed+=("$name")
+    echo "-- $name: exit $status, $((SECONDS - start)) s"
     tail -n "${TAIL:-14}" "$out/$name.log"
 }
 
@@ -51,4 +59,4 @@ detect detect_1080p_draw_on_rgb --draw-on-rgb
 detect detect_1080p_switch_1ms --switch-interval 0.001
 [ -n "${NVDEC:-}" ] && detect detect_1080p_nvdec --decode cuda
 step doctor 30 "$py" -m vidact doctor
-exit 0
+[ ${#failed[@]} -eq 0 ] || { echo "failed or timed out: ${failed[*]} (see their logs in $out)" >&2; exit 1; }

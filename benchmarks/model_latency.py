@@ -20,6 +20,7 @@ import sys
 import time
 
 from benchmarks import positive_int, run_main
+from vidact.errors import VidactError
 
 CASES = {
     "slowfast_8x8_r50": dict(shapes=[(1, 3, 8, 256, 256), (1, 3, 32, 256, 256)], boxes=0, reference_s=1.30),
@@ -73,7 +74,7 @@ def run_one(name: str, threads: int, repeats: int, warmup: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
@@ -90,7 +91,10 @@ def main(argv=None) -> int:
     for name in args.models:
         cmd = [sys.executable, "-m", "benchmarks.model_latency", "--one", name,
                "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # the child's own error (a bad model, out of memory), not a traceback of ours
+            reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise VidactError(f"{name}: the timing run failed: {reason}")
         record = json.loads(done.stdout.strip().splitlines()[-1])
         records.append(record)
         ratio = record["reference_s"] / record["median_s"]
