@@ -87,7 +87,9 @@ def main(argv=None) -> int:
         return 0
 
     records = []
-    print(f"{'model':32} {'median s':>9} {'min s':>8} {'ref s':>7} {'ref/ours':>9} {'peak RSS MiB':>13}")
+    # The reference's times come from another run on another machine: a scale, not a side-by-side ratio
+    # (`vidact bench` measures eager and optimised side by side).
+    print(f"{'model':32} {'median s':>9} {'min s':>8} {'ref s*':>7} {'ref/ours*':>9} {'peak RSS MiB':>13}")
     for name in args.models:
         cmd = [sys.executable, "-m", "benchmarks.model_latency", "--one", name,
                "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
         records.append(record)
         ratio = record["reference_s"] / record["median_s"]
         print(f"{name:32} {record['median_s']:9.3f} {record['min_s']:8.3f} {record['reference_s']:7.3f} {ratio:9.2f} {record['peak_rss_mib']:13.0f}")
+    print("* PySlowFast's eager fp32, measured once on a 2-core AVX-512 machine: for scale only")
     if args.json:
         from vidact.fileutil import atomic_open
 
