@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidact.config.model import InputSpec
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 from vidact.io.sampling import kinetics_clip_indices
 from vidact.io.video import Frame, VideoReader
 from vidact.transforms import (
@@ -101,10 +101,9 @@ def _check_videos_exist(list_file: Path, entries: list[VideoEntry]) -> None:
     # URLs (file:// too) are left to FFmpeg: checking them here would cost a request per video.
     missing = [entry for entry in entries if "://" not in entry.path and not os.path.exists(entry.path)]
     if missing:
-        named = ", ".join(f"{list_file}:{entry.line} ({entry.path})" for entry in missing[:3])
-        more = ", ..." if len(missing) > 3 else ""
+        named = first_few(f"{list_file}:{entry.line} ({entry.path})" for entry in missing)
         raise VidactError(
-            f"{list_file}: {len(missing)} of {len(entries)} listed videos not found: {named}{more}; "
+            f"{list_file}: {len(missing)} of {len(entries)} listed videos not found: {named}; "
             "fix the paths or DATA.PATH_PREFIX"
         )
 

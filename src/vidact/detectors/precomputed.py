@@ -17,7 +17,7 @@ import numpy as np
 
 from vidact.detectors._common import finish_detections
 from vidact.detectors.base import Detections
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 
 
 AVA_FIRST_SECOND = 900  # AVA's clips start at this second of their movie, and its files count from it
@@ -25,10 +25,6 @@ AVA_FIRST_SECOND = 900  # AVA's clips start at this second of their movie, and i
 
 def _is_score(text: str) -> bool:
     return any(c in text for c in ".eE")
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def is_csv_spec(spec: str) -> bool:
@@ -72,10 +68,10 @@ class PrecomputedDetector:
         videos = sorted(self._rows)
         if video_id is None and len(videos) > 1:
             raise VidactError(
-                f"{self.path} has boxes for {len(videos)} videos ({_listed(videos)}): name the video id"
+                f"{self.path} has boxes for {len(videos)} videos ({first_few(videos)}): name the video id"
             )
         if video_id is not None and videos and video_id not in self._rows:
-            raise VidactError(f"{self.path} has no rows for video {video_id!r} (it has {_listed(videos)}): "
+            raise VidactError(f"{self.path} has no rows for video {video_id!r} (it has {first_few(videos)}): "
                               "rename the video after its id in the file, or pass a file with its boxes")
         self.video_id = video_id if video_id is not None else (videos[0] if videos else "")
         times = self._rows.get(self.video_id, {})

@@ -13,7 +13,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class KineticsEvaluator:
         finite = np.isfinite(scores).all(axis=1)
         if not finite.all():
             bad = [video_id for video_id, slot in self._slot.items() if not finite[slot]]
-            shown = ", ".join(repr(video_id) for video_id in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            shown = first_few((repr(video_id) for video_id in bad), 5)
             raise VidactError(
                 f"the model gave NaN/inf scores for {len(bad)} of {num_videos} videos (ids {shown}): its "
                 "weights or its precision are broken (a diverged checkpoint, float16 overflow); check the "

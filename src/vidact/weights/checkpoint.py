@@ -21,7 +21,7 @@ from torch import nn
 
 from vidact.config.model import ModelConfig
 from vidact.config.pyslowfast import load_model_config, load_pyslowfast_text, to_model_config
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 from vidact.weights import caffe2, native, pyslowfast, pytorchvideo
 from vidact.weights.safe_pickle import load_pickle
 
@@ -236,7 +236,7 @@ def load_into(
         reason = f"{len(misfit)} tensors have other shapes, e.g. {misfit[0]}" if misfit else f"{len(foreign)} tensors have no place in it, e.g. {foreign[0]}"
         raise VidactError(f"{checkpoint.path}: weights do not fit this model ({reason}); use the config the checkpoint was trained with")
     if skipped:
-        names = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        names = first_few(skipped)
         count = f"{len(skipped)} tensors" if len(skipped) > 1 else "1 tensor"
         warnings.warn(f"{checkpoint.path}: skipped {count} this model cannot take, as PySlowFast does ({names}); "
                       "those layers keep their initialisation", SkippedWeightsWarning, stacklevel=2)
