@@ -32,6 +32,9 @@ WORKER = textwrap.dedent(
     result = train(load_run_config(sys.argv[1]), extra_hooks=[DumpParameters()], progress=False)
     torch.save(result.final_metrics, sys.argv[2] + f"/metrics{dist.get_rank()}.pt")
     dist.cleanup()
+    import os
+    threads = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+    torch.save(threads, sys.argv[2] + f"/threads{dist.get_rank()}.pt")
     """
 )
 
@@ -73,6 +76,11 @@ def test_two_gloo_ranks_hold_identical_parameters(tmp_path):
     assert metrics[0]["val/top1_acc"] == metrics[1]["val/top1_acc"]
     assert metrics[0]["train_epoch/loss"] == metrics[1]["train_epoch/loss"]
     assert (tmp_path / "out" / "checkpoints" / "checkpoint_epoch_00002.pyth").is_file()
+    # gloo's worker threads end with cleanup(): left to the interpreter's exit, one of them could
+    # release a finished collective's tensors as Python shut down and abort the process.
+    for rank in range(2):
+        threads = torch.load(tmp_path / f"threads{rank}.pt", weights_only=True)
+        assert "python" in threads and "pt_gloo_runloop" not in threads, threads
 
 
 def test_a_worker_is_its_rank_after_the_process_group_is_gone(monkeypatch):

@@ -9,6 +9,7 @@ single-process no-op.
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import timedelta
 from typing import Mapping
@@ -54,11 +55,17 @@ def init_distributed(device_type: str) -> torch.device:
                 "(python -m torch.distributed.run --nproc-per-node N -m vidact.cli.main train ...)"
             )
         backend = "nccl" if device.type == "cuda" else "gloo"
+        # Imported first: its functions take the default group as a default argument, and when DDP
+        # imports them after the group exists (PyTorch 2.14) they keep it, and its gloo threads, to
+        # the interpreter's end, where they can abort the process as it exits.
+        importlib.import_module("torch.distributed.nn.functional")
+
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     return device
 
 
 def cleanup() -> None:
+    """Leave the process group; its threads end here, not while the interpreter shuts down."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -749,7 +749,13 @@ def _train(run: RunConfig, extra_hooks: Sequence[HookBase], progress: bool) -> T
     hooks = default_hooks(run, evaluate_fn, progress=progress)
     trainer.register_hooks([*hooks, *extra_hooks])
     checkpointer = next(h for h in hooks if isinstance(h, PeriodicCheckpointer))
-    trainer.train(start_epoch, run.solver.max_epoch)
+    try:
+        trainer.train(start_epoch, run.solver.max_epoch)
+    finally:
+        # The DDP wrapper holds the process group: the result keeps the plain module, so that
+        # dist.cleanup() can end the group's threads.
+        trainer.model = trainer.module
+        del ddp_model
     final = {}
     for _, scalars in trainer.events.history:
         final.update(scalars)
