@@ -293,9 +293,30 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     code = main(["bench", "--model", str(config), "--precision", "fp32", "--repeats", "1",
                  "--gemm-size", "64", "--device", "cpu", "--json", str(out)])
     assert code == 0
-    modes = [r["mode"] for r in json.loads(out.read_text())["records"]]
-    assert modes == ["eager_fp32", "optimized_fp32"]
+    written = json.loads(out.read_text())
+    assert [r["mode"] for r in written["records"]] == ["eager_fp32", "optimized_fp32"]
+    assert written["complete"] is True
     assert "optimized_fp32" in capsys.readouterr().out
+
+
+def test_bench_cli_stopped_part_way_keeps_the_records_measured(tmp_path, capsys):
+    from vidact.cli.main import main
+
+    @bench.register_pipeline_bench("failing_pipeline")
+    def failing(options: bench.BenchOptions) -> list[bench.BenchRecord]:
+        raise VidactError("the pipeline broke")
+
+    config = shared_path("fixtures", "parity", "tiny_x3d", "config.yaml")
+    out = tmp_path / "out.json"
+    try:
+        code = main(["bench", "--model", str(config), "--precision", "fp32", "--repeats", "1", "--gemm-size", "64",
+                     "--device", "cpu", "--pipeline", "failing_pipeline", "--json", str(out)])
+    finally:
+        del bench.PIPELINE_BENCHES["failing_pipeline"]
+    assert code == 2 and "the pipeline broke" in capsys.readouterr().err
+    written = json.loads(out.read_text())
+    assert [r["mode"] for r in written["records"]] == ["eager_fp32", "optimized_fp32"]
+    assert written["complete"] is False and written["gemm_peak_gflop_per_s"]["fp32"] > 0
 
 
 @pytest.mark.parametrize("video", ["mmaction2_demo.mp4", "mmaction2_test_video_structuralize.mp4"])

@@ -232,13 +232,15 @@ def run_bench(
     video: str | os.PathLike | None = None,
     gemm_size: int | None = None,
     on_record: Callable[[BenchRecord], None] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Run the benchmark; returns ``{"environment", "gemm_peak_gflop_per_s", "records"}``.
+    """Run the benchmark; returns ``{"environment", "gemm_peak_gflop_per_s", "records", "complete"}``.
 
     ``models`` are zoo names, config files, checkpoints or configs (random weights:
     latency does not depend on them). ``batch_sizes``: clips per call, each timed separately.
     ``gemm_size`` defaults to 4096 on CPU, 8192 on CUDA. ``on_record`` sees each record
-    as soon as it is measured.
+    as soon as it is measured; ``on_progress`` the result so far (``"complete": False``)
+    after each model and pipeline, so that a run stopped part way keeps what it measured.
     """
     from vidact.api import create_model, parse_device, resolve_model
     from vidact.models.optimize import DTYPES, check_precision
@@ -283,12 +285,19 @@ def run_bench(
 
     peaks = {p: gemm_peak(DTYPES[p], device, size=gemm_size) for p in dict.fromkeys(["fp32", *precisions])}
     records: list[BenchRecord] = []
+    facts = environment(options)
+
+    def result(complete: bool) -> dict:
+        return {"environment": facts, "gemm_peak_gflop_per_s": peaks,
+                "records": [dataclasses.asdict(r) for r in records], "complete": complete}
 
     def emit(new: list[BenchRecord]) -> None:
         records.extend(new)
         if on_record is not None:
             for record in new:
                 on_record(record)
+        if on_progress is not None:
+            on_progress(result(complete=False))
 
     for name, config in zip(models, configs):
         model = create_model(config)
@@ -298,11 +307,7 @@ def run_bench(
         del model
     for pipeline in pipelines:
         emit(PIPELINE_BENCHES[pipeline](options))
-    return {
-        "environment": environment(options),
-        "gemm_peak_gflop_per_s": peaks,
-        "records": [dataclasses.asdict(r) for r in records],
-    }
+    return result(complete=True)
 
 
 def write_json(result: dict, path: str | os.PathLike) -> None:
