@@ -8,7 +8,8 @@ Three measurements:
 * ``slowfast_8x8_r50``: the full-size zoo model (8+32 frames at 224 px) training steps;
   both in float32 and under bfloat16 autocast, on random inputs, so only the model counts;
 * ``loader``: clips/s of the training data loader alone on a synthetic set (decode +
-  augmentation + collation, ``--workers`` processes) at the tiny model's input size.
+  augmentation + collation, ``--workers`` processes) at the tiny model's input size,
+  timed from its first batch (as the model figures are after a warm-up step).
 
 When ``loader`` clips/s is below a model's clips/s, the loader is the bottleneck there.
 """
@@ -58,16 +59,16 @@ def _loader_throughput(spec, batch: int, workers: int, batches: int) -> float:
     from vidact.data.video_dataset import VideoClipDataset
 
     with tempfile.TemporaryDirectory() as folder:
-        data = make_classification(folder, num_classes=4, videos_per_class=max(2, batch * batches // 4),
+        data = make_classification(folder, num_classes=4, videos_per_class=max(2, batch * (batches + 1) // 4),
                                    val_per_class=0, height=spec.train_jitter_scales[0],
                                    width=spec.train_jitter_scales[0] * 5 // 4)
         dataset = VideoClipDataset(data.train_list, spec, "train")
         loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
+        batches_in = iter(loader)
+        next(batches_in)  # the clock starts after it: the workers' start-up is not throughput
         start, clips = time.perf_counter(), 0
-        for index, batch_data in enumerate(loader):
+        for _, batch_data in zip(range(batches), batches_in):
             clips += batch_data["label"].shape[0]
-            if index + 1 == batches:
-                break
         return clips / (time.perf_counter() - start)
 
 
