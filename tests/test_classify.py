@@ -244,19 +244,18 @@ def test_needed_frames_seek_by_timestamp_at_a_variable_frame_rate(tmp_path):
     assert delivered == [(index, index % 80) for index in needed]
 
 
-def test_a_reinitialised_head_is_one_warning_line(shared, tmp_path, capsys):
-    """The CLI prints vidact's warnings once, as ``vidact COMMAND: warning: ...``."""
+def test_weights_of_another_number_of_classes_are_refused_for_scoring(shared, tmp_path, capsys):
+    """create_model gives them a fresh random head (for fine-tuning): predict printed its noise
+    under real class names, exit 0."""
     config = shared_path(*TINY, "config.yaml").read_text().replace("  NUM_CLASSES: 10", "  NUM_CLASSES: 3")
     (tmp_path / "three.yaml").write_text(config)
     status = main([
         "predict", str(shared_path(*VIDEO)), "--cfg", str(tmp_path / "three.yaml"),
         "--weights", str(shared_path(*TINY, "model.pyth")),
     ])
-    assert status == 0
+    assert status == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len([line for line in err if "re-initialised" in line]) == 1
-    assert [line for line in err if "re-initialised" in line][0].startswith("vidact predict: warning: ")
-    assert not any("warnings.warn" in line for line in err)
+    assert len(err) == 1 and "model.pyth: the checkpoint's classifier has 10 classes, the config's MODEL.NUM_CLASSES 3" in err[0]
 
 
 def test_a_gap_between_windows_shows_the_window_before_it():

@@ -771,6 +771,16 @@ def test_a_kinetics_model_is_refused_before_its_weights_are_fetched(monkeypatch)
         load_action_model(shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml"))
 
 
+def test_action_weights_of_another_number_of_classes_are_refused(tmp_path):
+    from vidact.errors import VidactError
+    from vidact.pipeline.detect import load_action_model
+
+    config = (_tiny_case() / "config.yaml").read_text().replace("  NUM_CLASSES: 80", "  NUM_CLASSES: 60")
+    (tmp_path / "sixty.yaml").write_text(config)
+    with pytest.raises(VidactError, match="classifier has 80 classes, the config's MODEL.NUM_CLASSES 60"):
+        load_action_model(tmp_path / "sixty.yaml", _tiny_case() / "model.pyth", device="cpu")
+
+
 def test_clips_of_a_millisecond_time_base_are_get_sequence(micro_model, tmp_path, monkeypatch):
     """MKV keeps 30 fps frame times in whole ms (frame 14 at 0.467 s, after 14/30 s): each instant
     takes the nearest frame, so the clip is PySlowFast's get_sequence whatever the container."""

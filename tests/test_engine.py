@@ -670,3 +670,17 @@ def test_validation_in_training_shows_its_progress(synthetic, tmp_path, monkeypa
     assert [(bar.total, bar.n) for bar in recorded_bars if bar.desc == "val"] == [(2, 2)]
     assert [message.split(",")[0] for message in caplog.messages if message.startswith("val batch")] == [
         "val batch 1/2", "val batch 2/2"]
+
+
+def test_testing_weights_of_another_number_of_classes_is_refused(tmp_path):
+    """Scoring a test set with a fresh random head would report chance accuracy as the checkpoint's."""
+    import dataclasses
+
+    from vidact.config.pyslowfast import load_model_config
+    from vidact.engine.trainer import test
+
+    parity = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    config = load_model_config(parity / "config.yaml")
+    run = dataclasses.replace(tiny_run(tmp_path, tmp_path / "out"), model=config.replace(num_classes=3))
+    with pytest.raises(VidactError, match="classifier has 10 classes, the config's MODEL.NUM_CLASSES 3"):
+        test(run, parity / "model.pyth", progress=False)

@@ -136,6 +136,29 @@ def create_model(
     return model
 
 
+def create_inference_model(
+    name_or_config: str | os.PathLike | ModelConfig, *, weights: str | os.PathLike | Checkpoint | None = None,
+    progress: bool = True,
+) -> nn.Module:
+    """:func:`create_model` for scoring videos: weights whose classifier has another number of classes
+    than the config are refused. (``create_model`` gives them a fresh head to fine-tune; scores from
+    that random head would be noise under real class names.)"""
+    import warnings
+
+    from vidact.weights.checkpoint import HeadReinitialisedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeadReinitialisedWarning)  # refused below, with what to do
+        model = create_model(name_or_config, weights=weights, progress=progress)
+    report = model.load_report
+    if report is not None and report.head_reinitialised:
+        stored = next(shape[0] for name, shape, _ in report.shape_mismatched if name.startswith("head.projection."))
+        source = weights if weights is not None else name_or_config
+        raise VidactError(f"{os.fspath(getattr(source, 'path', source))}: the checkpoint's classifier has {stored} classes, "
+                          f"the config's MODEL.NUM_CLASSES {model.config.num_classes}; pass the config it was trained with")
+    return model
+
+
 def _is_default(weights) -> bool:
     return isinstance(weights, str) and weights.lower() == "default"
 

@@ -821,8 +821,7 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None, *, progres
     ``TRAIN.CHECKPOINT_FILE_PATH``. Progress shows as in :func:`train`: a bar on a terminal
     (``progress``) and a log line every ``LOG_PERIOD`` batches.
     """
-    from vidact.api import create_model
-    from vidact.weights.checkpoint import HeadReinitialisedWarning
+    from vidact.api import create_inference_model
 
     path = checkpoint or demo_checkpoint(run)
     if path is None:
@@ -833,14 +832,7 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None, *, progres
     logger.info("testing %s", path)
     device = dist.init_distributed(_device_type(run))
     task = get_task(run.test.dataset)
-    with warnings.catch_warnings():
-        # A re-initialised head is refused just below: "needs training" would contradict that.
-        warnings.simplefilter("ignore", HeadReinitialisedWarning)
-        model = create_model(run.model, weights=path).to(device)
-    report = getattr(model, "load_report", None)
-    if report is not None and report.head_reinitialised:  # scoring a random head is meaningless
-        raise VidactError(f"{path}: checkpoint's classifier head has another number of classes than MODEL.NUM_CLASSES "
-                          f"{run.model.num_classes}; pass the MODEL.NUM_CLASSES it was trained with or the right checkpoint")
+    model = create_inference_model(run.model, weights=path).to(device)
     test_set = task.build_dataset(run, "test")
     loader = build_loader(test_set, _per_rank_batch(run.test.batch_size, "TEST.BATCH_SIZE"), train=False,
                           seed=run.seed, num_workers=run.data_loader.num_workers, pin_memory=run.data_loader.pin_memory)

@@ -370,7 +370,7 @@ def _resolve_model(
                               "load them with vidact.create_model(..., weights=...) instead")
         _check_classifier(model.config)
         return model, "custom", None
-    from vidact.api import create_model, resolve_model
+    from vidact.api import create_inference_model, resolve_model
 
     resolved = resolve_model(model)
     _check_classifier(resolved.config)
@@ -382,9 +382,9 @@ def _resolve_model(
         else:
             weights = "default"
     if resolved.entry is not None:
-        built, name = create_model(resolved.entry.name, weights=weights, progress=progress), resolved.entry.name
+        built, name = create_inference_model(resolved.entry.name, weights=weights, progress=progress), resolved.entry.name
     else:
-        built = create_model(resolved.config, weights=weights, progress=progress)
+        built = create_inference_model(resolved.config, weights=weights, progress=progress)
         name = "custom" if isinstance(model, ModelConfig) else os.fspath(model)
     return built, name, os.fspath(getattr(weights, "path", weights))
 

@@ -1091,7 +1091,7 @@ def load_action_model(
     """An :class:`ActionModel` from a zoo name (weights ``"default"`` unless given), a YAML config or
     :class:`~vidact.config.model.ModelConfig` (random weights unless given, with a notice), a checkpoint that
     stores its config (its own weights unless given) or a built model (no ``weights``: it has its own)."""
-    from vidact.api import create_model, parse_device, resolve_model
+    from vidact.api import create_inference_model, parse_device, resolve_model
     from vidact.weights.zoo import DEFAULT_AVA_MODEL
 
     device = parse_device(device)
@@ -1110,7 +1110,7 @@ def load_action_model(
             weights = "default"
         if weights is None and resolved.checkpoint is None:  # a checkpoint file brings its own weights
             notice(f"{spec}: no weights given; the action model has random weights (scores are meaningless)")
-        built = create_model(spec, weights=weights)
+        built = create_inference_model(spec, weights=weights)
     names = class_names if class_names is not None else default_class_names(built, label_file)
     from vidact.models.optimize import inference_model
 

@@ -122,7 +122,7 @@ def run_kinetics_demo(
     """
     from tqdm import tqdm
 
-    from vidact.api import create_model, parse_device
+    from vidact.api import create_inference_model, parse_device
     from vidact.pipeline.render import check_label_font, class_color
 
     demo = run.demo
@@ -147,7 +147,7 @@ def run_kinetics_demo(
         names = _class_names(demo, run.model.num_classes)
         check_label_font(names)
         if model is None:
-            model = create_model(run.model, weights=checkpoint)
+            model = create_inference_model(run.model, weights=checkpoint)
         device = parse_device(device)
         model = model.eval().to(device)
         spec = model.config.input
