@@ -603,6 +603,31 @@ def test_a_converted_file_is_the_whole_model_with_its_labels(tmp_path):
         convert_to_native(first, tmp_path / "bad.safetensors", labels=["a", "b", "c"])
 
 
+def test_convert_names_classes_by_the_ids_the_model_counts_from(tmp_path, capsys, monkeypatch):
+    """A Kinetics label map numbered from 1 was shifted silently (class 5 named by id 6's name);
+    an AVA model's map is numbered from 1 (as its label files are)."""
+    import json
+
+    import vidact
+    import vidact.weights.checkpoint as checkpoint_module
+    from vidact.api import load_labels
+
+    parity = shared_path("fixtures", "parity")
+    kinetics = parity / "tiny_k400_slowfast" / "model.pyth"
+    (tmp_path / "from1.json").write_text(json.dumps({f"class {i}": i for i in range(1, 11)}))
+    assert main(["convert", str(kinetics), str(tmp_path / "k.safetensors"), "--labels", str(tmp_path / "from1.json")]) == 2
+    assert "class ids must run 0..N-1" in capsys.readouterr().err and not (tmp_path / "k.safetensors").exists()
+    (tmp_path / "from1.pbtxt").write_text("".join(f'item {{ name: "act {i}" id: {i} }}\n' for i in range(1, 81)))
+    ava = tmp_path / "ava.safetensors"
+    assert main(["convert", str(parity / "tiny_ava_slowfast_r101_nln" / "model.pyth"), str(ava),
+                 "--labels", str(tmp_path / "from1.pbtxt")]) == 0
+    assert load_labels(vidact.create_model(ava))[:2] == ("act 1", "act 2")
+    # An output that cannot be written is refused before the checkpoint is read.
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda *a: pytest.fail("read first"))
+    (tmp_path / "a_file").write_text("")
+    assert main(["convert", str(kinetics), str(tmp_path / "a_file" / "x.safetensors")]) == 2
+
+
 def test_stored_labels_are_dropped_for_a_head_of_another_size(tmp_path):
     import vidact
     from vidact.weights.checkpoint import convert_to_native

@@ -18,20 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="vidact .safetensors file to write (not the input)")
     parser.add_argument("--cfg", metavar="CONFIG.yaml", help="PySlowFast or vidact config of the weights; needed for checkpoints that store none (Caffe2 .pkl, hub files), "
                         "and used instead of a stored one")
-    parser.add_argument("--labels", metavar="FILE", help="class names to store with the weights (JSON/pbtxt/text label map)")
+    parser.add_argument("--labels", metavar="FILE", help="class names to store with the weights (JSON/pbtxt/text label map; ids from 0, from 1 for an AVA model)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    labels = None
-    if args.labels:
-        from vidact.data.labels import read_label_map
-        from vidact.errors import VidactError
-
-        label_map = read_label_map(args.labels)
-        if not label_map.is_dense:
-            raise VidactError(f"{args.labels}: class ids have gaps; give one name per class, in id order")
-        labels = label_map.as_list()
-    path = convert_to_native(args.input, args.output, cfg_path=args.cfg, labels=labels)
+    path = convert_to_native(args.input, args.output, cfg_path=args.cfg, labels=args.labels)
     print(f"wrote {path}")
     return 0

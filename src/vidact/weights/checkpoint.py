@@ -14,7 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
@@ -22,8 +22,12 @@ from torch import nn
 from vidact.config.model import ModelConfig
 from vidact.config.pyslowfast import load_model_config, load_pyslowfast_text, to_model_config
 from vidact.errors import VidactError, first_few
+from vidact.fileutil import check_writable_file
 from vidact.weights import caffe2, native, pyslowfast, pytorchvideo
 from vidact.weights.safe_pickle import load_pickle
+
+if TYPE_CHECKING:
+    from vidact.data.labels import Labels
 
 logger = logging.getLogger(__name__)
 
@@ -286,10 +290,15 @@ def convert_to_native(
     dst: str | os.PathLike,
     *,
     cfg_path: str | os.PathLike | None = None,
-    labels: list[str] | None = None,
+    labels: Labels | None = None,
 ) -> Path:
-    """Convert any supported checkpoint to vidact's safetensors file with its model config."""
+    """Convert any supported checkpoint to vidact's safetensors file with its model config.
+
+    ``labels`` (class names to store) take ids from 0, or from 1 for an AVA model (as its label
+    files number them); without them the checkpoint's own names are kept.
+    """
     _check_destination(src, dst)
+    check_writable_file(dst)  # before the checkpoint is read and the model built, not after
     checkpoint = read_checkpoint(src)
     config = checkpoint_model_config(checkpoint, cfg_path)
     if checkpoint.format == "vidact":  # converted before: keep where it first came from
@@ -301,7 +310,12 @@ def convert_to_native(
         if checkpoint.cfg_text:
             extra["pyslowfast_cfg"] = checkpoint.cfg_text
     _check_fits(checkpoint, config, src)
-    labels = labels if labels is not None else checkpoint.metadata.get("labels")
+    if labels is not None:
+        from vidact.data.labels import names_by_id
+
+        labels = list(names_by_id(labels, from_zero=not config.detection.enable))
+    else:
+        labels = checkpoint.metadata.get("labels")
     if labels is not None and len(labels) != config.num_classes:
         raise VidactError(f"{src}: {len(labels)} class names for a model of {config.num_classes} classes; "
                           "pass the model's own label map")
