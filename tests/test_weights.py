@@ -392,6 +392,21 @@ def test_forged_pickle_lengths_do_not_allocate(tmp_path):
     one_line_error(excinfo, bytearray8)
 
 
+def test_a_caffe2_pickle_saved_again_with_protocol_5_loads_the_same(tmp_path):
+    """Python 3.8+'s highest protocol stores arrays as numpy _frombuffer of BYTEARRAY8 bytes."""
+    import pickle
+
+    from vidact.weights.safe_pickle import load_pickle
+
+    original = shared_path("fixtures", "parity", "tiny_x3d", "model_c2.pkl")
+    blobs = load_pickle(original)
+    resaved = tmp_path / "model_p5.pkl"
+    resaved.write_bytes(pickle.dumps(blobs, protocol=5))
+    assert b"_frombuffer" in resaved.read_bytes()
+    first, again = read_checkpoint(original).state_dict, read_checkpoint(resaved).state_dict
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
 def test_garbage_is_a_short_error(tmp_path):
     garbage = tmp_path / "model.pyth"  # an INT opcode whose literal is 400 bytes of noise
     garbage.write_bytes(b"I" + bytes(range(14, 255)) * 2 + b"\n.")
@@ -643,7 +658,9 @@ def test_stored_labels_are_dropped_for_a_head_of_another_size(tmp_path):
 def test_a_caffe2_pickle_as_the_model_asks_for_its_config():
     import vidact
 
-    with pytest.raises(VidactError, match="caffe2 checkpoint stores no model config; pass the PySlowFast config"):
+    # As the model, both parts are named: --cfg alone then said "a config holds no weights".
+    with pytest.raises(VidactError, match=r"caffe2 checkpoint stores no model config; .* as the model and this file as "
+                                          r"its weights \(--cfg CONFIG.yaml --weights .*model_c2.pkl\)"):
         vidact.create_model(shared_path("fixtures", "parity", "tiny_x3d", "model_c2.pkl"))
 
 
@@ -688,3 +705,12 @@ def test_real_model_from_stored_cfg_loads_both_formats(case):
     other = "tiny_k400_slowfast" if case == "tiny_x3d" else "tiny_x3d"
     with pytest.raises(VidactError, match="do not fit"):
         load_into(model, shared_path("fixtures", "parity", other, "model_c2.pkl"))
+
+
+def test_a_checkpoint_given_as_the_config_is_named_as_such(tmp_path, capsys):
+    parity = shared_path("fixtures", "parity", "tiny_k400_slowfast")
+    converted = tmp_path / "k.safetensors"
+    assert main(["convert", str(parity / "model.pyth"), str(converted)]) == 0
+    assert main(["convert", str(converted), str(tmp_path / "again.safetensors"), "--cfg", str(converted)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "k.safetensors: not a YAML config" in error and "utf-8" not in error and len(error.splitlines()) == 1

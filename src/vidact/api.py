@@ -44,6 +44,10 @@ def resolve_model(name_or_config: str | os.PathLike | ModelConfig) -> ResolvedMo
         from vidact.weights.checkpoint import checkpoint_model_config, read_checkpoint
 
         checkpoint = read_checkpoint(text)
+        if checkpoint.model_config is None and not checkpoint.cfg_text:  # given as the model, so say both parts
+            raise VidactError(f"{text}: a {checkpoint.format} checkpoint stores no model config; pass the PySlowFast "
+                              f"config it was trained with as the model and this file as its weights "
+                              f"(--cfg CONFIG.yaml --weights {text})")
         return ResolvedModel(checkpoint_model_config(checkpoint), checkpoint=checkpoint)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
         from vidact.config.pyslowfast import load_model_config

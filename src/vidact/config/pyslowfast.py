@@ -188,7 +188,10 @@ def _read_yaml_file(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise VidactError(f"{path}: config file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise VidactError(f"{path}: not a YAML config (binary, a checkpoint?); pass the .yaml config file "
+                          "(a file from vidact convert stores its config: give it as the model, without a config)") from None
+    except OSError as e:
         raise VidactError(f"{path}: cannot read config file ({e})") from None
     return _parse_yaml(text, str(path))
 

@@ -20,18 +20,18 @@ import torch
 
 from vidact.errors import VidactError
 
-def _numpy_multiarray():
+def _numpy_internals():
     try:  # numpy >= 2 moved the internals; the old path still resolves with a warning
-        from numpy._core import multiarray
+        from numpy._core import multiarray, numeric
     except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
-    return multiarray
+        from numpy.core import multiarray, numeric
+    return multiarray, numeric
 
 
 # What a weights pickle may reference: numpy's array and scalar reconstruction
 # (under the numpy 1.x and 2.x module paths) and plain containers.
 def _allowed_globals() -> dict[tuple[str, str], object]:
-    multiarray = _numpy_multiarray()
+    multiarray, numeric = _numpy_internals()
     allowed = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
@@ -41,6 +41,8 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = multiarray._reconstruct
         allowed[(module, "scalar")] = multiarray.scalar
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(module, "_frombuffer")] = numeric._frombuffer  # arrays in protocol-5 pickles
     # Not bytearray: bytearray(4_000_000_000) in a 58-byte file allocates 4 GB, and no weight pickle holds one.
     for module in ("builtins", "__builtin__"):
         for name, obj in (("set", set), ("frozenset", frozenset)):
@@ -58,13 +60,18 @@ class UnsafePickleError(VidactError):
 # The pure-Python unpickler: its memo is a dict, so a forged LONG_BINPUT index in a damaged
 # file cannot make it preallocate gigabytes (the C unpickler's array memo does, and gets OOM-killed).
 class _RestrictedUnpickler(pickle._Unpickler):
-    # BYTEARRAY8 (protocol 5) zero-fills its declared length before reading; weight pickles never use it.
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def _refuse_bytearray8(self):
-        raise pickle.UnpicklingError("BYTEARRAY8 is not used by weight pickles")
+    def _load_bytearray8(self):
+        # Protocol 5's array bytes. pickle's own reader zero-fills the declared length first: a
+        # forged length in a small file would allocate gigabytes. Only the bytes present are taken.
+        (length,) = struct.unpack("<Q", self.read(8))
+        data = self.read(length)
+        if len(data) < length:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 of {length} bytes runs past the end of the file")
+        self.append(bytearray(data))
 
-    dispatch[pickle.BYTEARRAY8[0]] = _refuse_bytearray8
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module: str, name: str):
         try:
