@@ -268,10 +268,15 @@ def test_dataparallel_prefix_is_named(tmp_path):
         with pytest.raises(VidactError) as excinfo:
             load_into(model, path, strict_architecture=strict)
         assert one_line_error(excinfo, path).endswith(
-            "its names carry the prefix 'module.' (saved from DataParallel): strip it, "
-            "or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN ['module.']"
+            "its names carry the prefix 'module.' (saved from DataParallel): strip it (vidact convert IN "
+            "OUT.safetensors --strip-prefix module.), or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN ['module.']"
         )
     assert load_into(model, read_checkpoint(path, clear_name_patterns=("module.",))).missing == []
+    # What the message says to run: the converted file loads everywhere.
+    out = tmp_path / "stripped.safetensors"
+    config = shared_path("fixtures", "parity", "tiny_k400_slowfast", "config.yaml")
+    assert main(["convert", str(path), str(out), "--cfg", str(config), "--strip-prefix", "module."]) == 0
+    assert load_into(model, out).missing == []
 
 
 @pytest.mark.parametrize("change", ["extra block", "wider layer", "narrower caffe2 network"])

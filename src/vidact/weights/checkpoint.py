@@ -9,6 +9,7 @@ anything else to the restricted latin-1 unpickler (Caffe2 ``blobs`` or a pickled
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -265,8 +266,8 @@ def _prefix_hint(state: Mapping[str, torch.Tensor], target_shapes: Mapping[str, 
     prefix = prefix[: prefix.rfind(".") + 1]
     if prefix and sum(name[len(prefix):] in target_shapes for name in state) >= _MIN_LOADED_FRACTION * len(target_shapes):
         origin = " (saved from DataParallel)" if prefix == "module." else ""
-        return (f"its names carry the prefix {prefix!r}{origin}: strip it, "
-                f"or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN [{prefix!r}]")
+        return (f"its names carry the prefix {prefix!r}{origin}: strip it (vidact convert IN OUT.safetensors "
+                f"--strip-prefix {prefix}), or for training set TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN [{prefix!r}]")
     return "use the config the checkpoint was trained with"
 
 
@@ -291,15 +292,20 @@ def convert_to_native(
     *,
     cfg_path: str | os.PathLike | None = None,
     labels: Labels | None = None,
+    strip_prefixes: tuple[str, ...] = (),
 ) -> Path:
     """Convert any supported checkpoint to vidact's safetensors file with its model config.
 
     ``labels`` (class names to store) take ids from 0, or from 1 for an AVA model (as its label
-    files number them); without them the checkpoint's own names are kept.
+    files number them); without them the checkpoint's own names are kept. ``strip_prefixes``
+    are removed from the start of the weights' names (``module.`` of a DataParallel save).
     """
     _check_destination(src, dst)
     check_writable_file(dst)  # before the checkpoint is read and the model built, not after
     checkpoint = read_checkpoint(src)
+    if strip_prefixes:
+        checkpoint = dataclasses.replace(checkpoint, state_dict={
+            _without_prefixes(name, strip_prefixes): tensor for name, tensor in checkpoint.state_dict.items()})
     config = checkpoint_model_config(checkpoint, cfg_path)
     if checkpoint.format == "vidact":  # converted before: keep where it first came from
         source = checkpoint.metadata.get("source") or Path(src).name
@@ -321,6 +327,12 @@ def convert_to_native(
                           "pass the model's own label map")
     return native.save_native(dst, checkpoint.state_dict, model_config=config, labels=labels, source=source,
                               extra_metadata=extra)
+
+
+def _without_prefixes(name: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        name = name.removeprefix(prefix)
+    return name
 
 
 def _check_destination(src: str | os.PathLike, dst: str | os.PathLike) -> None:
