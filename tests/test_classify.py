@@ -336,3 +336,22 @@ def test_a_finished_video_over_http_classifies_like_the_file(shared, tmp_path):
         server.shutdown()
     local = vidact.classify(tmp_path / "clip.mp4", RecordingModel(config), views="1x3", precision="eager", progress=False)
     np.testing.assert_array_equal(remote.scores, local.scores)
+
+
+@pytest.mark.parametrize("option", ["--json", "--render"])
+def test_an_output_that_is_the_input_video_is_refused_before_the_work(tmp_path, capsys, option):
+    """It was renamed over the source: the video became JSON or the render, exit 0."""
+    import shutil
+
+    video = tmp_path / "clip.mp4"
+    shutil.copy(shared_path(*VIDEO), video)
+    original = video.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(video)
+    tiny = [str(shared_path(*TINY, "config.yaml")), "--weights", str(shared_path(*TINY, "model.pyth"))]
+    for output in (video, tmp_path / "link.mp4"):
+        assert main(["classify", str(video), "--cfg", *tiny, "--views", "1x1", option, str(output)]) == 2
+        assert f"{option} {output} is the input video" in capsys.readouterr().err
+    assert video.read_bytes() == original
+    both = tmp_path / "out.file"
+    assert main(["classify", str(video), "--cfg", *tiny, "--json", str(both), "--render", str(both)]) == 2
+    assert "--json and --render are one file" in capsys.readouterr().err and not both.exists()

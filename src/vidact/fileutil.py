@@ -141,6 +141,15 @@ def check_writable_file(path: str | os.PathLike) -> None:
     check_writable_folder(path.parent)
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links, and hard links when both exist): an
+    output renamed over its input would replace it."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
 def nearest_existing(path: Path) -> Path:
     """``path``, else its nearest ancestor that exists: where creating ``path`` starts."""
     # os.path.exists is False, never an error, below a regular file or an unreadable folder.

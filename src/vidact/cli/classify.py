@@ -52,12 +52,17 @@ def register(subparsers) -> None:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from vidact.fileutil import atomic_open, check_writable_file
+    from vidact.errors import VidactError
+    from vidact.fileutil import atomic_open, check_writable_file, same_file
     from vidact.pipeline.classify import classify, render_timeline
 
-    for output in (args.json, args.render):  # before the work, not after it
-        if output:
-            check_writable_file(output)
+    outputs = {option: path for option, path in (("--json", args.json), ("--render", args.render)) if path}
+    for option, output in outputs.items():  # before the work, not after it
+        check_writable_file(output)
+        if same_file(output, args.video):
+            raise VidactError(f"{option} {output} is the input video; it would replace it, write to another file")
+    if len(outputs) == 2 and same_file(args.json, args.render):
+        raise VidactError(f"--json and --render are one file, {args.json}; give each its own")
     if args.render:
         from vidact.pipeline.render import get_font
 

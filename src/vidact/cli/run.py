@@ -58,10 +58,8 @@ def _run(args: argparse.Namespace) -> int:
 def _check_demo_output(run) -> None:
     """Both demos write their video over DEMO.OUTPUT_FILE, so it must be writable and not the source;
     checked here, before any training that runs first."""
-    from pathlib import Path
-
     from vidact.errors import VidactError
-    from vidact.fileutil import check_writable_file
+    from vidact.fileutil import check_writable_file, same_file
 
     demo = run.demo
     if not demo.enable or not demo.output_file:
@@ -69,7 +67,7 @@ def _check_demo_output(run) -> None:
     check_writable_file(demo.output_file)
     if demo.webcam >= 0 or not demo.input_video:
         return
-    if Path(demo.output_file).resolve() == Path(demo.input_video).resolve():
+    if same_file(demo.output_file, demo.input_video):
         raise VidactError(
             f"{run.source}: DEMO.OUTPUT_FILE {demo.output_file} is DEMO.INPUT_VIDEO; it would replace the source video, "
             "set another DEMO.OUTPUT_FILE"

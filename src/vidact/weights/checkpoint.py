@@ -23,7 +23,7 @@ from torch import nn
 from vidact.config.model import ModelConfig
 from vidact.config.pyslowfast import load_model_config, load_pyslowfast_text, to_model_config
 from vidact.errors import VidactError, first_few
-from vidact.fileutil import check_writable_file
+from vidact.fileutil import check_writable_file, same_file
 from vidact.weights import caffe2, native, pyslowfast, pytorchvideo
 from vidact.weights.safe_pickle import load_pickle
 
@@ -338,11 +338,7 @@ def _without_prefixes(name: str, prefixes: tuple[str, ...]) -> str:
 def _check_destination(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Refuse an output that would replace the input checkpoint, or hide safetensors under another format's name."""
     src, dst = Path(src), Path(dst)
-    if src.exists() and dst.exists():
-        same = os.path.samefile(src, dst)  # a hard link too
-    else:
-        same = src.resolve() == dst.resolve()
-    if same:
+    if same_file(src, dst):
         raise VidactError(f"{dst}: is the input checkpoint; write the converted file to another one, OUT.safetensors")
     if dst.suffix != ".safetensors":
         raise VidactError(f"{dst}: the converted file is in vidact's safetensors format; name it OUT.safetensors")
