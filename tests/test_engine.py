@@ -684,3 +684,20 @@ def test_testing_weights_of_another_number_of_classes_is_refused(tmp_path):
     run = dataclasses.replace(tiny_run(tmp_path, tmp_path / "out"), model=config.replace(num_classes=3))
     with pytest.raises(VidactError, match="classifier has 10 classes, the config's MODEL.NUM_CLASSES 3"):
         test(run, parity / "model.pyth", progress=False)
+
+
+def test_a_configured_checkpoint_that_is_no_file_is_named_by_its_key(tmp_path):
+    """vidact test (and the Kinetics demo) said "weights takes None, 'default' or a checkpoint
+    path", the Python API's words, for a TRAIN.CHECKPOINT_FILE_PATH the user never typed there."""
+    import dataclasses
+
+    from vidact.engine.checkpoint import demo_checkpoint
+    from vidact.engine.trainer import test
+
+    run = tiny_run(tmp_path, tmp_path / "out")
+    for section, field in (("TRAIN", "train_path"), ("TEST", "test_path")):
+        missing = dataclasses.replace(run, checkpoint=dataclasses.replace(run.checkpoint, **{field: "gone.pkl"}))
+        with pytest.raises(VidactError, match=rf"^{section}.CHECKPOINT_FILE_PATH=gone.pkl: no such file"):
+            demo_checkpoint(missing)
+        with pytest.raises(VidactError, match=rf"^{section}.CHECKPOINT_FILE_PATH=gone.pkl: no such file"):
+            test(missing, progress=False)

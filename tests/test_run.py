@@ -101,10 +101,13 @@ def test_predicted_classes_follow_vis_mode():
 
 
 def test_demo_checkpoint_order(tmp_path):
-    run = RunConfig(output_dir=str(tmp_path), checkpoint=CheckpointConfig(train_path="train.pkl", test_path="test.pyth"))
-    assert str(demo_checkpoint(run)) == "test.pyth"
-    run = run.replace(checkpoint=CheckpointConfig(train_path="train.pkl"))
-    assert str(demo_checkpoint(run)) == "train.pkl"
+    train, test = tmp_path / "train.pkl", tmp_path / "test.pyth"
+    for path in (train, test):
+        path.write_bytes(b"")
+    run = RunConfig(output_dir=str(tmp_path), checkpoint=CheckpointConfig(train_path=str(train), test_path=str(test)))
+    assert demo_checkpoint(run) == test
+    run = run.replace(checkpoint=CheckpointConfig(train_path=str(train)))
+    assert demo_checkpoint(run) == train
     (tmp_path / "checkpoints").mkdir()
     for epoch in (2, 10):
         (tmp_path / "checkpoints" / f"checkpoint_epoch_{epoch:05d}.pyth").write_bytes(b"")

@@ -266,10 +266,17 @@ def demo_checkpoint(run: RunConfig) -> Path | None:
     last checkpoint in ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``.
 
     The checkpoint's format is read from its bytes, so ``CHECKPOINT_TYPE`` needs no check here.
+    A path the config names that is no file is an error naming its key.
     """
     if run.checkpoint.test_path:
-        return Path(run.checkpoint.test_path)
+        return _named_checkpoint("TEST", run.checkpoint.test_path)
     latest = latest_checkpoint(run.output_dir)
     if latest is not None:
         return latest
-    return Path(run.checkpoint.train_path) if run.checkpoint.train_path else None
+    return _named_checkpoint("TRAIN", run.checkpoint.train_path) if run.checkpoint.train_path else None
+
+
+def _named_checkpoint(section: str, path: str) -> Path:
+    if not Path(path).is_file():
+        raise VidactError(f"{section}.CHECKPOINT_FILE_PATH={path}: no such file; pass the checkpoint's path")
+    return Path(path)

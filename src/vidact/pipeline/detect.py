@@ -1469,9 +1469,6 @@ def run_ava_demo(
     checkpoint = demo_checkpoint(run_config)
     if checkpoint is None:
         notice("no TEST.CHECKPOINT_FILE_PATH or TRAIN.CHECKPOINT_FILE_PATH: the model has random weights")
-    elif not checkpoint.is_file():
-        key = "TEST" if run_config.checkpoint.test_path else "TRAIN"
-        raise VidactError(f"{key}.CHECKPOINT_FILE_PATH={checkpoint}: no such file; pass the checkpoint's path")
     if device is None:
         device = "cuda" if run_config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     action_model = _demo_model(run_config, checkpoint, device, demo.label_file)
