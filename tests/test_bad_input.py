@@ -117,7 +117,7 @@ def test_an_unwritable_output_file_is_one_line(tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file where a folder goes")
     parity = shared_path("fixtures", "parity", "tiny_x3d", "model.pyth")
     assert main(["convert", str(parity), str(tmp_path / "blocker" / "x.safetensors")]) == 2
-    assert "check the path" in _one_error_line(capsys, "convert")
+    assert "blocker is not a folder); pass a writable folder" in _one_error_line(capsys, "convert")
     # Outputs named up front are checked before the work: no table printed, then an error.
     argv = ["eval-ava", "--gt", str(folder / "gt.csv"), "--pred", str(folder / "pred.csv"),
             "--labelmap", str(folder / "action_list.txt"), "--json", str(tmp_path / "blocker" / "m.json")]
