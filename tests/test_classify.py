@@ -355,3 +355,14 @@ def test_an_output_that_is_the_input_video_is_refused_before_the_work(tmp_path, 
     both = tmp_path / "out.file"
     assert main(["classify", str(video), "--cfg", *tiny, "--json", str(both), "--render", str(both)]) == 2
     assert "--json and --render are one file" in capsys.readouterr().err and not both.exists()
+
+
+def test_a_checkpoint_without_its_classifier_is_refused_for_scoring(shared, tmp_path, capsys):
+    """It loaded with the head left random, and predict printed that head's top-5, exit 0."""
+    state = torch.load(shared_path(*TINY, "model.pyth"), weights_only=True)
+    state["model_state"] = {k: v for k, v in state["model_state"].items() if not k.startswith("head.projection.")}
+    torch.save(state, tmp_path / "backbone.pyth")
+    status = main(["predict", str(shared_path(*VIDEO)), "--cfg", str(shared_path(*TINY, "config.yaml")),
+                   "--weights", str(tmp_path / "backbone.pyth")])
+    assert status == 2
+    assert "backbone.pyth: the checkpoint has no classifier" in capsys.readouterr().err

@@ -701,3 +701,5 @@ def test_a_configured_checkpoint_that_is_no_file_is_named_by_its_key(tmp_path):
             demo_checkpoint(missing)
         with pytest.raises(VidactError, match=rf"^{section}.CHECKPOINT_FILE_PATH=gone.pkl: no such file"):
             test(missing, progress=False)
+    with pytest.raises(VidactError, match=r"^nope.pyth: no such checkpoint file; check the path \(--checkpoint\)"):
+        test(run, "nope.pyth", progress=False)

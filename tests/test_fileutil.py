@@ -158,3 +158,29 @@ def test_a_temporary_file_that_cannot_be_made_is_named_as_the_output(tmp_path):
         with atomic_open(tmp_path / "afile" / "out.csv"):
             pass
     assert caught.value.filename == str(tmp_path / "afile" / "out.csv")
+
+
+def test_same_file_through_links_and_file_urls_and_not_streams(tmp_path):
+    import os
+
+    from vidact.fileutil import same_file
+
+    video = tmp_path / "in.mp4"
+    video.write_bytes(b"x")
+    (tmp_path / "link.mp4").symlink_to(video)
+    os.link(video, tmp_path / "hard.mp4")
+    assert same_file(video, tmp_path / "link.mp4") and same_file(video, tmp_path / "hard.mp4")
+    assert same_file(f"file://{video}", video)  # VideoReader reads file:// as the file
+    assert not same_file(f"rtsp://host{video}", video) and not same_file(video, tmp_path / "other.mp4")
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    assert not same_file(tmp_path / "loop.mp4", video)
+
+
+def test_only_plain_files_count_as_rewritable(tmp_path):
+    import os
+
+    from vidact.fileutil import is_regular_file_path
+
+    os.mkfifo(tmp_path / "fifo")
+    assert is_regular_file_path(tmp_path / "new.json") and not is_regular_file_path(tmp_path / "fifo")
+    assert not is_regular_file_path("/dev/stdout") and not is_regular_file_path("/proc/self/fd/1")

@@ -194,3 +194,17 @@ def test_demo_output_that_cannot_be_written_is_refused_first(tmp_path, monkeypat
     assert "afile: cannot write output there (afile is not a folder)" in err
     assert ".part" not in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "boxes.csv", "in.mp4"]
+
+
+def test_a_model_given_to_the_kinetics_demo_needs_no_checkpoint_file(tmp_path):
+    """The config's TRAIN.CHECKPOINT_FILE_PATH (upstream's name of a zoo file) is not read then."""
+    import vidact
+    from vidact.config.run_io import load_run_config
+    from vidact.pipeline.kinetics_demo import run_kinetics_demo
+
+    source = cut_video(tmp_path / "in.mp4", 40)
+    run = load_run_config(shared_path(*TINY, "config.yaml"), [
+        "DEMO.ENABLE", "True", "DEMO.INPUT_VIDEO", str(source), "DEMO.OUTPUT_FILE", str(tmp_path / "out.mp4"),
+        "DEMO.LABEL_FILE_PATH", "", "TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "SLOWFAST_8x8_R50.pkl")])
+    model = vidact.create_model(shared_path(*TINY, "config.yaml"), weights=shared_path(*TINY, "model.pyth"))
+    assert run_kinetics_demo(run, model=model, device="cpu", progress=False).num_frames == 40

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -410,6 +411,14 @@ def test_a_caffe2_pickle_saved_again_with_protocol_5_loads_the_same(tmp_path):
     assert b"_frombuffer" in resaved.read_bytes()
     first, again = read_checkpoint(original).state_dict, read_checkpoint(resaved).state_dict
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    # Read-only arrays are pickled over bytes: no warning from torch about them.
+    for array in blobs["blobs"].values():
+        array.flags.writeable = False
+    resaved.write_bytes(pickle.dumps(blobs, protocol=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = read_checkpoint(resaved).state_dict
+    assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 def test_garbage_is_a_short_error(tmp_path):
@@ -719,3 +728,7 @@ def test_a_checkpoint_given_as_the_config_is_named_as_such(tmp_path, capsys):
     assert main(["convert", str(converted), str(tmp_path / "again.safetensors"), "--cfg", str(converted)]) == 2
     error = capsys.readouterr().err.strip()
     assert "k.safetensors: not a YAML config" in error and "utf-8" not in error and len(error.splitlines()) == 1
+    latin1 = tmp_path / "latin1.yaml"  # text, only not UTF-8: said so, not called binary
+    latin1.write_bytes(b"# r\xe9glages\n" + (parity / "config.yaml").read_bytes())
+    assert main(["convert", str(converted), str(tmp_path / "again.safetensors"), "--cfg", str(latin1)]) == 2
+    assert "latin1.yaml: a config must be UTF-8 text (byte 3 is not)" in capsys.readouterr().err

@@ -155,11 +155,18 @@ def create_inference_model(
         warnings.simplefilter("ignore", HeadReinitialisedWarning)  # refused below, with what to do
         model = create_model(name_or_config, weights=weights, progress=progress)
     report = model.load_report
-    if report is not None and report.head_reinitialised:
+    if report is None:
+        return model
+    source = weights if weights is not None else name_or_config
+    source = os.fspath(getattr(source, "path", source))
+    if report.head_reinitialised:
         stored = next(shape[0] for name, shape, _ in report.shape_mismatched if name.startswith("head.projection."))
-        source = weights if weights is not None else name_or_config
-        raise VidactError(f"{os.fspath(getattr(source, 'path', source))}: the checkpoint's classifier has {stored} classes, "
+        raise VidactError(f"{source}: the checkpoint's classifier has {stored} classes, "
                           f"the config's MODEL.NUM_CLASSES {model.config.num_classes}; pass the config it was trained with")
+    headless = [name for name in report.missing if name.startswith("head.projection.")]
+    if headless:
+        raise VidactError(f"{source}: the checkpoint has no classifier ({', '.join(headless)} missing): a backbone to "
+                          "fine-tune, not to score videos with; pass a trained checkpoint")
     return model
 
 

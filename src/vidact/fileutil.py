@@ -99,6 +99,13 @@ def _resolve_link(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def is_regular_file_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is, or would be created as, a plain file that can be replaced again
+    (not a device, a FIFO or a /proc/self/fd link, which take one write each)."""
+    path = Path(path)
+    return not _is_special(_resolve_link(path)) and not os.fspath(path).startswith(("/proc/", "/dev/"))
+
+
 def _is_special(path: Path) -> bool:
     """Whether ``path`` exists and is neither a regular file nor a folder (a device, a FIFO)."""
     try:
@@ -144,10 +151,20 @@ def check_writable_file(path: str | os.PathLike) -> None:
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file (through links, and hard links when both exist): an
     output renamed over its input would replace it."""
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    paths = []
+    for path in (os.fspath(a), os.fspath(b)):
+        if "://" in path:  # a stream; file:// is the file it names (as VideoReader reads it)
+            if not path.startswith("file://"):
+                return False
+            path = path.removeprefix("file://")
+        paths.append(Path(path))
+    a, b = paths
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13): no file to replace
+        return False
 
 
 def nearest_existing(path: Path) -> Path:

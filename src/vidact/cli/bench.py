@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidact.fileutil import check_writable_file
+    from vidact.fileutil import check_writable_file, is_regular_file_path
     from vidact.tools.bench import format_record, run_bench, write_json
 
     if args.json:
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         args.models or DEFAULT_MODELS, precisions=args.precisions, device=args.device, threads=args.threads,
         repeats=args.repeats, compile=args.compile, batch_sizes=args.batch_sizes, pipelines=args.pipelines, video=args.video, gemm_size=args.gemm_size,
         on_record=lambda record: print(format_record(record), flush=True),
-        on_progress=(lambda partial: write_json(partial, args.json)) if args.json else None,
+        # A pipe or a terminal takes one document: only a plain file is rewritten as records come.
+        on_progress=(lambda partial: write_json(partial, args.json)) if args.json and is_regular_file_path(args.json) else None,
     )
     peaks = ", ".join(f"{p} {v:.1f}" for p, v in result["gemm_peak_gflop_per_s"].items())
     print(f"GEMM peak (GFLOP/s): {peaks}; threads {result['environment']['threads']}")

@@ -188,9 +188,11 @@ def _read_yaml_file(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise VidactError(f"{path}: config file not found; check the path") from None
-    except UnicodeDecodeError:
-        raise VidactError(f"{path}: not a YAML config (binary, a checkpoint?); pass the .yaml config file "
-                          "(a file from vidact convert stores its config: give it as the model, without a config)") from None
+    except UnicodeDecodeError as e:
+        if b"\0" in path.read_bytes()[:4096]:
+            raise VidactError(f"{path}: not a YAML config (binary, a checkpoint?); pass the .yaml config file "
+                              "(a file from vidact convert stores its config: give it as the model, without a config)") from None
+        raise VidactError(f"{path}: a config must be UTF-8 text (byte {e.start} is not); save it as UTF-8") from None
     except OSError as e:
         raise VidactError(f"{path}: cannot read config file ({e})") from None
     return _parse_yaml(text, str(path))

@@ -823,6 +823,8 @@ def test(run: RunConfig, checkpoint: str | os.PathLike | None = None, *, progres
     """
     from vidact.api import create_inference_model
 
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise VidactError(f"{checkpoint}: no such checkpoint file; check the path (--checkpoint)")
     path = checkpoint or demo_checkpoint(run)
     if path is None:
         raise VidactError(

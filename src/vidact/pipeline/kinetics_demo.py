@@ -136,7 +136,7 @@ def run_kinetics_demo(
         raise VidactError(f"{run.source}: TENSORBOARD.MODEL_VIS.TOPK_PREDS {demo.top_k} must be at least 1 with DEMO.VIS_MODE top-k; raise it")
     if demo.clip_vis_size < 0:
         raise VidactError(f"{run.source}: DEMO.CLIP_VIS_SIZE {demo.clip_vis_size} must be 0 or more (frames drawn each side of the keyframe); fix it")
-    checkpoint = demo_checkpoint(run)
+    checkpoint = demo_checkpoint(run) if model is None else None  # a model given brings its weights
     if model is None and checkpoint is None:
         raise VidactError(
             f"{run.source}: no weights; set TEST.CHECKPOINT_FILE_PATH or TRAIN.CHECKPOINT_FILE_PATH "

@@ -105,4 +105,5 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     Not ``np.ascontiguousarray``: it returns at least 1-d, so a 0-d ``num_batches_tracked``
     would no longer fit the model.
     """
-    return torch.from_numpy(np.require(array, requirements="C"))
+    # Writable too: protocol-5 pickles may hold arrays over read-only bytes, which torch warns about.
+    return torch.from_numpy(np.require(array, requirements=["C", "W"]))
