@@ -145,8 +145,8 @@ def create_inference_model(
     progress: bool = True,
 ) -> nn.Module:
     """:func:`create_model` for scoring videos: weights whose classifier has another number of classes
-    than the config are refused. (``create_model`` gives them a fresh head to fine-tune; scores from
-    that random head would be noise under real class names.)"""
+    than the config, or that have none, are refused. (``create_model`` gives them a fresh head to
+    fine-tune; scores from that random head would be noise under real class names.)"""
     import warnings
 
     from vidact.weights.checkpoint import HeadReinitialisedWarning
