@@ -366,3 +366,26 @@ def test_a_checkpoint_without_its_classifier_is_refused_for_scoring(shared, tmp_
                    "--weights", str(tmp_path / "backbone.pyth")])
     assert status == 2
     assert "backbone.pyth: the checkpoint has no classifier" in capsys.readouterr().err
+
+
+def test_scoring_refuses_layers_left_random_but_takes_a_batchnorm_left_out(tmp_path):
+    """A conv the checkpoint lacks would score with random weights; a BatchNorm left out stays the
+    identity, as in the hub's X3D files (no BatchNorm after the stage-2 shortcut)."""
+    from pathlib import Path
+
+    from vidact.api import create_inference_model
+    from vidact.errors import VidactError
+
+    def without(case: str, prefix: str) -> Path:
+        state = torch.load(shared_path("fixtures", "parity", case, "model.pyth"), weights_only=True)
+        state["model_state"] = {k: v for k, v in state["model_state"].items() if not k.startswith(prefix)}
+        torch.save(state, tmp_path / f"{case}.pyth")
+        return tmp_path / f"{case}.pyth"
+
+    slowfast = without("tiny_k400_slowfast", "s5.pathway0_res0.branch2.a.")
+    with pytest.raises(VidactError, match=r"lacks 1 tensors of this model \(s5.pathway0_res0.branch2.a.weight\)"):
+        create_inference_model(shared_path(*TINY, "config.yaml"), weights=slowfast)
+    x3d = without("tiny_x3d", "s2.pathway0_res0.branch1_bn.")
+    model = create_inference_model(shared_path("fixtures", "parity", "tiny_x3d", "config.yaml"), weights=x3d)
+    assert sorted(model.load_report.missing) == [f"s2.pathway0_res0.branch1_bn.{leaf}" for leaf in
+                                                 ("bias", "running_mean", "running_var", "weight")]

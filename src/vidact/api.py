@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vidact.config.model import ModelConfig
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 from vidact.weights.checkpoint import Checkpoint
 from vidact.weights.zoo import DEFAULT_KINETICS_MODEL, ZOO, ZooEntry, get_entry, list_models
 
@@ -167,6 +167,13 @@ def create_inference_model(
     if headless:
         raise VidactError(f"{source}: the checkpoint has no classifier ({', '.join(headless)} missing): a backbone to "
                           "fine-tune, not to score videos with; pass a trained checkpoint")
+    # A BatchNorm left at its initialisation is the identity (hub X3D files have none after the
+    # stage-2 shortcut); any other layer left out would score with random weights.
+    unset = [name for name in report.missing
+             if not isinstance(model.get_submodule(name.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)]
+    if unset:
+        raise VidactError(f"{source}: the checkpoint lacks {len(unset)} tensors of this model ({first_few(unset)}); "
+                          "pass the config it was trained with")
     return model
 
 
