@@ -15,6 +15,7 @@ from vidact.config.run import AvaConfig, CheckpointConfig, DataLoaderConfig, Run
 from vidact.data.synthetic_ava import ACTIONS, generate_synthetic_ava
 from vidact.engine import ava_task
 from vidact.engine.ava_task import AvaBatchEvaluator
+from vidact.errors import VidactError
 from vidact.engine.trainer import get_task, train
 
 # Videos 80x64 at 30 fps; the model sees them at 64 px, 4 frames 8 apart (~1 s, one oscillation).
@@ -70,6 +71,30 @@ def test_evaluator_scores_batches_and_subsamples_groundtruth(scenes):
         batch = mini.collate_fn([mini[index]])
         evaluator.process(batch, batch["labels"])
     assert evaluator.evaluate()["mAP"] == pytest.approx(1.0)  # no ground truth of unsampled seconds is missed
+
+
+def test_nan_scores_stop_the_evaluation_naming_the_keyframes(scenes):
+    """NaN ranked the boxes in their input order: a checkpoint with a NaN head scored mAP 0.63."""
+    run = _run(scenes)
+    val = ava_task.AVA_TASK.build_dataset(run, "val")
+    evaluator = ava_task.AVA_TASK.build_evaluator(run, val)
+    for index in range(len(val)):
+        batch = val.collate_fn([val[index]])
+        scores = batch["labels"].clone()
+        if index == 1:
+            scores[0, 0] = float("nan")
+        evaluator.process(batch, scores)
+    key = f"{val.keyframes[1].video_id},{val.keyframes[1].timestamp}"
+    with pytest.raises(VidactError, match=rf"NaN/inf scores for 1 boxes \(keyframes {key}\)"):
+        evaluator.evaluate()
+
+
+def test_the_ava_dataset_needs_a_detection_model(scenes):
+    """A classifier took the clips without their boxes: a raw shape error after a forward pass."""
+    run = _run(scenes)
+    classifier = run.replace(model=run.model.replace(detection=DetectionConfig(enable=False), head_act="softmax"))
+    with pytest.raises(VidactError, match="the ava dataset needs an action detection model: set DETECTION.ENABLE True"):
+        ava_task.AVA_TASK.build_dataset(classifier, "train")
 
 
 def test_c3_train_yaml_trains_one_epoch_through_the_cli(tmp_path, capsys):

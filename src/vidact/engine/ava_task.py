@@ -30,7 +30,7 @@ from vidact.data.ava_csv import AvaRows, read_ava_csv
 from vidact.data.ava_dataset import VIDEO_SUFFIXES, AvaDataset, box_sample_rate, build_ava_dataset
 from vidact.engine import distributed as dist
 from vidact.engine.trainer import TASKS, Task
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_few
 from vidact.evaluation.ava import AvaEvaluator, AvaResult
 
 __all__ = ["AVA_TASK", "AvaBatchEvaluator", "ava_forward", "build_dataset", "build_evaluator"]
@@ -89,9 +89,19 @@ class AvaBatchEvaluator:
     def evaluate(self) -> dict[str, float]:
         """``{"mAP": frame-mAP in [0, 1], "AP/<class name>": ...}`` for classes with ground truth."""
         self._inner.reset()
+        broken: list[str] = []
         for chunks in dist.all_gather_objects(self._chunks):
             for video_ids, timestamps, boxes, scores in chunks:
+                finite = np.isfinite(scores).all(axis=1)
+                broken += [f"{video_ids[k]},{int(timestamps[k])}" for k in np.flatnonzero(~finite)]
                 self._inner.process_class_scores(video_ids, timestamps, boxes, scores)
+        if broken:
+            # NaN ranks nowhere and everywhere: the mAP of such scores is the boxes' input order.
+            raise VidactError(
+                f"the model gave NaN/inf scores for {len(broken)} boxes (keyframes {first_few(dict.fromkeys(broken), 5)}): "
+                "its weights or its precision are broken (a diverged checkpoint, float16 overflow); check the "
+                "checkpoint, or evaluate in float32 (TRAIN.MIXED_PRECISION False)"
+            )
         self.result = self._inner.evaluate()
         metrics = {"mAP": self.result.map}
         for name, ap in self.result.per_class.values():
@@ -116,6 +126,9 @@ def _video_dir(ava: AvaConfig) -> Path | None:
 
 def build_dataset(run: RunConfig, split: str) -> AvaDataset:
     """The AVA ``split`` ("train", "val" or "test") of a run."""
+    if not run.model.detection.enable:  # the model would take no boxes and score whole clips
+        raise VidactError("the ava dataset needs an action detection model: set DETECTION.ENABLE True "
+                          "(or TRAIN/TEST.DATASET kinetics for a classifier)")
     return build_ava_dataset(
         run.ava, run.model.input, split, num_classes=run.model.num_classes, video_dir=_video_dir(run.ava), seed=run.seed,
         random_flip=run.data.random_flip,
