@@ -97,6 +97,26 @@ def test_the_ava_dataset_needs_a_detection_model(scenes):
         ava_task.AVA_TASK.build_dataset(classifier, "train")
 
 
+def test_a_video_without_its_file_or_frames_is_refused_when_the_dataset_is_built(scenes, tmp_path):
+    """Validation found it only after TRAIN.EVAL_PERIOD epochs of training."""
+    import shutil
+
+    copy = tmp_path / "ava"
+    shutil.copytree(scenes, copy)
+    run = _run(copy)
+    first = sorted({k.video_id for k in ava_task.AVA_TASK.build_dataset(run, "val").keyframes})[0]
+    (copy / "videos" / f"{first}.mp4").unlink()
+    with pytest.raises(VidactError, match=rf"no video for {first}"):
+        ava_task.AVA_TASK.build_dataset(run, "val")
+    # Frames listed in the frame lists: the first frame of each video is looked for.
+    (copy / "frames" / first).mkdir(parents=True)
+    (copy / "frame_lists" / "val.csv").write_text(
+        "original_vido_id video_id frame_id path labels\n" + f"{first} 0 0 {first}/{first}_000001.jpg \"\"\n")
+    frames_run = run.replace(ava=dataclasses.replace(run.ava, frame_dir=str(copy / "frames")))
+    with pytest.raises(VidactError, match=rf"{first}_000001.jpg: a frame of video {first} in the frame lists is missing"):
+        ava_task.AVA_TASK.build_dataset(frames_run, "val")
+
+
 def test_c3_train_yaml_trains_one_epoch_through_the_cli(tmp_path, capsys):
     from vidact.cli.main import main
 

@@ -182,6 +182,17 @@ class FrameListSource:
     def __init__(self, frames: dict[str, list[Path]], time_offset: float = AVA_TIME_OFFSET, fps: int = AVA_FPS):
         self.frames, self.time_offset, self.fps = frames, time_offset, fps
 
+    def check(self, video_ids: Iterable[str]) -> None:
+        """Refuse a video without frames when the dataset is built, not when training first reaches it
+        (validation: after TRAIN.EVAL_PERIOD epochs). One file a video: its first listed frame."""
+        for video_id in sorted(video_ids):
+            paths = self.frames.get(video_id)
+            if not paths:
+                raise VidactError(f"video {video_id} has boxes but no frames in the frame lists; regenerate the frame lists")
+            if not paths[0].is_file():
+                raise VidactError(f"{paths[0]}: a frame of video {video_id} in the frame lists is missing; "
+                                  "extract the frames or fix AVA.FRAME_DIR")
+
     def clip(self, video_id: str, timestamp: float, spec: InputSpec) -> np.ndarray:
         """The ``T x H x W x 3`` uint8 RGB clip centred on ``timestamp``."""
         paths = self.frames.get(video_id)
@@ -211,6 +222,11 @@ class VideoFileSource:
                 )
             self._paths[video_id] = found[0]
         return self._paths[video_id]
+
+    def check(self, video_ids: Iterable[str]) -> None:
+        """Refuse a video without its file when the dataset is built, not when training first reaches it."""
+        for video_id in sorted(video_ids):
+            self.path(video_id)
 
     def clip(self, video_id: str, timestamp: float, spec: InputSpec) -> np.ndarray:
         """The ``T x H x W x 3`` uint8 RGB clip centred on ``timestamp - time_offset`` seconds of the video."""
@@ -459,6 +475,7 @@ def build_ava_dataset(
         if ava.frame_dir is None:
             raise VidactError("AVA.FRAME_DIR is not set; pass it with --opts or read the videos directly")
         source = FrameListSource(frames, time_offset)
+    source.check({keyframe.video_id for keyframe in keyframes})
     return AvaDataset(keyframes, source, spec, split=split, num_classes=num_classes, seed=seed, random_flip=random_flip)
 
 
