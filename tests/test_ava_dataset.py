@@ -222,8 +222,14 @@ def test_collate_prefixes_batch_index_and_slowfast_pathways(counter):
 
 def test_bad_input_raises_one_line_errors(counter, tmp_path):
     spec = InputSpec(num_frames=2, sampling_rate=2, test_crop_size=H)
-    with pytest.raises(VidactError, match="outside 1..10"):
+    with pytest.raises(VidactError, match="in the train box lists is outside 1..10; set MODEL.NUM_CLASSES"):
         build_ava_dataset(_ava(counter), spec, "train", num_classes=10)  # label 80
+    (tmp_path / "ann").mkdir()  # ids from 0, as a Kinetics-style map: NUM_CLASSES is no fix
+    (tmp_path / "ann" / "zero.csv").write_text("vid,0902,0.100,0.200,0.500,0.900,0,0\n")
+    zero_based = _ava(counter, annotation_dir=str(tmp_path / "ann"), train_gt_box_lists=("zero.csv",),
+                      train_predict_box_lists=())
+    with pytest.raises(VidactError, match="action id 0 .* AVA action ids count from 1"):
+        build_ava_dataset(zero_based, spec, "train", num_classes=80)
     with pytest.raises(VidactError, match="no video for vid"):
         build_ava_dataset(_ava(counter), spec, "train", video_dir=tmp_path)[0]
     bad = tmp_path / "bad.csv"

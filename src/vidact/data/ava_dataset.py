@@ -347,10 +347,10 @@ class AvaDataset(Dataset):
             for labels in keyframe.labels:
                 bad = [label for label in labels if not 1 <= label <= num_classes]
                 if bad:
-                    raise VidactError(
-                        f"{keyframe.video_id},{keyframe.timestamp}: action id {bad[0]} is outside 1..{num_classes}; "
-                        "set MODEL.NUM_CLASSES to cover the label map"
-                    )
+                    fix = ("AVA action ids count from 1, as the label map's do: renumber the box lists"
+                           if bad[0] < 1 else "set MODEL.NUM_CLASSES to cover the label map, or fix the id")
+                    raise VidactError(f"{keyframe.video_id},{keyframe.timestamp}: action id {bad[0]} in the "
+                                      f"{split} box lists is outside 1..{num_classes}; {fix}")
 
     def __len__(self) -> int:
         return len(self.keyframes)
