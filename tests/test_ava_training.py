@@ -117,6 +117,18 @@ def test_a_video_without_its_file_or_frames_is_refused_when_the_dataset_is_built
         ava_task.AVA_TASK.build_dataset(frames_run, "val")
 
 
+def test_ground_truth_with_nothing_to_score_is_refused_before_training(scenes, tmp_path):
+    """An empty AVA.GROUNDTRUTH_FILE was found at the first validation, naming no file."""
+    import shutil
+
+    copy = tmp_path / "ava"
+    shutil.copytree(scenes, copy)
+    (copy / "annotations" / "ava_val_v2.2.csv").write_text("")
+    run = _run(copy)
+    with pytest.raises(VidactError, match=r"ava_val_v2.2.csv: no ground-truth box"):
+        ava_task.AVA_TASK.build_evaluator(run, ava_task.AVA_TASK.build_dataset(run, "val"))
+
+
 def test_c3_train_yaml_trains_one_epoch_through_the_cli(tmp_path, capsys):
     from vidact.cli.main import main
 

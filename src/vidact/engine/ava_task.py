@@ -70,7 +70,7 @@ class AvaBatchEvaluator:
         gt = read_ava_csv(groundtruth, eighth_column="person_id")
         if sample_rate > 1:
             gt = _select(gt, gt.timestamps % sample_rate == 0)
-        self._inner = AvaEvaluator(labelmap, gt, exclusions)
+        self._inner = AvaEvaluator(labelmap, gt, exclusions, source=os.fspath(groundtruth))
         self.result: AvaResult | None = None
         self.reset()
 

@@ -126,10 +126,11 @@ class AvaEvaluator:
         capacity: int = CAPACITY,
         iou_threshold: float = IOU_THRESHOLD,
         ignore_unlabeled_keyframes: bool = False,
+        source: str | None = None,
     ) -> None:
         self.labelmap = _with_action_ids(labelmap if isinstance(labelmap, LabelMap) else read_label_map(labelmap))
-        if isinstance(groundtruth, AvaRows):
-            self._gt_source, self._gt = "ground truth", groundtruth
+        if isinstance(groundtruth, AvaRows):  # ``source``: where the rows came from, for messages
+            self._gt_source, self._gt = source or "ground truth", groundtruth
         else:
             self._gt_source, self._gt = str(groundtruth), read_ava_csv(groundtruth, eighth_column="person_id")
         if exclusions is None:
@@ -141,7 +142,22 @@ class AvaEvaluator:
         self.capacity = capacity
         self.iou_threshold = iou_threshold
         self.ignore_unlabeled_keyframes = ignore_unlabeled_keyframes
+        self._check_groundtruth()
         self.reset()
+
+    def _check_groundtruth(self) -> None:
+        """Refuse ground truth with nothing to score before the detections are made (training's
+        validation would find it after TRAIN.EVAL_PERIOD epochs)."""
+        class_ids = sorted(self.labelmap.ids)
+        excluded = {(str(v), int(t)) for v, t in self._excluded}
+        scored = np.isin(self._gt.action_ids, class_ids) & np.array(
+            [(v, int(t)) not in excluded for v, t in zip(self._gt.video_ids, self._gt.timestamps)], dtype=bool)
+        if not scored.any():
+            raise VidactError(
+                f"{self._gt_source}: no ground-truth box (outside excluded keyframes) has a class of the label map "
+                f"({len(class_ids)} ids from {class_ids[0]} to {class_ids[-1]}); "
+                "check that the label map matches the annotations"
+            )
 
     def reset(self) -> None:
         """Forget the detections processed so far."""
@@ -275,12 +291,6 @@ def _evaluate(ev: AvaEvaluator, det: AvaRows) -> AvaResult:
     det_frame, det_class, det_boxes, det_scores = det_frame[keep], det_class[keep], det_boxes[keep], det_scores[keep]
 
     num_gt = np.bincount(np.searchsorted(class_ids, gt_class), minlength=len(class_ids))
-    if not num_gt.any():
-        raise VidactError(
-            f"{ev._gt_source}: no ground-truth box (outside excluded keyframes) has a class of the label map "
-            f"({len(class_ids)} ids from {class_ids[0]} to {class_ids[-1]}); "
-            "check that the label map matches the annotations"
-        )
     is_tp = _match(gt_frame, gt_class, gt_boxes, det_frame, det_class, det_boxes, ev.iou_threshold)
 
     per_class: dict[int, tuple[str, float]] = {}
