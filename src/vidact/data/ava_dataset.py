@@ -186,18 +186,20 @@ class FrameListSource:
         """Refuse a video without frames when the dataset is built, not when training first reaches it
         (validation: after TRAIN.EVAL_PERIOD epochs). One file a video: its first listed frame."""
         for video_id in sorted(video_ids):
-            paths = self.frames.get(video_id)
-            if not paths:
-                raise VidactError(f"video {video_id} has boxes but no frames in the frame lists; regenerate the frame lists")
+            paths = self._paths(video_id)
             if not paths[0].is_file():
                 raise VidactError(f"{paths[0]}: a frame of video {video_id} in the frame lists is missing; "
                                   "extract the frames or fix AVA.FRAME_DIR")
 
-    def clip(self, video_id: str, timestamp: float, spec: InputSpec) -> np.ndarray:
-        """The ``T x H x W x 3`` uint8 RGB clip centred on ``timestamp``."""
+    def _paths(self, video_id: str) -> list[Path]:
         paths = self.frames.get(video_id)
         if not paths:
             raise VidactError(f"video {video_id} has boxes but no frames in the frame lists; regenerate the frame lists")
+        return paths
+
+    def clip(self, video_id: str, timestamp: float, spec: InputSpec) -> np.ndarray:
+        """The ``T x H x W x 3`` uint8 RGB clip centred on ``timestamp``."""
+        paths = self._paths(video_id)
         centre = int(round((timestamp - self.time_offset) * self.fps))
         indices = centered_clip_indices(centre, spec.num_frames, spec.sampling_rate, len(paths))
         return np.stack([read_image(paths[i]) for i in indices.tolist()])

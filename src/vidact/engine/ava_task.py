@@ -30,7 +30,7 @@ from vidact.data.ava_csv import AvaRows, read_ava_csv
 from vidact.data.ava_dataset import VIDEO_SUFFIXES, AvaDataset, box_sample_rate, build_ava_dataset
 from vidact.engine import distributed as dist
 from vidact.engine.trainer import TASKS, Task
-from vidact.errors import VidactError, first_few
+from vidact.errors import VidactError, first_few, nonfinite_scores
 from vidact.evaluation.ava import AvaEvaluator, AvaResult
 
 __all__ = ["AVA_TASK", "AvaBatchEvaluator", "ava_forward", "build_dataset", "build_evaluator"]
@@ -97,11 +97,7 @@ class AvaBatchEvaluator:
                 self._inner.process_class_scores(video_ids, timestamps, boxes, scores)
         if broken:
             # NaN ranks nowhere and everywhere: the mAP of such scores is the boxes' input order.
-            raise VidactError(
-                f"the model gave NaN/inf scores for {len(broken)} boxes (keyframes {first_few(dict.fromkeys(broken), 5)}): "
-                "its weights or its precision are broken (a diverged checkpoint, float16 overflow); check the "
-                "checkpoint, or evaluate in float32 (TRAIN.MIXED_PRECISION False)"
-            )
+            raise nonfinite_scores(f"{len(broken)} boxes (keyframes {first_few(dict.fromkeys(broken), 5)})")
         self.result = self._inner.evaluate()
         metrics = {"mAP": self.result.map}
         for name, ap in self.result.per_class.values():

@@ -149,9 +149,8 @@ class AvaEvaluator:
         """Refuse ground truth with nothing to score before the detections are made (training's
         validation would find it after TRAIN.EVAL_PERIOD epochs)."""
         class_ids = sorted(self.labelmap.ids)
-        excluded = {(str(v), int(t)) for v, t in self._excluded}
         scored = np.isin(self._gt.action_ids, class_ids) & np.array(
-            [(v, int(t)) not in excluded for v, t in zip(self._gt.video_ids, self._gt.timestamps)], dtype=bool)
+            [(v, int(t)) not in self._excluded for v, t in zip(self._gt.video_ids, self._gt.timestamps)], dtype=bool)
         if not scored.any():
             raise VidactError(
                 f"{self._gt_source}: no ground-truth box (outside excluded keyframes) has a class of the label map "

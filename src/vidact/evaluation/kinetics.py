@@ -13,7 +13,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from vidact.errors import VidactError, first_few
+from vidact.errors import VidactError, first_few, nonfinite_scores
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,7 @@ class KineticsEvaluator:
         if not finite.all():
             bad = [video_id for video_id, slot in self._slot.items() if not finite[slot]]
             shown = first_few((repr(video_id) for video_id in bad), 5)
-            raise VidactError(
-                f"the model gave NaN/inf scores for {len(bad)} of {num_videos} videos (ids {shown}): its "
-                "weights or its precision are broken (a diverged checkpoint, float16 overflow); check the "
-                "checkpoint, or evaluate in float32 (TRAIN.MIXED_PRECISION False)"
-            )
+            raise nonfinite_scores(f"{len(bad)} of {num_videos} videos (ids {shown})")
         # Rank of the true class among the classes; ties go to the lower class index,
         # as a stable descending sort would order them.
         true_score = scores[np.arange(num_videos), labels][:, None]
