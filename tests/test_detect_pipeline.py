@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -1140,8 +1141,11 @@ class _WarmingModel(ActionModel):
         super().__init__(base.model, base.class_names, "cpu")
         self.device = torch.device("cuda")
         self.clips, self.prepared, self.prepared_in_warm_up = clips, 0, None
+        self._counted = threading.Event()
 
     def prepare(self, *args):
+        if self.prepared == self.clips:  # none past ``clips`` before the warm-up has counted them
+            self._counted.wait(3.0)
         self.prepared += 1
         return super().prepare(*args)
 
@@ -1150,6 +1154,7 @@ class _WarmingModel(ActionModel):
         while self.prepared < self.clips and time.monotonic() < deadline:
             time.sleep(0.01)
         self.prepared_in_warm_up = self.prepared
+        self._counted.set()
 
     def __call__(self, inputs, rois):
         return np.zeros((len(rois), self.num_classes), np.float32)
